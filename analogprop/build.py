@@ -1,0 +1,86 @@
+"""From a run configuration (a flat dict, as saved in ``config.json``) to
+dataset, network, driver and trainer.  Shared by the CLI, benchmarks and
+examples.  Drivers register a factory in :data:`DRIVERS`.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .data import Dataset, load_dataset
+from .errors import ConfigError
+from .network import Network, parse_sizes
+from .relax import EulerSolver, FastSolver
+from .trainer import TrainConfig
+
+DEFAULTS = {
+    "dataset": "digits", "data_dir": None, "download": False,
+    "arch": "64-32-10", "seed": 0, "bias": True, "tied": False,
+    "driver": "ideal", "solver": "fast", "tol": 1e-5, "max_steps": 500, "euler_step": 0.5,
+    "dtype": "float64",
+    "beta": 0.5, "lrs": [0.5, 0.2], "batch_size": 20, "epochs": 10,
+    "symmetric": False, "random_sign": False, "checkpoint_every": 0,
+}
+
+
+def make_solver(cfg: dict):
+    dtype = np.dtype(cfg.get("dtype", "float64")).type
+    if cfg["solver"] == "fast":
+        return FastSolver(tol=cfg["tol"], max_sweeps=cfg["max_steps"], dtype=dtype)
+    if cfg["solver"] == "euler":
+        return EulerSolver(step=cfg["euler_step"], max_steps=cfg["max_steps"], tol=cfg["tol"], dtype=dtype)
+    raise ConfigError(f"unknown solver {cfg['solver']!r} (choose 'fast' or 'euler')")
+
+
+def _ideal(cfg, network):
+    from .drivers.ideal import IdealDriver
+
+    return IdealDriver(network, make_solver(cfg))
+
+
+#: name -> factory(config, network) -> Driver
+DRIVERS = {"ideal": _ideal}
+
+
+def complete(cfg: dict) -> dict:
+    """Fill defaults and check the keys; returns a new dict."""
+    unknown = sorted(set(cfg) - set(DEFAULTS) - {k for k in cfg if k.startswith("driver_")})
+    if unknown:
+        raise ConfigError(f"unknown configuration keys {unknown}")
+    out = dict(DEFAULTS)
+    out.update({k: v for k, v in cfg.items() if v is not None})
+    out["arch"] = "-".join(map(str, parse_sizes(out["arch"])))
+    if out["driver"] not in DRIVERS:
+        raise ConfigError(f"unknown driver {out['driver']!r} (available: {', '.join(sorted(DRIVERS))})")
+    return out
+
+
+def train_config(cfg: dict) -> TrainConfig:
+    keys = ("beta", "lrs", "batch_size", "epochs", "seed", "symmetric", "random_sign", "checkpoint_every")
+    tc = TrainConfig(**{k: cfg[k] for k in keys})
+    return tc.validate(len(parse_sizes(cfg["arch"])) - 1)
+
+
+def check_fit(sizes, data: Dataset) -> None:
+    """The dataset must match the network's input and output sizes."""
+    if data.n_inputs != sizes[0]:
+        raise ConfigError(f"dataset {data.name} has {data.n_inputs} inputs but the architecture's input layer has {sizes[0]}")
+    if data.n_classes != sizes[-1]:
+        raise ConfigError(f"dataset {data.name} has {data.n_classes} classes but the output layer has {sizes[-1]} units")
+
+
+def build(cfg: dict, params: dict | None = None):
+    """Dataset, driver and train config of a completed configuration.
+
+    ``params``, when given (a checkpoint), replace the initial parameters.
+    """
+    cfg = complete(cfg)
+    tc = train_config(cfg)
+    sizes = parse_sizes(cfg["arch"])
+    make_solver(cfg)  # validate solver settings before loading anything
+    data = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["download"])
+    check_fit(sizes, data)
+    net = Network.create(sizes, seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"])
+    driver = DRIVERS[cfg["driver"]](cfg, net)
+    if params is not None:
+        driver.set_parameters(params)
+    return data, driver, tc

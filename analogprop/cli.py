@@ -1,0 +1,168 @@
+"""Command line: ``analogprop train | evaluate | ...``.
+
+User errors (bad options, data, configuration) exit with status 2 and one
+line on stderr; Ctrl-C during training finishes the current minibatch,
+writes a checkpoint and exits with status 130.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import signal
+import sys
+from pathlib import Path
+
+from .errors import AnalogpropError
+
+COMMANDS = {}
+
+
+def command(name, help):
+    def register(fn):
+        COMMANDS[name] = (fn, help)
+        return fn
+    return register
+
+
+def _floats(text):
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def add_model_options(p):
+    g = p.add_argument_group("model")
+    g.add_argument("--dataset", choices=["digits", "mnist"], help="digits (embedded, default) or mnist")
+    g.add_argument("--data-dir", help="directory of MNIST IDX files (else $ANALOGPROP_DATA or ~/.cache/analogprop/mnist)")
+    g.add_argument("--download", action="store_true", default=None, help="download MNIST if missing (needs the network)")
+    g.add_argument("--arch", help="layer sizes, input first, e.g. 64-32-10")
+    g.add_argument("--seed", type=int, help="seed of initial weights and sample order")
+    g.add_argument("--no-bias", dest="bias", action="store_false", default=None, help="no bias units")
+    g.add_argument("--tied", action="store_true", default=None, help="tie feedback to forward weights (symmetric EP case)")
+    g.add_argument("--driver", help="ideal (default), or another registered driver")
+    g.add_argument("--solver", choices=["fast", "euler"], help="fixed-point solver of the ideal driver")
+    g.add_argument("--tol", type=float, help="residual tolerance of a relaxation")
+    g.add_argument("--max-steps", type=int, help="step/sweep limit of a relaxation")
+    g.add_argument("--euler-step", type=float, help="Euler step size epsilon (Eq. 59)")
+    g.add_argument("--dtype", choices=["float64", "float32"], help="floating-point type of the ideal solvers")
+
+
+def add_train_options(p):
+    g = p.add_argument_group("training")
+    g.add_argument("--beta", type=float, help="nudging strength (> 0)")
+    g.add_argument("--lrs", type=_floats, help="learning rates per layer pair, input side first, e.g. 0.2,0.05")
+    g.add_argument("--batch-size", type=int, help="minibatch size (default 20)")
+    g.add_argument("--epochs", type=int, help="number of epochs")
+    g.add_argument("--symmetric", action="store_true", default=None, help="nudge with +beta and -beta")
+    g.add_argument("--random-sign", action="store_true", default=None, help="random sign of beta per minibatch")
+    g.add_argument("--checkpoint-every", type=int, help="minibatches between checkpoints (0: every epoch)")
+
+
+CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "driver", "solver", "tol",
+               "max_steps", "euler_step", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
+               "random_sign", "checkpoint_every"]
+
+
+def config_from_args(args) -> dict:
+    cfg = {k: getattr(args, k) for k in CONFIG_KEYS if getattr(args, k, None) is not None}
+    cfg.update({k: v for k, v in vars(args).items() if k.startswith("driver_") and v is not None})
+    return cfg
+
+
+@command("train", "train a network with the two-phase rule")
+def cmd_train(args):
+    from .train_run import train
+
+    out = Path(args.out)
+    record = train(config_from_args(args), out, resume=args.resume, progress=not args.quiet)
+    print(f"final: train error {record['train_error']:.2%}, test error {record['test_error']:.2%}, "
+          f"run directory {out}")
+
+
+def _train_parser(p):
+    add_model_options(p)
+    add_train_options(p)
+    p.add_argument("--out", default="runs/latest", help="run directory (default runs/latest)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("evaluate", "evaluate a run's checkpoint on its dataset")
+def cmd_evaluate(args):
+    from .train_run import evaluate
+
+    res = evaluate(Path(args.run), dataset=args.dataset, data_dir=args.data_dir)
+    print(json.dumps(res) if args.json else
+          f"{res['dataset']}: train error {res['train_error']:.2%}, test error {res['test_error']:.2%}, "
+          f"test cost {res['test_cost']:.4f}, unconverged {res['unconverged']}")
+
+
+def _evaluate_parser(p):
+    p.add_argument("run", help="run directory (with config.json and checkpoint.npz)")
+    p.add_argument("--dataset", choices=["digits", "mnist"], help="override the run's dataset")
+    p.add_argument("--data-dir", help="directory of MNIST IDX files")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+@command("demo", "the main job: train the default network on the embedded dataset")
+def cmd_demo(args):
+    from .demo import run_demo
+
+    run_demo(Path(args.out), epochs=args.epochs, progress=not args.quiet)
+
+
+def _demo_parser(p):
+    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+PARSERS = {"train": _train_parser, "evaluate": _evaluate_parser, "demo": _demo_parser}
+
+
+def make_parser():
+    parser = argparse.ArgumentParser(prog="analogprop", description="Train analog learning circuits with the two-phase rule.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    for name, (fn, help) in COMMANDS.items():
+        p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
+        PARSERS[name](p)
+        p.set_defaults(func=fn)
+    return parser
+
+
+class _StopRequest:
+    """First Ctrl-C: finish the minibatch, checkpoint, stop.  Second: stop at once."""
+
+    requested = False
+
+    def __call__(self, signum, frame):
+        if self.requested:
+            raise KeyboardInterrupt
+        self.requested = True
+        print("\ninterrupt: finishing this minibatch and writing a checkpoint (Ctrl-C again to abort)",
+              file=sys.stderr)
+
+
+STOP = _StopRequest()
+
+
+def main(argv=None):
+    parser = make_parser()
+    args = parser.parse_args(argv)
+    previous = signal.signal(signal.SIGINT, STOP)
+    try:
+        args.func(args)
+    except AnalogpropError as e:
+        print(f"analogprop: error: {e}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("analogprop: interrupted; resume from the last checkpoint with --resume", file=sys.stderr)
+        return 130
+    finally:
+        signal.signal(signal.SIGINT, previous)
+    return 130 if STOP.requested else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,58 @@
+"""The ideal driver: the paper's model (Eq. 6-15) solved numerically."""
+from __future__ import annotations
+
+import numpy as np
+
+from ..dynamics import rho
+from ..network import Network, pair_of
+from ..relax import FastSolver
+from .base import Driver, Phase
+
+
+def _phase(r) -> Phase:
+    return Phase(r.states, r.residual, r.steps, r.converged)
+
+
+def weight_update(sizes, x, free: Phase, nudged: Phase, with_bias=True) -> dict[str, np.ndarray]:
+    """Eq. 56 summed over the batch: rho(h_j^0) (h_i^beta - h_i^0) for every synapse j -> i."""
+    r = [rho(x)] + [rho(s) for s in free.states]
+    dh = [b - a for a, b in zip(free.states, nudged.states)]
+    out = {}
+    for k in range(len(sizes) - 1):
+        out[f"fwd{k}"] = dh[k].T @ r[k]
+        if k >= 1:
+            out[f"bwd{k}"] = dh[k - 1].T @ r[k + 1]
+        if with_bias:
+            out[f"bias{k + 1}"] = dh[k].sum(axis=0)
+    return out
+
+
+class IdealDriver(Driver):
+    """Relaxes the ideal network with a solver from :mod:`analogprop.relax`."""
+
+    def __init__(self, network: Network, solver=None):
+        self.network = network.validate()
+        self.sizes = network.sizes
+        self.solver = solver or FastSolver()
+
+    def get_parameters(self):
+        return {k: v.copy() for k, v in self.network.params.items()}
+
+    def set_parameters(self, params):
+        self.network.params = {k: np.array(v, dtype=float) for k, v in params.items()}
+        self.network.validate()
+
+    def update_parameters(self, delta):
+        self.network.apply_update(delta)
+
+    def parameter_groups(self):
+        return {name: pair_of(name) for name in self.network.params}
+
+    def relax_free(self, x):
+        return _phase(self.solver.solve(self.network, x))
+
+    def relax_nudged(self, x, y, beta, start):
+        return _phase(self.solver.solve(self.network, x, y, beta, start=start.states))
+
+    def local_update(self, x, free, nudged):
+        return weight_update(self.sizes, x, free, nudged, "bias1" in self.network.params)

@@ -1,0 +1,124 @@
+"""Layered directed network: sizes and untied forward/feedback weights.
+
+Layer 0 is the clamped input x; layers 1..L evolve; layer L is the output
+(the paper's h_0, Eq. 6).  Parameters are named
+
+* ``fwd{k}``  shape (n_{k+1}, n_k): forward weights W_{k+1,k}, k = 0..L-1
+* ``bwd{k}``  shape (n_k, n_{k+1}): feedback weights W_{k,k+1}, k = 1..L-1
+* ``bias{k}`` shape (n_k,): bias of layer k, k = 1..L (optional)
+
+Forward and feedback weights are independent unless ``tied`` (the
+symmetric Hopfield/EP special case, where ``bwd{k} == fwd{k}.T``).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from .errors import ConfigError, check_finite
+
+_NAME = re.compile(r"^(fwd|bwd|bias)(\d+)$")
+
+
+def parse_sizes(text) -> tuple[int, ...]:
+    """Parse ``"64-32-10"`` (or a sequence of ints) into layer sizes."""
+    if isinstance(text, str):
+        parts = [p for p in re.split(r"[-,x ]", text.strip()) if p]
+        try:
+            sizes = tuple(int(p) for p in parts)
+        except ValueError:
+            raise ConfigError(f"architecture {text!r} must be sizes joined by '-', e.g. 64-32-10") from None
+    else:
+        sizes = tuple(int(s) for s in text)
+    if len(sizes) < 2:
+        raise ConfigError(f"architecture {text!r} needs at least an input and an output layer")
+    for i, n in enumerate(sizes):
+        if n <= 0:
+            raise ConfigError(f"architecture {text!r}: layer {i} has size {n}; every layer needs at least one unit")
+    return sizes
+
+
+def pair_of(name: str) -> int:
+    """Index k of the layer pair (k, k+1) a parameter belongs to (learning-rate group)."""
+    kind, k = _NAME.match(name).groups()
+    return int(k) - 1 if kind == "bias" else int(k)
+
+
+@dataclass
+class Network:
+    sizes: tuple[int, ...]
+    params: dict[str, np.ndarray] = field(default_factory=dict)
+    tied: bool = False
+
+    @classmethod
+    def create(cls, sizes, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64) -> "Network":
+        """Glorot-Bengio uniform initialisation; every matrix drawn independently."""
+        sizes = parse_sizes(sizes)
+        rng = np.random.default_rng(seed)
+        params = {}
+        for k in range(len(sizes) - 1):
+            a, b = sizes[k], sizes[k + 1]
+            lim = np.sqrt(6.0 / (a + b))
+            params[f"fwd{k}"] = rng.uniform(-lim, lim, (b, a)).astype(dtype)
+            if k >= 1:
+                params[f"bwd{k}"] = (params[f"fwd{k}"].T.copy() if tied
+                                     else rng.uniform(-lim, lim, (a, b)).astype(dtype))
+            if bias:
+                params[f"bias{k + 1}"] = np.zeros(b, dtype)
+        return cls(sizes, params, tied)
+
+    @property
+    def n_layers(self) -> int:
+        """Number of dynamic layers L (hidden layers plus output)."""
+        return len(self.sizes) - 1
+
+    @property
+    def n_pairs(self) -> int:
+        return len(self.sizes) - 1
+
+    def expected_shapes(self) -> dict[str, tuple[int, ...]]:
+        s = self.sizes
+        shapes = {f"fwd{k}": (s[k + 1], s[k]) for k in range(len(s) - 1)}
+        shapes.update({f"bwd{k}": (s[k], s[k + 1]) for k in range(1, len(s) - 1)})
+        if any(n.startswith("bias") for n in self.params):
+            shapes.update({f"bias{k}": (s[k],) for k in range(1, len(s))})
+        return shapes
+
+    def validate(self) -> "Network":
+        """Check names, shapes and finiteness of every parameter."""
+        shapes = self.expected_shapes()
+        missing = sorted(set(shapes) - set(self.params))
+        extra = sorted(set(self.params) - set(shapes))
+        if missing or extra:
+            raise ConfigError(f"network {'-'.join(map(str, self.sizes))}: missing parameters {missing}, unexpected {extra}")
+        for name, shape in shapes.items():
+            if self.params[name].shape != shape:
+                raise ConfigError(f"parameter {name} has shape {self.params[name].shape}, expected {shape}")
+            check_finite(f"parameter {name}", self.params[name])
+        return self
+
+    def copy(self) -> "Network":
+        return Network(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied)
+
+    def apply_update(self, delta: dict[str, np.ndarray]) -> None:
+        """Add `delta` to the parameters; for tied networks both directions move together."""
+        for name, d in delta.items():
+            if self.tied and name.startswith("bwd"):
+                continue
+            if self.tied and name.startswith("fwd") and f"bwd{name[3:]}" in delta:
+                d = d + delta[f"bwd{name[3:]}"].T
+            self.params[name] += d
+        if self.tied:
+            for k in range(1, self.n_layers):
+                self.params[f"bwd{k}"] = self.params[f"fwd{k}"].T.copy()
+
+    def alignment(self) -> list[float]:
+        """Normalised tr(W_{k,k+1} W_{k+1,k}) per hidden pair (Fig. 3 right): cosine of fwd and bwd^T."""
+        out = []
+        for k in range(1, self.n_layers):
+            f, b = self.params[f"fwd{k}"], self.params[f"bwd{k}"]
+            den = np.linalg.norm(f) * np.linalg.norm(b)
+            out.append(float(np.sum(f * b.T) / den) if den > 0 else 0.0)
+        return out

@@ -1,0 +1,189 @@
+"""Solvers for the fixed points of mu^beta (Eq. 13, 25), batched over samples.
+
+* :class:`EulerSolver` is the reference: the physical dynamics discretised
+  with the clipped Euler step of Eq. 59, ``h <- 0 v (h + eps mu^beta) ^ 1``.
+* :class:`FastSolver` finds the same fixed points with projected block
+  Gauss-Seidel sweeps over layers (each layer solved exactly given its
+  neighbours), alternating direction, stopping on the residual tolerance.
+
+Both stop per sample once ``max |h - clip(h + mu^beta)| <= tol`` (the
+projected residual, zero exactly at a fixed point of Eq. 59) and report, per
+sample, the final residual, the steps taken and whether it converged.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from .dynamics import rho
+from .errors import ConfigError
+from .network import Network
+
+
+@dataclass
+class Relaxation:
+    """States reached by a relaxation and per-sample convergence."""
+
+    states: list[np.ndarray]
+    residual: np.ndarray
+    steps: np.ndarray
+    converged: np.ndarray
+
+    @property
+    def output(self) -> np.ndarray:
+        return self.states[-1]
+
+    @property
+    def n_unconverged(self) -> int:
+        return int(np.count_nonzero(~self.converged))
+
+
+class _Batch:
+    """Active rows of a batched relaxation; converged rows are written out and dropped."""
+
+    def __init__(self, net: Network, x, y, beta, start, dtype):
+        self.net, self.beta = net, float(beta)
+        n = x.shape[0]
+        sizes = net.sizes[1:]
+        if start is None:
+            self.out = [np.zeros((n, s), dtype) for s in sizes]
+        else:
+            self.out = [np.array(s, dtype=dtype, copy=True) for s in start]
+        self.h = [s.copy() for s in self.out]
+        base = rho(np.asarray(x, dtype)) @ net.params["fwd0"].T.astype(dtype, copy=False)
+        if "bias1" in net.params:
+            base += net.params["bias1"]
+        self.base = base
+        self.y = None if y is None else np.asarray(y, dtype)
+        self.idx = np.arange(n)
+        self.residual = np.full(n, np.inf)
+        self.steps = np.zeros(n, dtype=np.int64)
+
+    def drive(self, k: int, h=None, rows=None):
+        """Synaptic input to layer k (1-based) from the current active states."""
+        h = self.h if h is None else h
+        p = self.net.params
+        d = (self.base if rows is None else self.base[rows]).copy() if k == 1 else \
+            rho(h[k - 2]) @ p[f"fwd{k - 1}"].T
+        if k > 1 and f"bias{k}" in p:
+            d += p[f"bias{k}"]
+        if k < self.net.n_layers:
+            d += rho(h[k]) @ p[f"bwd{k}"].T
+        return d
+
+    def field(self, h=None, rows=None):
+        """mu^beta (Eq. 12-15) on the active rows (or a subset `rows` of them)."""
+        h = self.h if h is None else h
+        f = [self.drive(k, h, rows) - h[k - 1] for k in range(1, self.net.n_layers + 1)]
+        if self.beta:
+            y = self.y if rows is None else self.y[rows]
+            f[-1] += self.beta * (y - h[-1])
+        return f
+
+    def retire(self, mask, residual):
+        """Write rows `mask` of the active set to the output and drop them."""
+        rows = self.idx[mask]
+        for o, hk in zip(self.out, self.h):
+            o[rows] = hk[mask]
+        self.residual[rows] = residual
+        keep = ~mask
+        self.idx = self.idx[keep]
+        self.h = [hk[keep] for hk in self.h]
+        self.base = self.base[keep]
+        if self.y is not None:
+            self.y = self.y[keep]
+
+    def result(self, tol) -> Relaxation:
+        return Relaxation(self.out, self.residual, self.steps, self.residual <= tol)
+
+
+def _residual(h, f):
+    r = np.zeros(h[0].shape[0])
+    for hk, fk in zip(h, f):
+        np.maximum(r, np.max(np.abs(hk - np.clip(hk + fk, 0.0, 1.0)), axis=1), out=r)
+    return r
+
+
+def _check(tol, max_steps, name):
+    if not (tol >= 0) or not np.isfinite(tol):
+        raise ConfigError(f"{name} tolerance must be a finite number >= 0, got {tol}")
+    if int(max_steps) < 1:
+        raise ConfigError(f"{name} step count must be >= 1, got {max_steps}")
+
+
+@dataclass
+class EulerSolver:
+    """Reference integrator, Eq. 59.  ``stop_early=False`` runs exactly ``max_steps``."""
+
+    step: float = 0.5
+    max_steps: int = 2000
+    tol: float = 1e-6
+    stop_early: bool = True
+    dtype: type = np.float64
+
+    def __post_init__(self):
+        if not (0 < self.step <= 1):
+            raise ConfigError(f"Euler step size must be in (0, 1], got {self.step}")
+        _check(self.tol, self.max_steps, "Euler")
+
+    def solve(self, net: Network, x, y=None, beta: float = 0.0, start=None) -> Relaxation:
+        b = _Batch(net, x, y, beta, start, self.dtype)
+        for step in range(self.max_steps + 1):
+            if b.idx.size == 0:
+                break
+            f = b.field()
+            r = _residual(b.h, f)
+            done = r <= self.tol if self.stop_early else np.zeros(r.shape, bool)
+            if step == self.max_steps:
+                done[:] = True
+            if done.any():
+                b.retire(done, r[done])
+                f = [fk[~done] for fk in f]
+            if b.idx.size == 0:
+                break
+            b.h = [np.clip(hk + self.step * fk, 0.0, 1.0) for hk, fk in zip(b.h, f)]
+            b.steps[b.idx] = step + 1
+        return b.result(self.tol)
+
+
+@dataclass
+class FastSolver:
+    """Projected block Gauss-Seidel over layers, alternating sweep direction."""
+
+    tol: float = 1e-6
+    max_sweeps: int = 500
+    dtype: type = np.float64
+
+    def __post_init__(self):
+        _check(self.tol, self.max_sweeps, "fast solver")
+
+    def solve(self, net: Network, x, y=None, beta: float = 0.0, start=None) -> Relaxation:
+        b = _Batch(net, x, y, beta, start, self.dtype)
+        L = net.n_layers
+        for sweep in range(1, self.max_sweeps + 1):
+            change = np.zeros(b.idx.size)
+            for k in (range(1, L + 1) if sweep % 2 else range(L, 0, -1)):
+                d = b.drive(k)
+                if k == L and b.beta:
+                    d = (d + b.beta * b.y) / (1.0 + b.beta)
+                new = np.clip(d, 0.0, 1.0)
+                np.maximum(change, np.max(np.abs(new - b.h[k - 1]), axis=1), out=change)
+                b.h[k - 1] = new
+            b.steps[b.idx] = sweep
+            cand = np.flatnonzero(change <= self.tol)
+            if sweep == self.max_sweeps:
+                cand = np.arange(b.idx.size)
+            if cand.size:
+                sub = [hk[cand] for hk in b.h]
+                r = _residual(sub, b.field(sub, cand))
+                done = np.zeros(b.idx.size, bool)
+                ok = r <= self.tol if sweep < self.max_sweeps else np.ones(cand.size, bool)
+                done[cand[ok]] = True
+                b.retire(done, r[ok])
+            if b.idx.size == 0:
+                break
+        return b.result(self.tol)
+
+
+SOLVERS = {"fast": FastSolver, "euler": EulerSolver}

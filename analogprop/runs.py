@@ -1,0 +1,112 @@
+"""Run directories: config, metrics (JSONL and CSV) and atomic .npz checkpoints.
+
+Checkpoints hold parameters as plain arrays and the run state as a JSON
+string, so they load with ``allow_pickle=False``.
+"""
+from __future__ import annotations
+
+import csv
+import json
+import os
+import tempfile
+from pathlib import Path
+
+import numpy as np
+
+from .errors import DataError
+
+
+def atomic_write(path: Path, write) -> None:
+    """Call ``write(fileobj)`` on a temporary file next to ``path``, then rename it over ``path``."""
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
+    try:
+        with os.fdopen(fd, "wb") as f:
+            write(f)
+            f.flush()
+            os.fsync(f.fileno())
+        os.replace(tmp, path)
+    except BaseException:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        raise
+
+
+def save_checkpoint(path, params: dict[str, np.ndarray], meta: dict) -> None:
+    arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
+    arrays["meta"] = np.array(json.dumps(meta))
+    atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+
+
+def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: checkpoint not found")
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
+            meta = json.loads(str(z["meta"]))
+    except (OSError, ValueError, KeyError) as e:
+        raise DataError(f"{path}: not a readable analogprop checkpoint ({e})") from None
+    return params, meta
+
+
+def _flatten(record: dict) -> dict:
+    out = {}
+    for k, v in record.items():
+        if isinstance(v, (list, tuple)):
+            out.update({f"{k}_{i + 1}": x for i, x in enumerate(v)})
+        else:
+            out[k] = v
+    return out
+
+
+class RunDir:
+    """One training run on disk: ``config.json``, ``metrics.jsonl``, ``metrics.csv``, ``checkpoint.npz``."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.path.mkdir(parents=True, exist_ok=True)
+
+    config_path = property(lambda self: self.path / "config.json")
+    checkpoint_path = property(lambda self: self.path / "checkpoint.npz")
+    metrics_path = property(lambda self: self.path / "metrics.jsonl")
+    csv_path = property(lambda self: self.path / "metrics.csv")
+
+    def write_config(self, config: dict) -> None:
+        atomic_write(self.config_path, lambda f: f.write(json.dumps(config, indent=2).encode()))
+
+    def read_config(self) -> dict:
+        if not self.config_path.exists():
+            raise DataError(f"{self.config_path}: no run to resume here")
+        try:
+            return json.loads(self.config_path.read_text())
+        except json.JSONDecodeError as e:
+            raise DataError(f"{self.config_path}: malformed JSON ({e})") from None
+
+    def metrics(self) -> list[dict]:
+        if not self.metrics_path.exists():
+            return []
+        return [json.loads(line) for line in self.metrics_path.read_text().splitlines() if line.strip()]
+
+    def write_metrics(self, records: list[dict]) -> None:
+        """Rewrite both metric files atomically from the full list of epoch records."""
+        text = "".join(json.dumps(r) + "\n" for r in records)
+        atomic_write(self.metrics_path, lambda f: f.write(text.encode()))
+        flat = [_flatten(r) for r in records]
+        fields = list(dict.fromkeys(k for r in flat for k in r))
+
+        def write_csv(f):
+            import io
+
+            buf = io.StringIO()
+            w = csv.DictWriter(buf, fieldnames=fields)
+            w.writeheader()
+            w.writerows(flat)
+            f.write(buf.getvalue().encode())
+
+        atomic_write(self.csv_path, write_csv)
+
+    def append_metrics(self, record: dict) -> None:
+        self.write_metrics(self.metrics() + [record])

@@ -1,0 +1,102 @@
+"""A training run on disk: build from config, train with checkpoints, resume, evaluate."""
+from __future__ import annotations
+
+import sys
+from pathlib import Path
+
+from .build import build, complete
+from .errors import DataError
+from .runs import RunDir, load_checkpoint, save_checkpoint
+from .trainer import TrainState, TwoPhaseTrainer
+
+
+def _progress(total, enabled):
+    from tqdm import tqdm
+
+    return tqdm(total=total, disable=not enabled, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, stop=None) -> dict:
+    """Train per ``cfg`` into run directory ``out``; returns the last epoch record.
+
+    With ``resume`` the configuration and checkpoint in ``out`` are used
+    (``cfg`` may only raise ``epochs``); the run ends with the same
+    parameters as an uninterrupted one.  ``stop()`` returning True ends the
+    run after the current minibatch, with a checkpoint.
+    """
+    run = RunDir(out)
+    state, params = None, None
+    if resume:
+        saved = run.read_config()
+        if "epochs" in cfg:
+            saved["epochs"] = cfg["epochs"]
+        cfg = saved
+        params, meta = load_checkpoint(run.checkpoint_path)
+        state = TrainState.from_dict(meta["state"])
+    cfg = complete(cfg)
+    data, driver, tc = build(cfg, params)
+    run.write_config(cfg)
+    if stop is None:
+        from .cli import STOP
+        stop = lambda: STOP.requested  # noqa: E731
+    records = run.metrics()
+    if state is not None:
+        records = records[:state.epoch]
+    trainer = TwoPhaseTrainer(driver, tc)
+    n_batches = -(-len(data.y_train) // tc.batch_size)
+    bar = _progress(n_batches, progress)
+
+    class Stopped(Exception):
+        pass
+
+    def checkpoint(st):
+        save_checkpoint(run.checkpoint_path, driver.get_parameters(), {"state": st.to_dict(), "config": cfg})
+
+    def on_batch(st, stats):
+        if bar.n > st.batch or bar.n == 0:
+            bar.reset()
+            bar.set_description(f"epoch {st.epoch + 1}/{tc.epochs}")
+        bar.n = st.batch
+        bar.set_postfix(err=f"{st.stats.errors / max(st.stats.samples, 1):.2%}", refresh=False)
+        bar.refresh()
+        if stop():
+            checkpoint(st)
+            raise Stopped
+
+    def on_epoch(rec):
+        records.append(rec)
+        run.write_metrics(records)
+        bar.clear()
+        align = " ".join(f"{a:+.2f}" for a in rec["alignment"])
+        print(f"epoch {rec['epoch']}: train error {rec['train_error']:.2%} test error {rec['test_error']:.2%} "
+              f"J {rec['train_cost']:.4f} unconverged {rec['unconverged_free']}/{rec['unconverged_nudged']} "
+              f"alignment [{align}] {rec['train_seconds'] + rec['eval_seconds']:.1f}s", file=sys.stderr)
+
+    try:
+        trainer.fit(data, state, on_batch=on_batch, on_checkpoint=checkpoint, on_epoch=on_epoch)
+    except Stopped:
+        print(f"stopped; checkpoint written to {run.checkpoint_path}", file=sys.stderr)
+    finally:
+        bar.close()
+        driver.close()
+    if not records:
+        raise DataError(f"{run.path}: no epoch finished yet")
+    return records[-1]
+
+
+def evaluate(path: Path, dataset=None, data_dir=None) -> dict:
+    """Error and cost of a run's checkpoint on its (or another) dataset."""
+    run = RunDir(path)
+    cfg = run.read_config()
+    if dataset:
+        cfg["dataset"] = dataset
+    if data_dir:
+        cfg["data_dir"] = data_dir
+    params, _ = load_checkpoint(run.checkpoint_path)
+    data, driver, tc = build(cfg, params)
+    with driver:
+        trainer = TwoPhaseTrainer(driver, tc)
+        test = trainer.evaluate(data.x_test, data.y_test)
+        train = trainer.evaluate(data.x_train, data.y_train)
+    return {"dataset": data.name, "train_error": train["error"], "test_error": test["error"],
+            "test_cost": test["cost"], "unconverged": test["unconverged"] + train["unconverged"]}

@@ -1,0 +1,213 @@
+"""The two-phase trainer (section 4.3, Eq. 56), written against the driver interface only.
+
+Per minibatch: relax freely to s0; relax nudged from s0 with beta to
+s_beta; ask the driver for ``sum_batch dmu/dtheta(s0) . (s_beta - s0)`` and
+step every parameter by ``lr[pair] * that / (beta * batch)``.  With
+``symmetric`` nudging the difference is taken between +beta and -beta
+phases (divided by 2 beta), with ``random_sign`` the sign of beta is drawn
+per minibatch.
+"""
+from __future__ import annotations
+
+import time
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from .dynamics import cost
+from .errors import ConfigError, check_finite
+
+
+@dataclass
+class TrainConfig:
+    beta: float = 0.5
+    lrs: tuple[float, ...] = (0.1, 0.05)
+    batch_size: int = 20
+    epochs: int = 10
+    seed: int = 0
+    symmetric: bool = False
+    random_sign: bool = False
+    checkpoint_every: int = 0  # minibatches between mid-epoch checkpoints (0: per epoch only)
+
+    def validate(self, n_pairs: int) -> "TrainConfig":
+        if not (np.isfinite(self.beta) and self.beta > 0):
+            raise ConfigError(f"beta must be a finite number > 0, got {self.beta}")
+        lrs = tuple(float(v) for v in self.lrs)
+        if len(lrs) == 1:
+            lrs = lrs * n_pairs
+        if len(lrs) != n_pairs:
+            raise ConfigError(f"got {len(lrs)} learning rates {list(lrs)}; the network has {n_pairs} layer pairs (give one or {n_pairs})")
+        for i, v in enumerate(lrs):
+            if not (np.isfinite(v) and v >= 0):
+                raise ConfigError(f"learning rate {i} must be a finite number >= 0, got {v}")
+        self.lrs = lrs
+        for name in ("batch_size", "epochs"):
+            if int(getattr(self, name)) < 1:
+                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if self.checkpoint_every < 0:
+            raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        return self
+
+    def to_dict(self):
+        d = asdict(self)
+        d["lrs"] = list(self.lrs)
+        return d
+
+
+def one_hot(labels, n):
+    out = np.zeros((len(labels), n))
+    out[np.arange(len(labels)), labels] = 1.0
+    return out
+
+
+@dataclass
+class EpochStats:
+    """Running sums over the minibatches of one epoch (kept in checkpoints)."""
+
+    samples: int = 0
+    errors: int = 0
+    cost: float = 0.0
+    unconverged_free: int = 0
+    unconverged_nudged: int = 0
+    seconds: float = 0.0
+
+    def add(self, other: dict):
+        for k, v in other.items():
+            setattr(self, k, getattr(self, k) + v)
+
+
+@dataclass
+class TrainState:
+    """Where a run is: the epoch and minibatch to do next, and the epoch so far."""
+
+    epoch: int = 0
+    batch: int = 0
+    stats: EpochStats = field(default_factory=EpochStats)
+
+    def to_dict(self):
+        return {"epoch": self.epoch, "batch": self.batch, "stats": asdict(self.stats)}
+
+    @classmethod
+    def from_dict(cls, d):
+        return cls(d["epoch"], d["batch"], EpochStats(**d["stats"]))
+
+
+def check_data(sizes, x, labels, name="data"):
+    """Refuse inputs that do not fit the network before any work starts."""
+    x = np.asarray(x)
+    if x.ndim != 2 or x.shape[1] != sizes[0]:
+        raise ConfigError(f"{name} inputs have shape {x.shape}; the network expects (n, {sizes[0]})")
+    check_finite(f"{name} inputs", x)
+    labels = np.asarray(labels)
+    if labels.shape != (x.shape[0],):
+        raise ConfigError(f"{name} has {labels.shape} labels for {x.shape[0]} inputs")
+    if labels.size and (labels.min() < 0 or labels.max() >= sizes[-1]):
+        raise ConfigError(f"{name} labels span 0..{int(labels.max())} but the output layer has {sizes[-1]} units")
+
+
+class TwoPhaseTrainer:
+    """Trains whatever a :class:`~analogprop.drivers.Driver` realises."""
+
+    def __init__(self, driver, config: TrainConfig):
+        self.driver = driver
+        self.config = config.validate(len(driver.sizes) - 1)
+        self.groups = driver.parameter_groups()
+
+    # -- one minibatch -------------------------------------------------------
+    def step(self, x, labels, sign: float = 1.0) -> dict:
+        """One two-phase update on a minibatch; returns its statistics."""
+        cfg, n_out = self.config, self.driver.sizes[-1]
+        y = one_hot(labels, n_out)
+        free = self.driver.relax_free(x)
+        beta = sign * cfg.beta
+        nudged = self.driver.relax_nudged(x, y, beta, start=free)
+        upd = self.driver.local_update(x, free, nudged)
+        unconv_n = nudged.n_unconverged
+        scale = beta
+        if cfg.symmetric:
+            other = self.driver.relax_nudged(x, y, -beta, start=free)
+            minus = self.driver.local_update(x, free, other)
+            upd = {k: upd[k] - minus[k] for k in upd}
+            unconv_n += other.n_unconverged
+            scale = 2 * beta
+        n = len(labels)
+        delta = {k: (self.config.lrs[self.groups[k]] / (scale * n)) * v for k, v in upd.items()}
+        self.driver.update_parameters(delta)
+        return {"samples": n,
+                "errors": int(np.count_nonzero(free.output.argmax(axis=1) != labels)),
+                "cost": float(cost(free.output, y).sum()),
+                "unconverged_free": free.n_unconverged,
+                "unconverged_nudged": unconv_n}
+
+    # -- evaluation ----------------------------------------------------------
+    def evaluate(self, x, labels, batch_size: int = 500) -> dict:
+        """Free-phase predictions (Eq. 57): error rate, mean cost J, unconverged count."""
+        check_data(self.driver.sizes, x, labels, "evaluation data")
+        n_out = self.driver.sizes[-1]
+        errors, total, unconv = 0, 0.0, 0
+        for i in range(0, len(labels), batch_size):
+            xb, lb = x[i:i + batch_size], labels[i:i + batch_size]
+            free = self.driver.relax_free(xb)
+            errors += int(np.count_nonzero(free.output.argmax(axis=1) != lb))
+            total += float(cost(free.output, one_hot(lb, n_out)).sum())
+            unconv += free.n_unconverged
+        n = max(len(labels), 1)
+        return {"error": errors / n, "cost": total / n, "unconverged": unconv}
+
+    # -- epochs ----------------------------------------------------------------
+    def epoch_plan(self, epoch: int, n: int):
+        """Sample order and beta signs of an epoch: a function of (seed, epoch) only."""
+        rng = np.random.default_rng([self.config.seed, epoch])
+        order = rng.permutation(n)
+        n_batches = -(-n // self.config.batch_size)
+        signs = rng.choice([-1.0, 1.0], n_batches) if self.config.random_sign else np.ones(n_batches)
+        return order, signs
+
+    def fit(self, data, state: TrainState | None = None, on_batch=None, on_checkpoint=None, on_epoch=None):
+        """Train for ``config.epochs`` epochs from ``state`` (resumable).
+
+        Callbacks: ``on_batch(state, stats)`` after every minibatch,
+        ``on_checkpoint(state)`` every ``checkpoint_every`` minibatches and at
+        the end of each epoch (after ``on_epoch(record)``).
+        """
+        cfg = self.config
+        check_data(self.driver.sizes, data.x_train, data.y_train, "training data")
+        check_data(self.driver.sizes, data.x_test, data.y_test, "test data")
+        state = state or TrainState()
+        n = len(data.y_train)
+        while state.epoch < cfg.epochs:
+            order, signs = self.epoch_plan(state.epoch, n)
+            for b in range(state.batch, len(signs)):
+                t0 = time.perf_counter()
+                idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
+                stats = self.step(data.x_train[idx], data.y_train[idx], signs[b])
+                stats["seconds"] = time.perf_counter() - t0
+                state.stats.add(stats)
+                state.batch = b + 1
+                if on_batch:
+                    on_batch(state, stats)
+                if cfg.checkpoint_every and state.batch % cfg.checkpoint_every == 0 and on_checkpoint:
+                    on_checkpoint(state)
+            record = self.epoch_record(state, data)
+            state.epoch, state.batch, state.stats = state.epoch + 1, 0, EpochStats()
+            if on_epoch:
+                on_epoch(record)
+            if on_checkpoint:
+                on_checkpoint(state)
+        return state
+
+    def epoch_record(self, state: TrainState, data) -> dict:
+        s = state.stats
+        t0 = time.perf_counter()
+        test = self.evaluate(data.x_test, data.y_test)
+        return {"epoch": state.epoch + 1,
+                "train_error": s.errors / max(s.samples, 1),
+                "train_cost": s.cost / max(s.samples, 1),
+                "test_error": test["error"],
+                "test_cost": test["cost"],
+                "unconverged_free": s.unconverged_free,
+                "unconverged_nudged": s.unconverged_nudged,
+                "unconverged_test": test["unconverged"],
+                "alignment": self.driver.alignment(),
+                "train_seconds": s.seconds,
+                "eval_seconds": time.perf_counter() - t0}

@@ -1,0 +1,52 @@
+"""Command line: help, clean one-line errors, train/evaluate round trip."""
+import subprocess
+import sys
+
+import pytest
+
+from analogprop.cli import COMMANDS, main
+
+
+def run(*args):
+    return subprocess.run([sys.executable, "-m", "analogprop", *args], capture_output=True, text=True, timeout=300)
+
+
+@pytest.mark.parametrize("cmd", [[]] + [[c] for c in COMMANDS])
+def test_help_everywhere(cmd):
+    r = run(*cmd, "--help")
+    assert r.returncode == 0 and "usage: analogprop" in r.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["--beta", "-1"], "beta must be a finite number > 0, got -1.0"),
+    (["--lrs", "0.1,-0.1"], "learning rate 1 must be"),
+    (["--arch", "64-0-10"], "layer 1 has size 0"),
+    (["--arch", "64-32-5"], "10 classes but the output layer has 5"),
+    (["--arch", "60-32-10"], "64 inputs but the architecture's input layer has 60"),
+    (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist does not exist"),
+    (["--driver", "quantum"], "unknown driver 'quantum'"),
+])
+def test_user_errors_are_one_line(tmp_path, args, message):
+    r = run("train", "--out", str(tmp_path / "r"), "--quiet", *args)
+    assert r.returncode == 2
+    lines = r.stderr.strip().splitlines()
+    assert len(lines) == 1 and message in lines[0], r.stderr
+    assert "Traceback" not in r.stderr
+
+
+def test_train_then_evaluate(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--arch", "64-16-10", "--epochs", "2", "--lrs", "0.5,0.2", "--out", str(out), "--quiet"]) == 0
+    assert "final: train error" in capsys.readouterr().out
+    for name in ("config.json", "checkpoint.npz", "metrics.jsonl", "metrics.csv"):
+        assert (out / name).exists()
+    assert main(["evaluate", str(out), "--json"]) == 0
+    import json
+
+    res = json.loads(capsys.readouterr().out)
+    assert res["test_error"] < 0.5 and res["dataset"] == "digits"
+
+
+def test_resume_without_run_is_refused(tmp_path):
+    r = run("train", "--out", str(tmp_path / "empty"), "--resume", "--quiet")
+    assert r.returncode == 2 and "no run to resume" in r.stderr

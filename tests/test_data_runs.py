@@ -1,0 +1,127 @@
+"""Datasets (embedded digits, IDX files with checksums), checkpoints and resume."""
+import gzip
+import hashlib
+import json
+import struct
+
+import numpy as np
+import pytest
+
+from analogprop import data as D
+from analogprop.errors import DataError
+from analogprop.runs import load_checkpoint, save_checkpoint
+from analogprop.train_run import train
+
+
+def idx_bytes(arr):
+    arr = np.asarray(arr, np.uint8)
+    return bytes([0, 0, 8, arr.ndim]) + struct.pack(f">{arr.ndim}I", *arr.shape) + arr.tobytes()
+
+
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """A tiny MNIST-format directory whose checksums are registered for the test."""
+    rng = np.random.default_rng(0)
+    files = {"train-images-idx3-ubyte": rng.integers(0, 256, (60000, 28, 28)),
+             "train-labels-idx1-ubyte": rng.integers(0, 10, 60000),
+             "t10k-images-idx3-ubyte": rng.integers(0, 256, (10000, 28, 28)),
+             "t10k-labels-idx1-ubyte": rng.integers(0, 10, 10000)}
+    md5 = {}
+    for stem, arr in files.items():
+        raw = idx_bytes(arr)
+        md5[stem] = hashlib.md5(raw).hexdigest()
+        (tmp_path / f"{stem}.gz").write_bytes(gzip.compress(raw, compresslevel=1))
+    monkeypatch.setattr(D, "MNIST_MD5", md5)
+    return tmp_path
+
+
+def test_digits_embedded():
+    d = D.load_digits()
+    assert d.x_train.shape[1] == 64 and d.n_classes == 10
+    assert len(d.y_train) + len(d.y_test) == 1797
+    assert 0 <= d.x_train.min() and d.x_train.max() <= 1
+
+
+def test_idx_loader_reads_gz_and_raw(fake_mnist):
+    d = D.load_mnist(fake_mnist)
+    assert d.x_train.shape == (60000, 784) and d.x_test.shape == (10000, 784)
+    raw = gzip.decompress((fake_mnist / "t10k-labels-idx1-ubyte.gz").read_bytes())
+    (fake_mnist / "t10k-labels-idx1-ubyte.gz").unlink()
+    (fake_mnist / "t10k-labels-idx1-ubyte").write_bytes(raw)
+    assert np.array_equal(D.load_mnist(fake_mnist).y_test, d.y_test)
+
+
+def test_missing_file_named(fake_mnist):
+    (fake_mnist / "train-labels-idx1-ubyte.gz").unlink()
+    with pytest.raises(DataError, match="train-labels-idx1-ubyte.*not found"):
+        D.load_mnist(fake_mnist)
+
+
+def test_corrupt_file_named(fake_mnist):
+    p = fake_mnist / "t10k-images-idx3-ubyte.gz"
+    raw = bytearray(gzip.decompress(p.read_bytes()))
+    raw[5000] ^= 0xFF
+    p.write_bytes(gzip.compress(bytes(raw), compresslevel=1))
+    with pytest.raises(DataError, match="t10k-images-idx3-ubyte.gz: MD5 .* expected"):
+        D.load_mnist(fake_mnist)
+
+
+def test_truncated_and_garbage_files(tmp_path):
+    (tmp_path / "a").write_bytes(b"\x1f\x8b garbage")
+    with pytest.raises(DataError, match="decompress"):
+        D.read_idx(tmp_path / "a")
+    (tmp_path / "b").write_bytes(idx_bytes(np.zeros((4, 3)))[:-2])
+    with pytest.raises(DataError, match="promises"):
+        D.read_idx(tmp_path / "b")
+    (tmp_path / "c").write_bytes(b"PK\x03\x04")
+    with pytest.raises(DataError, match="magic"):
+        D.read_idx(tmp_path / "c")
+
+
+def test_sha256sums_checked(fake_mnist):
+    (fake_mnist / "SHA256SUMS").write_text("0" * 64 + "  train-images-idx3-ubyte.gz\n")
+    with pytest.raises(DataError, match="SHA-256"):
+        D.load_mnist(fake_mnist)
+
+
+def test_data_dir_from_environment(monkeypatch, tmp_path):
+    monkeypatch.setenv(D.DATA_ENV, str(tmp_path / "x"))
+    assert D.data_dir(None) == tmp_path / "x"
+    assert D.data_dir("/opt/y").as_posix() == "/opt/y"
+    with pytest.raises(DataError, match="does not exist"):
+        D.load_mnist()
+
+
+def test_checkpoint_roundtrip_without_pickle(tmp_path):
+    p = {"fwd0": np.arange(6.0).reshape(2, 3)}
+    save_checkpoint(tmp_path / "c.npz", p, {"state": {"epoch": 2}})
+    q, meta = load_checkpoint(tmp_path / "c.npz")
+    assert np.array_equal(q["fwd0"], p["fwd0"]) and meta["state"]["epoch"] == 2
+    (tmp_path / "bad.npz").write_bytes(b"not a zip")
+    with pytest.raises(DataError, match="bad.npz"):
+        load_checkpoint(tmp_path / "bad.npz")
+
+
+CFG = {"arch": "64-16-10", "epochs": 3, "checkpoint_every": 7, "lrs": [0.5, 0.2], "random_sign": True}
+
+
+def test_resume_matches_uninterrupted_run(tmp_path):
+    train(CFG, tmp_path / "full", progress=False)
+    calls = {"n": 0}
+
+    def stop_after_100():
+        calls["n"] += 1
+        return calls["n"] == 100  # mid-epoch 2, between checkpoints
+
+    train(CFG, tmp_path / "cut", progress=False, stop=stop_after_100)
+    _, meta = load_checkpoint(tmp_path / "cut" / "checkpoint.npz")
+    assert meta["state"]["epoch"] == 1 and meta["state"]["batch"] > 0
+    train({}, tmp_path / "cut", resume=True, progress=False, stop=lambda: False)
+    a, _ = load_checkpoint(tmp_path / "full" / "checkpoint.npz")
+    b, _ = load_checkpoint(tmp_path / "cut" / "checkpoint.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    full = [json.loads(line) for line in (tmp_path / "full" / "metrics.jsonl").read_text().splitlines()]
+    cut = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["train_error"] for r in full] == [r["train_error"] for r in cut]
+    assert (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[0].startswith("epoch,")

@@ -1,0 +1,97 @@
+"""Two-phase trainer (Eq. 56) through the ideal driver."""
+import numpy as np
+import pytest
+
+from analogprop.data import load_digits
+from analogprop.drivers import IdealDriver
+from analogprop.errors import ConfigError
+from analogprop.network import Network
+from analogprop.relax import FastSolver
+from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+
+
+@pytest.fixture(scope="module")
+def digits():
+    return load_digits()
+
+
+def make(sizes=(64, 32, 10), seed=0, **cfg):
+    driver = IdealDriver(Network.create(sizes, seed=seed), FastSolver(tol=1e-6))
+    return TwoPhaseTrainer(driver, TrainConfig(**{"lrs": (0.5, 0.2), "beta": 0.5, **cfg}))
+
+
+def test_short_training_lowers_error_and_cost(digits):
+    tr = make(epochs=3)
+    before = tr.evaluate(digits.x_train, digits.y_train)
+    records = []
+    tr.fit(digits, on_epoch=records.append)
+    after = tr.evaluate(digits.x_train, digits.y_train)
+    assert after["error"] < before["error"] - 0.3
+    assert after["cost"] < before["cost"]
+    assert records[-1]["train_cost"] < records[0]["train_cost"]
+    assert records[-1]["test_error"] < 0.3
+    assert len(records[-1]["alignment"]) == 1
+    assert records[-1]["unconverged_free"] == 0
+
+
+@pytest.mark.parametrize("opts", [{"symmetric": True}, {"random_sign": True}, {"lrs": (0.3,)}])
+def test_nudging_variants_learn(digits, opts):
+    tr = make(epochs=3, **opts)
+    rec = []
+    tr.fit(digits, on_epoch=rec.append)
+    assert rec[-1]["train_cost"] < rec[0]["train_cost"] - 0.05
+    assert rec[-1]["train_error"] < rec[0]["train_error"]
+
+
+def test_update_is_eq56():
+    """The driver's update equals rho(h_j^0)(h_i^beta - h_i^0) summed over the batch."""
+    rng = np.random.default_rng(0)
+    net = Network.create((5, 4, 3), seed=1)
+    drv = IdealDriver(net, FastSolver(tol=1e-12))
+    x = rng.uniform(0, 1, (6, 5))
+    y = np.eye(3)[rng.integers(0, 3, 6)]
+    free = drv.relax_free(x)
+    nudged = drv.relax_nudged(x, y, 0.1, free)
+    upd = drv.local_update(x, free, nudged)
+    h0, hb = free.states, nudged.states
+    expect_fwd1 = sum(np.outer(hb[1][s] - h0[1][s], np.clip(h0[0][s], 0, 1)) for s in range(6))
+    expect_bwd1 = sum(np.outer(hb[0][s] - h0[0][s], np.clip(h0[1][s], 0, 1)) for s in range(6))
+    np.testing.assert_allclose(upd["fwd1"], expect_fwd1, atol=1e-14)
+    np.testing.assert_allclose(upd["bwd1"], expect_bwd1, atol=1e-14)
+    np.testing.assert_allclose(upd["fwd0"], sum(np.outer(hb[0][s] - h0[0][s], x[s]) for s in range(6)), atol=1e-14)
+
+
+def test_tied_network_stays_tied(digits):
+    driver = IdealDriver(Network.create((64, 20, 10), seed=0, tied=True))
+    tr = TwoPhaseTrainer(driver, TrainConfig(lrs=(0.5, 0.2), epochs=1))
+    tr.fit(digits.subset(200, 50))
+    p = driver.get_parameters()
+    np.testing.assert_array_equal(p["bwd1"], p["fwd1"].T)
+    assert driver.alignment()[0] == pytest.approx(1.0)
+
+
+@pytest.mark.parametrize("cfg, match", [
+    ({"beta": 0.0}, "beta"), ({"beta": -0.5}, "beta"), ({"beta": float("nan")}, "beta"),
+    ({"lrs": (0.1, -0.2)}, "learning rate 1"), ({"lrs": (0.1, 0.1, 0.1)}, "3 learning rates"),
+    ({"batch_size": 0}, "batch_size"),
+])
+def test_bad_hyperparameters_refused(cfg, match):
+    with pytest.raises(ConfigError, match=match):
+        make(**cfg)
+
+
+def test_bad_data_refused(digits):
+    tr = make()
+    x = digits.x_train[:10].copy()
+    x[3, 5] = np.nan
+    with pytest.raises(ConfigError, match="NaN"):
+        tr.evaluate(x, digits.y_train[:10])
+    with pytest.raises(ConfigError, match="shape"):
+        tr.evaluate(digits.x_train[:10, :50], digits.y_train[:10])
+    with pytest.raises(ConfigError, match="output layer has 10"):
+        tr.evaluate(digits.x_train[:3], np.array([0, 1, 12]))
+
+
+def test_empty_layer_refused():
+    with pytest.raises(ConfigError, match="layer 1 has size 0"):
+        Network.create("64-0-10")
