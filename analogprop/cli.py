@@ -17,9 +17,10 @@ from .errors import AnalogpropError
 COMMANDS = {}
 
 
-def command(name, help):
+def command(name, help, options):
+    """Register ``fn(args)`` as sub-command `name`; ``options(parser)`` adds its arguments."""
     def register(fn):
-        COMMANDS[name] = (fn, help)
+        COMMANDS[name] = (fn, help, options)
         return fn
     return register
 
@@ -70,7 +71,15 @@ def config_from_args(args) -> dict:
     return cfg
 
 
-@command("train", "train a network with the two-phase rule")
+def _train_options(p):
+    add_model_options(p)
+    add_train_options(p)
+    p.add_argument("--out", default="runs/latest", help="run directory (default runs/latest)")
+    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
+
+
+@command("train", "train a network with the two-phase rule", _train_options)
 def cmd_train(args):
     from .train_run import train
 
@@ -80,15 +89,14 @@ def cmd_train(args):
           f"run directory {out}")
 
 
-def _train_parser(p):
-    add_model_options(p)
-    add_train_options(p)
-    p.add_argument("--out", default="runs/latest", help="run directory (default runs/latest)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+def _evaluate_options(p):
+    p.add_argument("run", help="run directory (with config.json and checkpoint.npz)")
+    p.add_argument("--dataset", choices=["digits", "mnist"], help="override the run's dataset")
+    p.add_argument("--data-dir", help="directory of MNIST IDX files")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
 
 
-@command("evaluate", "evaluate a run's checkpoint on its dataset")
+@command("evaluate", "evaluate a run's checkpoint on its dataset", _evaluate_options)
 def cmd_evaluate(args):
     from .train_run import evaluate
 
@@ -98,35 +106,25 @@ def cmd_evaluate(args):
           f"test cost {res['test_cost']:.4f}, unconverged {res['unconverged']}")
 
 
-def _evaluate_parser(p):
-    p.add_argument("run", help="run directory (with config.json and checkpoint.npz)")
-    p.add_argument("--dataset", choices=["digits", "mnist"], help="override the run's dataset")
-    p.add_argument("--data-dir", help="directory of MNIST IDX files")
-    p.add_argument("--json", action="store_true", help="print a JSON object")
+def _demo_options(p):
+    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
+    p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-@command("demo", "the main job: train the default network on the embedded dataset")
+@command("demo", "the main job: train the default network on the embedded dataset", _demo_options)
 def cmd_demo(args):
     from .demo import run_demo
 
     run_demo(Path(args.out), epochs=args.epochs, progress=not args.quiet)
 
 
-def _demo_parser(p):
-    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
-
-
-PARSERS = {"train": _train_parser, "evaluate": _evaluate_parser, "demo": _demo_parser}
-
-
 def make_parser():
     parser = argparse.ArgumentParser(prog="analogprop", description="Train analog learning circuits with the two-phase rule.")
     sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
-    for name, (fn, help) in COMMANDS.items():
+    for name, (fn, help, options) in COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
-        PARSERS[name](p)
+        options(p)
         p.set_defaults(func=fn)
     return parser
 
