@@ -17,15 +17,10 @@ def rho(v):
 
 def drive(net: Network, rx, rh, k: int):
     """Synaptic input to dynamic layer k (1-based): sum_j W_kj rho(h_j) (+ bias)."""
-    p = net.params
-    prev = rx if k == 1 else rh[k - 2]
-    d = prev @ p[f"fwd{k - 1}"].T
-    if k < net.n_layers:
-        d += rh[k] @ p[f"bwd{k}"].T
-    b = p.get(f"bias{k}")
-    if b is not None:
-        d += b
-    return d
+    r_next = rh[k] if k < net.n_layers else None
+    if k == 1:
+        return net.input_drive(rx) + net.drive(1, None, r_next)
+    return net.drive(k, rh[k - 2], r_next)
 
 
 def mu_beta(net: Network, x, h, y=None, beta: float = 0.0):

@@ -114,6 +114,47 @@ class Network:
             for k in range(1, self.n_layers):
                 self.params[f"bwd{k}"] = self.params[f"fwd{k}"].T.copy()
 
+    # -- the connections, as the solvers and drivers use them ---------------
+    # A subclass with other connection types (e.g. convolutions) overrides
+    # these three methods; states are always (batch, n_k) arrays.
+    def input_drive(self, rx):
+        """Input to layer 1 from the clamped input, rho(x) -> W_{1,0} rho(x) + bias_1."""
+        d = rx @ self.params["fwd0"].T
+        if "bias1" in self.params:
+            d += self.params["bias1"]
+        return d
+
+    def drive(self, k: int, r_prev, r_next):
+        """Synaptic input to dynamic layer k >= 2 (Eq. 6-8) from rho of its neighbours.
+
+        ``r_next`` is None for the output layer; layer 1 uses ``input_drive``
+        plus the feedback term (pass ``r_prev=None``).
+        """
+        p = self.params
+        d = 0.0
+        if r_prev is not None:
+            d = r_prev @ p[f"fwd{k - 1}"].T
+            if f"bias{k}" in p:
+                d = d + p[f"bias{k}"]
+        if r_next is not None:
+            d = d + r_next @ p[f"bwd{k}"].T
+        return d
+
+    def hebbian(self, r, dh) -> dict[str, np.ndarray]:
+        """Eq. 56 summed over the batch: for each synapse j -> i, sum rho(h_j) dh_i.
+
+        ``r`` = [rho(x), rho(h_1), ..., rho(h_L)] at the free fixed point,
+        ``dh`` = [dh_1, ..., dh_L] (nudged minus free).
+        """
+        out = {}
+        for k in range(self.n_layers):
+            out[f"fwd{k}"] = dh[k].T @ r[k]
+            if k >= 1:
+                out[f"bwd{k}"] = dh[k - 1].T @ r[k + 1]
+            if f"bias{k + 1}" in self.params:
+                out[f"bias{k + 1}"] = dh[k].sum(axis=0)
+        return out
+
     def alignment(self) -> list[float]:
         """Normalised tr(W_{k,k+1} W_{k+1,k}) per hidden pair (Fig. 3 right): cosine of fwd and bwd^T."""
         out = []

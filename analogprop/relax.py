@@ -51,10 +51,7 @@ class _Batch:
         else:
             self.out = [np.array(s, dtype=dtype, copy=True) for s in start]
         self.h = [s.copy() for s in self.out]
-        base = rho(np.asarray(x, dtype)) @ net.params["fwd0"].T.astype(dtype, copy=False)
-        if "bias1" in net.params:
-            base += net.params["bias1"]
-        self.base = base
+        self.base = np.asarray(net.input_drive(rho(np.asarray(x, dtype))), dtype)
         self.y = None if y is None else np.asarray(y, dtype)
         self.idx = np.arange(n)
         self.residual = np.full(n, np.inf)
@@ -63,14 +60,10 @@ class _Batch:
     def drive(self, k: int, h=None, rows=None):
         """Synaptic input to layer k (1-based) from the current active states."""
         h = self.h if h is None else h
-        p = self.net.params
-        d = (self.base if rows is None else self.base[rows]).copy() if k == 1 else \
-            rho(h[k - 2]) @ p[f"fwd{k - 1}"].T
-        if k > 1 and f"bias{k}" in p:
-            d += p[f"bias{k}"]
-        if k < self.net.n_layers:
-            d += rho(h[k]) @ p[f"bwd{k}"].T
-        return d
+        r_next = rho(h[k]) if k < self.net.n_layers else None
+        if k == 1:
+            return (self.base if rows is None else self.base[rows]) + self.net.drive(1, None, r_next)
+        return self.net.drive(k, rho(h[k - 2]), r_next)
 
     def field(self, h=None, rows=None):
         """mu^beta (Eq. 12-15) on the active rows (or a subset `rows` of them)."""

@@ -13,20 +13,6 @@ def _phase(r) -> Phase:
     return Phase(r.states, r.residual, r.steps, r.converged)
 
 
-def weight_update(sizes, x, free: Phase, nudged: Phase, with_bias=True) -> dict[str, np.ndarray]:
-    """Eq. 56 summed over the batch: rho(h_j^0) (h_i^beta - h_i^0) for every synapse j -> i."""
-    r = [rho(x)] + [rho(s) for s in free.states]
-    dh = [b - a for a, b in zip(free.states, nudged.states)]
-    out = {}
-    for k in range(len(sizes) - 1):
-        out[f"fwd{k}"] = dh[k].T @ r[k]
-        if k >= 1:
-            out[f"bwd{k}"] = dh[k - 1].T @ r[k + 1]
-        if with_bias:
-            out[f"bias{k + 1}"] = dh[k].sum(axis=0)
-    return out
-
-
 class IdealDriver(Driver):
     """Relaxes the ideal network with a solver from :mod:`analogprop.relax`."""
 
@@ -55,4 +41,5 @@ class IdealDriver(Driver):
         return _phase(self.solver.solve(self.network, x, y, beta, start=start.states))
 
     def local_update(self, x, free, nudged):
-        return weight_update(self.sizes, x, free, nudged, "bias1" in self.network.params)
+        r = [rho(x)] + [rho(s) for s in free.states]
+        return self.network.hebbian(r, [b - a for a, b in zip(free.states, nudged.states)])
