@@ -19,6 +19,7 @@ DEFAULTS = {
     "dtype": "float64",
     "beta": 0.5, "lrs": [0.5, 0.2], "batch_size": 20, "epochs": 10,
     "symmetric": False, "random_sign": False, "checkpoint_every": 0,
+    "rule": "two-phase", "probe": 0,
 }
 
 

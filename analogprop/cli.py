@@ -58,11 +58,14 @@ def add_train_options(p):
     g.add_argument("--symmetric", action="store_true", default=None, help="nudge with +beta and -beta")
     g.add_argument("--random-sign", action="store_true", default=None, help="random sign of beta per minibatch")
     g.add_argument("--checkpoint-every", type=int, help="minibatches between checkpoints (0: every epoch)")
+    g.add_argument("--rule", choices=["two-phase", "gradient"],
+                   help="two-phase (the paper's rule, default) or gradient (true-gradient baseline, ideal driver)")
+    g.add_argument("--probe", type=int, help="probe batch size for per-epoch gradient diagnostics (0: off, default)")
 
 
 CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "driver", "solver", "tol",
                "max_steps", "euler_step", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
-               "random_sign", "checkpoint_every"]
+               "random_sign", "checkpoint_every", "rule", "probe"]
 
 
 def config_from_args(args) -> dict:

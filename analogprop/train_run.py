@@ -6,6 +6,7 @@ from pathlib import Path
 
 from .build import build, complete
 from .errors import DataError
+from .rules import make_trainer
 from .runs import RunDir, load_checkpoint, save_checkpoint
 from .trainer import TrainState, TwoPhaseTrainer
 
@@ -14,6 +15,10 @@ def _progress(total, enabled):
     from tqdm import tqdm
 
     return tqdm(total=total, disable=not enabled, leave=False, file=sys.stderr, dynamic_ncols=True)
+
+
+def _angle(rec) -> str:
+    return f" angle(nu, -dJ/dW) {rec['angle_nu_grad']:.1f} deg" if "angle_nu_grad" in rec else ""
 
 
 def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, stop=None) -> dict:
@@ -42,7 +47,7 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
     records = run.metrics()
     if state is not None:
         records = records[:state.epoch]
-    trainer = TwoPhaseTrainer(driver, tc)
+    trainer = make_trainer(cfg, driver, tc, data)
     n_batches = -(-len(data.y_train) // tc.batch_size)
     bar = _progress(n_batches, progress)
 
@@ -70,7 +75,7 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         align = " ".join(f"{a:+.2f}" for a in rec["alignment"])
         print(f"epoch {rec['epoch']}: train error {rec['train_error']:.2%} test error {rec['test_error']:.2%} "
               f"J {rec['train_cost']:.4f} unconverged {rec['unconverged_free']}/{rec['unconverged_nudged']} "
-              f"alignment [{align}] {rec['train_seconds'] + rec['eval_seconds']:.1f}s", file=sys.stderr)
+              f"alignment [{align}]{_angle(rec)} {rec['train_seconds'] + rec['eval_seconds']:.1f}s", file=sys.stderr)
 
     try:
         trainer.fit(data, state, on_batch=on_batch, on_checkpoint=checkpoint, on_epoch=on_epoch)

@@ -108,10 +108,12 @@ def check_data(sizes, x, labels, name="data"):
 class TwoPhaseTrainer:
     """Trains whatever a :class:`~analogprop.drivers.Driver` realises."""
 
-    def __init__(self, driver, config: TrainConfig):
+    def __init__(self, driver, config: TrainConfig, diagnostics=None):
+        """``diagnostics(driver) -> dict``, if given, adds its entries to every epoch record."""
         self.driver = driver
         self.config = config.validate(len(driver.sizes) - 1)
         self.groups = driver.parameter_groups()
+        self.diagnostics = diagnostics
 
     # -- one minibatch -------------------------------------------------------
     def step(self, x, labels, sign: float = 1.0) -> dict:
@@ -200,14 +202,17 @@ class TwoPhaseTrainer:
         s = state.stats
         t0 = time.perf_counter()
         test = self.evaluate(data.x_test, data.y_test)
-        return {"epoch": state.epoch + 1,
-                "train_error": s.errors / max(s.samples, 1),
-                "train_cost": s.cost / max(s.samples, 1),
-                "test_error": test["error"],
-                "test_cost": test["cost"],
-                "unconverged_free": s.unconverged_free,
-                "unconverged_nudged": s.unconverged_nudged,
-                "unconverged_test": test["unconverged"],
-                "alignment": self.driver.alignment(),
-                "train_seconds": s.seconds,
-                "eval_seconds": time.perf_counter() - t0}
+        record = {"epoch": state.epoch + 1,
+                  "train_error": s.errors / max(s.samples, 1),
+                  "train_cost": s.cost / max(s.samples, 1),
+                  "test_error": test["error"],
+                  "test_cost": test["cost"],
+                  "unconverged_free": s.unconverged_free,
+                  "unconverged_nudged": s.unconverged_nudged,
+                  "unconverged_test": test["unconverged"],
+                  "alignment": self.driver.alignment(),
+                  "train_seconds": s.seconds}
+        if self.diagnostics is not None:
+            record.update(self.diagnostics(self.driver))
+        record["eval_seconds"] = time.perf_counter() - t0
+        return record

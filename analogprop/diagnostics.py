@@ -1,0 +1,65 @@
+"""Per-epoch gradient diagnostics on a fixed probe batch (section 5).
+
+Measured on the ideal network a driver exposes (``driver.network``):
+
+* ``angle_nu_grad``: angle in degrees between nu (Eq. 18) and -dJ/dW (Eq. 17),
+  over all parameters; ``angle_nu_grad_layers`` per layer pair;
+* ``angle_update_grad``: angle between the two-phase update actually used
+  (Eq. 56, the trainer's beta and nudging) and -dJ/dW;
+* ``probe_unconverged``: fraction of probe samples whose free or nudged
+  relaxation did not converge (they are left out of the angles);
+* ``probe_cost``: J on the probe batch.
+
+The forward/feedback alignment of each pair is in every epoch record already.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+from .dynamics import cost
+from .errors import ConfigError
+from .gradients import FixedPoint, angle, neg_gradient, nu, two_phase_estimate
+from .network import pair_of
+from .trainer import one_hot
+
+
+class ProbeDiagnostics:
+    """Callable ``driver -> dict`` of diagnostics, for ``TwoPhaseTrainer(diagnostics=...)``."""
+
+    def __init__(self, x, labels, n_outputs: int, beta: float, symmetric: bool = False):
+        if len(labels) == 0:
+            raise ConfigError("the diagnostics probe batch is empty")
+        self.x = np.asarray(x, float)
+        self.y = one_hot(np.asarray(labels), n_outputs)
+        self.beta, self.symmetric = float(beta), bool(symmetric)
+
+    def __call__(self, driver) -> dict:
+        net = getattr(driver, "network", None)
+        solver = getattr(driver, "solver", None)
+        if net is None or solver is None:
+            return {}
+        free = solver.solve(net, self.x)
+        nudged = [solver.solve(net, self.x, self.y, s * self.beta, start=free.states)
+                  for s in ((1, -1) if self.symmetric else (1,))]
+        ok = free.converged & np.logical_and.reduce([r.converged for r in nudged])
+        out = {"probe_unconverged": 1.0 - float(ok.mean()),
+               "probe_cost": float(cost(free.output, self.y).mean())}
+        if not ok.any():
+            return out
+        x, y = self.x[ok], self.y[ok]
+        fp = FixedPoint.at(net, x, [h[ok] for h in free.states])
+        grad, field = neg_gradient(net, fp, y), nu(net, fp, y)
+        update, _, _ = two_phase_estimate(net, solver, x, y, self.beta, self.symmetric)
+        pairs = sorted({pair_of(k) for k in grad})
+        out["angle_nu_grad"] = angle(field, grad)
+        out["angle_update_grad"] = angle(update, grad)
+        out["angle_nu_grad_layers"] = [angle(field, grad, [k for k in sorted(grad) if pair_of(k) == p])
+                                       for p in pairs]
+        return out
+
+
+def probe_batch(data, size: int, seed: int = 0):
+    """A fixed probe batch: ``size`` training samples drawn once with ``seed``."""
+    n = len(data.y_train)
+    idx = np.sort(np.random.default_rng([seed, 5]).choice(n, min(size, n), replace=False))
+    return data.x_train[idx], data.y_train[idx]

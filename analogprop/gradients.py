@@ -1,0 +1,191 @@
+"""The true gradient of J and the vector field nu at the free fixed point (Theorem 1).
+
+The ideal fixed point is the clipped fixed point of Eq. 59, ``h = 0 v D(h) ^ 1``
+with ``D`` the synaptic drive.  A unit held at 0 or 1 (its drive beyond the
+clip) does not move when its inputs change, so it has zero derivative:
+``rho' = 0`` there and its row of ``dmu/dtheta`` vanishes.  On the active set
+``A`` (units with ``0 < D < 1``) the Jacobian of mu is ``W_AA - I``, where
+``W`` is the block matrix of forward (``fwd{k}``: layer k -> k+1) and feedback
+(``bwd{k}``: layer k+1 -> k) weights between dynamic layers.
+
+With ``g = dC/dh = h_L - y`` on the output layer, Eq. 17-18 become
+
+* ``-dJ/dtheta = dmu/dtheta . lam``, ``(I - W_AA^T) lam = -g_A`` (the adjoint of
+  Recurrent Backpropagation, Appendix B Cor. 7, at its steady state);
+* ``nu = dmu/dtheta . delta``, ``(I - W_AA) delta = -g_A``, where
+  ``delta = dh^beta/dbeta`` at beta = 0 (Eq. 16, 29).
+
+``dmu_i/dW_ij = rho(h_j)`` and ``dmu_i/db_i = 1``, so both contractions are
+the network's Hebbian product (Eq. 56) with ``lam`` or ``delta`` in place of
+``h_beta - h0``.  The linear systems are block tridiagonal with identity
+diagonal blocks; they are solved for the whole batch by block Gauss-Seidel
+sweeps, and any sample whose sweeps do not converge is solved directly.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+import scipy.linalg
+
+from .dynamics import cost, mu_beta, rho
+from .errors import ConfigError
+from .network import Network
+
+
+@dataclass
+class FixedPoint:
+    """A free fixed point of a batch and its active set."""
+
+    x: np.ndarray
+    states: list[np.ndarray]
+    active: list[np.ndarray]  # boolean (batch, n_k) per dynamic layer
+
+    @classmethod
+    def at(cls, net: Network, x, states) -> "FixedPoint":
+        """Active units: drive strictly inside (0, 1), the range where Eq. 59 does not clip."""
+        x = np.asarray(x, float)
+        field = mu_beta(net, x, states)
+        drive = [f + h for f, h in zip(field, states)]
+        return cls(x, [np.asarray(h, float) for h in states], [(d > 0) & (d < 1) for d in drive])
+
+    def rates(self) -> list[np.ndarray]:
+        """[rho(x), rho(h_1), ..., rho(h_L)]: the presynaptic factors dmu_i/dW_ij."""
+        return [rho(self.x)] + [rho(h) for h in self.states]
+
+
+def _check_network(net: Network):
+    names = set(net.expected_shapes())
+    if not names <= set(net.params) or type(net).hebbian is not Network.hebbian:
+        raise ConfigError("gradient diagnostics need a layered network with fwd/bwd/bias parameters")
+
+
+def _sweep_layer(net: Network, z, c, mask, k: int, transpose: bool):
+    """Layer k (1-based) of (I - P W P) z = c, or of its transpose, solved given its neighbours."""
+    p, L = net.params, net.n_layers
+    acc = c[k - 1].copy()
+    if k >= 2:  # from layer k-1: W_{k,k-1} = fwd{k-1}; transposed: W_{k-1,k}^T = bwd{k-1}
+        acc += z[k - 2] @ (p[f"bwd{k - 1}"] if transpose else p[f"fwd{k - 1}"].T)
+    if k < L:  # from layer k+1: W_{k,k+1} = bwd{k}; transposed: W_{k+1,k}^T = fwd{k}
+        acc += z[k] @ (p[f"fwd{k}"] if transpose else p[f"bwd{k}"].T)
+    return acc * mask[k - 1]
+
+
+def _dense(net: Network, transpose: bool) -> np.ndarray:
+    """The block matrix W between dynamic layers (rows: receiving unit)."""
+    sizes, L = net.sizes[1:], net.n_layers
+    off = np.concatenate([[0], np.cumsum(sizes)])
+    w = np.zeros((off[-1], off[-1]))
+    for k in range(1, L):  # layers k, k+1 (1-based) -> blocks at off[k-1], off[k]
+        a, b = slice(off[k - 1], off[k]), slice(off[k], off[k + 1])
+        w[b, a] = net.params[f"fwd{k}"]
+        w[a, b] = net.params[f"bwd{k}"]
+    return w.T if transpose else w
+
+
+def solve_active(net: Network, fp: FixedPoint, c, transpose: bool = False,
+                 tol: float = 1e-12, max_sweeps: int = 200) -> list[np.ndarray]:
+    """Solve ``(I - W_AA) z = c_A`` (or with ``W^T``) per sample; ``z = 0`` off the active set.
+
+    ``c`` is a list of (batch, n_k) arrays.  Block Gauss-Seidel for the batch,
+    then a dense LU solve for the samples it did not converge on.
+    """
+    L = net.n_layers
+    mask = [m.astype(float) for m in fp.active]
+    c = [ck * mk for ck, mk in zip(c, mask)]
+    z = [np.zeros_like(ck) for ck in c]
+    scale = max(max(float(np.max(np.abs(ck), initial=0.0)) for ck in c), 1e-300)
+    change = np.full(c[0].shape[0], np.inf)
+    with np.errstate(over="ignore", invalid="ignore"):
+        for sweep in range(max_sweeps):
+            change[:] = 0.0
+            for k in (range(1, L + 1) if sweep % 2 == 0 else range(L, 0, -1)):
+                new = _sweep_layer(net, z, c, mask, k, transpose)
+                np.maximum(change, np.max(np.abs(new - z[k - 1]), axis=1), out=change)
+                z[k - 1] = new
+            if not np.all(np.isfinite(change)) or np.max(change) <= tol * scale:
+                break
+    bad = np.flatnonzero(~(change <= tol * scale))
+    if bad.size:
+        w = _dense(net, transpose)
+        for s in bad:
+            act = np.concatenate([m[s] for m in fp.active])
+            rhs = np.concatenate([ck[s] for ck in c])[act]
+            sol = np.zeros(act.size)
+            sol[act] = scipy.linalg.solve(np.eye(act.sum()) - w[np.ix_(act, act)], rhs)
+            parts = np.split(sol, np.cumsum(net.sizes[1:])[:-1])
+            for k in range(L):
+                z[k][s] = parts[k]
+    return z
+
+
+def _output_source(net: Network, fp: FixedPoint, y):
+    """-dC/dh: y - h_L on the output layer (Eq. 10, 14), zero elsewhere."""
+    y = np.asarray(y, float)
+    if y.shape != fp.states[-1].shape:
+        raise ConfigError(f"targets have shape {y.shape}; the output layer gives {fp.states[-1].shape}")
+    src = [np.zeros_like(h) for h in fp.states]
+    src[-1] = y - fp.states[-1]
+    return src
+
+
+def _mean(hebb: dict, n: int) -> dict:
+    return {k: v / n for k, v in hebb.items()}
+
+
+def adjoint(net: Network, fp: FixedPoint, y, **kw):
+    """lam = -(dmu/dh)^{-T} dC/dh on the active set (steady state of Eq. 46)."""
+    return solve_active(net, fp, _output_source(net, fp, y), transpose=True, **kw)
+
+
+def state_derivative(net: Network, fp: FixedPoint, y, **kw):
+    """dh^beta/dbeta at beta = 0 = -(dmu/dh)^{-1} dC/dh (Eq. 29)."""
+    return solve_active(net, fp, _output_source(net, fp, y), transpose=False, **kw)
+
+
+def neg_gradient(net: Network, fp: FixedPoint, y, **kw) -> dict[str, np.ndarray]:
+    """-dJ/dtheta for J = batch mean of C(h0, y), per parameter (Eq. 17, 32)."""
+    _check_network(net)
+    return _mean(net.hebbian(fp.rates(), adjoint(net, fp, y, **kw)), len(fp.x))
+
+
+def nu(net: Network, fp: FixedPoint, y, **kw) -> dict[str, np.ndarray]:
+    """nu (Eq. 16, 18), batch mean, per parameter."""
+    _check_network(net)
+    return _mean(net.hebbian(fp.rates(), state_derivative(net, fp, y, **kw)), len(fp.x))
+
+
+def two_phase_estimate(net: Network, solver, x, y, beta: float, symmetric: bool = False, free=None):
+    """dmu/dW(h0) . (h_beta - h0) / beta (Eq. 56), batch mean; ``symmetric`` uses (h_beta - h_-beta) / 2 beta.
+
+    Returns (estimate, free relaxation, list of nudged relaxations).
+    """
+    free = free or solver.solve(net, x)
+    r = [rho(np.asarray(x, float))] + [rho(h) for h in free.states]
+    plus = solver.solve(net, x, y, beta, start=free.states)
+    if symmetric:
+        minus = solver.solve(net, x, y, -beta, start=free.states)
+        dh, scale, nudged = [a - b for a, b in zip(plus.states, minus.states)], 2 * beta, [plus, minus]
+    else:
+        dh, scale, nudged = [a - b for a, b in zip(plus.states, free.states)], beta, [plus]
+    est = net.hebbian(r, dh)
+    return {k: v / (scale * len(x)) for k, v in est.items()}, free, nudged
+
+
+def objective(net: Network, solver, x, y) -> float:
+    """J: mean cost at the free fixed point (Eq. 11)."""
+    return float(cost(solver.solve(net, x).output, y).mean())
+
+
+def flat(d: dict, names=None) -> np.ndarray:
+    names = sorted(d) if names is None else names
+    return np.concatenate([np.ravel(d[k]) for k in names])
+
+
+def angle(a: dict, b: dict, names=None) -> float:
+    """Angle in degrees between two parameter-space vectors (over ``names``, default all)."""
+    u, v = flat(a, names), flat(b, names)
+    den = np.linalg.norm(u) * np.linalg.norm(v)
+    if den == 0:
+        return float("nan")
+    return float(np.degrees(np.arccos(np.clip(u @ v / den, -1.0, 1.0))))
