@@ -75,8 +75,11 @@ def config_from_args(args) -> dict:
 
 
 def _train_options(p):
+    from .bench.options import add_visa_options
+
     add_model_options(p)
     add_train_options(p)
+    add_visa_options(p)
     p.add_argument("--out", default="runs/latest", help="run directory (default runs/latest)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -120,6 +123,33 @@ def cmd_demo(args):
     from .demo import run_demo
 
     run_demo(Path(args.out), epochs=args.epochs, progress=not args.quiet)
+
+
+def _plot_options(p):
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (with metrics.jsonl)")
+    p.add_argument("--out", default="plots", help="directory for the PNG files (default plots)")
+    p.add_argument("--dpi", type=int, default=150, help="resolution of the PNG files (default 150)")
+
+
+@command("plot", "plot error curves, alignment and angle to the gradient of one or several runs", _plot_options)
+def cmd_plot(args):
+    from .plots import plot_runs
+
+    for path in plot_runs(args.runs, Path(args.out), dpi=args.dpi):
+        print(path)
+
+
+def _bench_options(p):
+    from .bench.options import add_serve_options
+
+    add_serve_options(p)
+
+
+@command("bench", "lab bench tools: 'bench serve' runs the bench emulator of a profile on 127.0.0.1", _bench_options)
+def cmd_bench(args):
+    from .bench.serve import serve
+
+    serve(args)
 
 
 def make_parser():

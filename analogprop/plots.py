@@ -1,0 +1,115 @@
+"""PNG figures of one or several runs side by side: error curves, alignment, angle to the gradient.
+
+Headless (matplotlib's Agg backend).  Reads each run's ``metrics.jsonl``.
+"""
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+from .errors import DataError
+from .runs import RunDir
+
+
+def _load(paths):
+    runs = []
+    for p in paths:
+        p = Path(p)
+        if not (p / "metrics.jsonl").exists():
+            raise DataError(f"{p}: no metrics.jsonl (not a run directory, or no epoch finished yet)")
+        try:
+            records = RunDir(p).metrics()
+        except ValueError as e:
+            raise DataError(f"{p / 'metrics.jsonl'}: malformed ({e})") from None
+        if not records:
+            raise DataError(f"{p}: metrics.jsonl holds no epoch")
+        label = p.name
+        try:
+            rule = RunDir(p).read_config().get("rule")
+        except DataError:
+            rule = None
+        runs.append((f"{label} ({rule})" if rule else label, records))
+    return runs
+
+
+def _series(records, key, index=None):
+    xs, ys = [], []
+    for r in records:
+        v = r.get(key)
+        if isinstance(v, list):
+            v = v[index] if index is not None and index < len(v) else None
+        if v is not None and not (isinstance(v, float) and math.isnan(v)):
+            xs.append(r["epoch"])
+            ys.append(v)
+    return xs, ys
+
+
+def _errors(ax, runs):
+    for i, (label, rec) in enumerate(runs):
+        color = f"C{i}"
+        for key, style in (("train_error", "--"), ("test_error", "-")):
+            xs, ys = _series(rec, key)
+            ax.plot(xs, [100 * y for y in ys], style, color=color, label=f"{label} {key.split('_')[0]}")
+    ax.set(xlabel="epoch", ylabel="error (%)", title="error (dashed: train, solid: test)")
+
+
+def _alignment(ax, runs):
+    for i, (label, rec) in enumerate(runs):
+        n = max((len(r.get("alignment", [])) for r in rec), default=0)
+        for k in range(n):
+            xs, ys = _series(rec, "alignment", k)
+            ax.plot(xs, ys, color=f"C{i}", linestyle=["-", "--", ":", "-."][k % 4],
+                    label=f"{label} pair {k + 2}" if n > 1 else label)
+    ax.set(xlabel="epoch", ylabel="cos(W_{k+1,k}, W_{k,k+1}^T)", title="forward/feedback alignment")
+
+
+def _angle(ax, runs):
+    for i, (label, rec) in enumerate(runs):
+        for key, style, what in (("angle_nu_grad", "-", "nu"), ("angle_update_grad", "--", "update")):
+            xs, ys = _series(rec, key)
+            if xs:
+                ax.plot(xs, ys, style, color=f"C{i}", label=f"{label} {what}")
+    ax.axhline(90, color="grey", linewidth=0.8)
+    ax.set(xlabel="epoch", ylabel="degrees", title="angle to -dJ/dW (solid: nu, dashed: update)")
+
+
+PANELS = {"errors": _errors, "alignment": _alignment, "angle": _angle}
+
+
+def plot_runs(paths, out, dpi: int = 150) -> list[Path]:
+    """Write ``errors.png``, ``alignment.png``, ``angle.png`` (when a run has diagnostics) and
+    ``summary.png`` (all panels side by side) into ``out``; returns the files written."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+    from matplotlib.ticker import MaxNLocator
+
+    runs = _load(paths)
+    has_angle = any("angle_nu_grad" in r for _, rec in runs for r in rec)
+    panels = [p for p in PANELS if p != "angle" or has_angle]
+    out = Path(out)
+    out.mkdir(parents=True, exist_ok=True)
+    written = []
+    def finish(ax, fontsize):
+        ax.legend(fontsize=fontsize)
+        ax.grid(alpha=0.3)
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+
+    for name in panels:
+        fig, ax = plt.subplots(figsize=(6, 4))
+        PANELS[name](ax, runs)
+        finish(ax, 7)
+        fig.tight_layout()
+        fig.savefig(out / f"{name}.png", dpi=dpi)
+        plt.close(fig)
+        written.append(out / f"{name}.png")
+    fig, axes = plt.subplots(1, len(panels), figsize=(5.5 * len(panels), 4))
+    for ax, name in zip(axes, panels):
+        PANELS[name](ax, runs)
+        finish(ax, 6)
+    fig.tight_layout()
+    fig.savefig(out / "summary.png", dpi=dpi)
+    plt.close(fig)
+    written.append(out / "summary.png")
+    return written

@@ -1,0 +1,136 @@
+"""True gradient (Eq. 17), nu (Eq. 18) and the two-phase estimate (Eq. 56) on tiny networks."""
+import numpy as np
+import pytest
+
+from analogprop import gradients as G
+from analogprop.errors import ConfigError
+from analogprop.network import Network
+from analogprop.relax import FastSolver
+
+from conftest import saturating_network
+
+SOLVER = FastSolver(tol=1e-14, max_sweeps=5000)
+
+
+def problem(seed, sizes=(6, 5, 4, 3), n=7):
+    """A small untied network with units saturated at 0 and at 1 at its (converged) free fixed points."""
+    net = saturating_network(sizes, seed=seed, gain=1.5)
+    for name, w in net.params.items():
+        if name.startswith("bias"):
+            w *= 0.3
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (n, sizes[0]))
+    y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], n)]
+    free = SOLVER.solve(net, x)
+    assert free.converged.all()
+    return net, x, y, G.FixedPoint.at(net, x, free.states)
+
+
+def central_difference(net, x, y, eps=1e-6):
+    """-dJ/dtheta by central differences of J, one parameter entry at a time."""
+    out = {}
+    for name, w in net.params.items():
+        g = np.zeros_like(w)
+        for i in np.ndindex(w.shape):
+            old = w[i]
+            w[i] = old + eps
+            jp = G.objective(net, SOLVER, x, y)
+            w[i] = old - eps
+            jm = G.objective(net, SOLVER, x, y)
+            w[i] = old
+            g[i] = -(jp - jm) / (2 * eps)
+        out[name] = g
+    return out
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_gradient_matches_finite_differences_with_saturated_units(seed):
+    net, x, y, fp = problem(seed)
+    states = np.concatenate([h.ravel() for h in fp.states])
+    assert np.any(states == 0.0) and np.any(states == 1.0)
+    assert 0 < np.mean(np.concatenate([m.ravel() for m in fp.active])) < 1
+    grad, fd = G.neg_gradient(net, fp, y), central_difference(net, x, y)
+    scale = max(np.abs(v).max() for v in fd.values())
+    for name in net.params:
+        np.testing.assert_allclose(grad[name], fd[name], atol=1e-7 * scale, err_msg=name)
+
+
+def test_rows_of_saturated_units_are_zero():
+    net, x, y, fp = problem(0)
+    saturated_rows = 0
+    for s in range(len(x)):
+        one = G.FixedPoint(x[s:s + 1], [h[s:s + 1] for h in fp.states], [m[s:s + 1] for m in fp.active])
+        for d in (G.neg_gradient(net, one, y[s:s + 1]), G.nu(net, one, y[s:s + 1])):
+            for k in range(net.n_layers):
+                dead = ~one.active[k][0]
+                saturated_rows += dead.sum()
+                assert np.all(d[f"fwd{k}"][dead] == 0) and np.all(d[f"bias{k + 1}"][dead] == 0)
+                if k >= 1:
+                    assert np.all(d[f"bwd{k}"][~one.active[k - 1][0]] == 0)
+    assert saturated_rows > 0
+
+
+def slope(betas, errors):
+    return np.polyfit(np.log(betas), np.log(errors), 1)[0]
+
+
+@pytest.mark.parametrize("seed", [0, 5])
+def test_two_phase_estimate_error_is_linear_one_sided_and_quadratic_symmetric(seed):
+    net, x, y, fp = problem(seed)
+    target = G.flat(G.nu(net, fp, y))
+    betas = np.array([4e-3, 2e-3, 1e-3, 5e-4])
+    one, sym = [], []
+    for beta in betas:
+        est, _, _ = G.two_phase_estimate(net, SOLVER, x, y, beta)
+        one.append(np.linalg.norm(G.flat(est) - target))
+        est, _, _ = G.two_phase_estimate(net, SOLVER, x, y, beta, symmetric=True)
+        sym.append(np.linalg.norm(G.flat(est) - target))
+    assert slope(betas, one) == pytest.approx(1.0, abs=0.05)
+    assert slope(betas, sym) == pytest.approx(2.0, abs=0.1)
+    assert sym[-1] < one[-1] * 1e-2
+
+
+def test_tied_network_nu_is_minus_the_gradient():
+    """W_{k,k+1} = W_{k+1,k}^T: mu is a gradient field and nu = -dJ/dW (Equilibrium Propagation)."""
+    net = Network.create((6, 5, 4, 3), seed=2, tied=True)
+    rng = np.random.default_rng(2)
+    x = rng.uniform(0, 1, (5, 6))
+    y = np.eye(3)[rng.integers(0, 3, 5)]
+    free = SOLVER.solve(net, x)
+    fp = G.FixedPoint.at(net, x, free.states)
+    field, fd = G.flat(G.nu(net, fp, y)), G.flat(central_difference(net, x, y))
+    assert np.linalg.norm(field - fd) <= 1e-6 * np.linalg.norm(fd)
+    assert G.angle(G.nu(net, fp, y), G.neg_gradient(net, fp, y)) < 1e-4
+
+
+def test_untied_network_nu_differs_from_gradient():
+    net, x, y, fp = problem(0)
+    assert G.angle(G.nu(net, fp, y), G.neg_gradient(net, fp, y)) > 1.0
+
+
+@pytest.mark.parametrize("transpose", [False, True])
+@pytest.mark.parametrize("gain", [0.5, 4.0])
+def test_linear_solve_matches_dense_even_when_sweeps_diverge(transpose, gain):
+    """Gauss-Seidel for contracting systems, the dense fallback for the rest."""
+    net = Network.create((3, 6, 5, 4), seed=7)
+    for name in net.params:
+        net.params[name] *= gain
+    rng = np.random.default_rng(0)
+    n = 4
+    active = [rng.uniform(0, 1, (n, s)) < 0.8 for s in net.sizes[1:]]
+    fp = G.FixedPoint(np.zeros((n, 3)), [np.zeros((n, s)) for s in net.sizes[1:]], active)
+    c = [rng.normal(size=(n, s)) for s in net.sizes[1:]]
+    z = G.solve_active(net, fp, c, transpose=transpose)
+    w = G._dense(net, transpose)
+    for s in range(n):
+        act = np.concatenate([m[s] for m in active])
+        rhs = np.concatenate([ck[s] for ck in c])
+        expect = np.zeros(act.size)
+        expect[act] = np.linalg.solve(np.eye(act.sum()) - w[np.ix_(act, act)], rhs[act])
+        np.testing.assert_allclose(np.concatenate([zk[s] for zk in z]), expect, atol=1e-9)
+
+
+def test_bad_targets_refused():
+    net, x, y, fp = problem(0)
+    with pytest.raises(ConfigError, match="targets have shape"):
+        G.neg_gradient(net, fp, y[:, :2])
