@@ -38,8 +38,14 @@ def _ideal(cfg, network):
     return IdealDriver(network, make_solver(cfg))
 
 
+def _visa(cfg, network):
+    from .drivers.visa import make_visa_driver
+
+    return make_visa_driver(cfg, network)
+
+
 #: name -> factory(config, network) -> Driver
-DRIVERS = {"ideal": _ideal}
+DRIVERS = {"ideal": _ideal, "visa": _visa}
 
 
 def complete(cfg: dict) -> dict:

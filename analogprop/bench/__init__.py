@@ -1,0 +1,1 @@
+"""Lab bench: profiles, instrument drivers over VISA and a bench emulator."""

@@ -1,0 +1,18 @@
+"""Command-line options of the bench tools (kept free of heavy imports)."""
+from __future__ import annotations
+
+
+def add_visa_options(p) -> None:
+    """Options of ``train --driver visa`` (config keys ``driver_*``)."""
+    g = p.add_argument_group("bench (--driver visa)")
+    g.add_argument("--profile", dest="driver_profile", help="bench profile TOML (see instruments/)")
+    g.add_argument("--visa-backend", dest="driver_visa_backend", help="pyvisa backend (default @py, i.e. pyvisa-py)")
+
+
+def add_serve_options(p) -> None:
+    """Options of ``bench serve``."""
+    p.add_argument("action", choices=["serve"], help="serve: run the emulator until Ctrl-C (or --duration)")
+    p.add_argument("--profile", required=True, help="bench profile TOML whose TCPIP::127.0.0.1::PORT::SOCKET resources are served")
+    p.add_argument("--fault", action="append", default=[], metavar="INSTRUMENT:KIND[:MATCH[:ARG]]",
+                   help="arm a fault at start (kinds: drop, drop_after, delay, error, range, stuck); repeatable")
+    p.add_argument("--duration", type=float, help="stop after this many seconds")
