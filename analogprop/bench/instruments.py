@@ -59,7 +59,7 @@ class VoltageSource(Instrument):
         for i, x in enumerate(v):
             lo, hi = self.limits.get(first + i, (0.0, 0.0))
             if not (lo <= x <= hi):
-                raise SetpointError(f"{self.name}: channel {first + i}: setpoint {x!r} V is outside the safe "
+                raise SetpointError(f"{self.name}: channel {first + i}: setpoint {float(x)!r} V is outside the safe "
                                     f"limits [{lo}, {hi}] V; not sent")
         return v
 
@@ -110,9 +110,9 @@ class ScannerDMM(Instrument):
 class SMU(Instrument):
     """Keithley-2450-style SMU sourcing a voltage with a current limit."""
 
-    source_voltage = control(":SOUR:VOLT?", ":SOUR:VOLT {:.6g}", "source voltage: volts", strict_range,
+    source_voltage = control(":SOUR:VOLT?", ":SOUR:VOLT {:.6f}", "source voltage: volts", strict_range,
                              values=lambda self: self.voltage_limits)
-    current_limit = control(":SOUR:VOLT:ILIM?", ":SOUR:VOLT:ILIM {:.6g}", "current limit: amps", strict_range,
+    current_limit = control(":SOUR:VOLT:ILIM?", ":SOUR:VOLT:ILIM {:.9f}", "current limit: amps", strict_range,
                             values=(1e-9, 1.05))
     output_enabled = control(":OUTP?", ":OUTP {:d}", "output: on/off", boolean, cast=lambda s: bool(int(s)))
     limit_tripped = measurement(":SOUR:VOLT:ILIM:TRIP?", "whether the current limit is active",
@@ -127,7 +127,7 @@ class SMU(Instrument):
     def safe_shutdown(self) -> None:
         present = np.array([self.source_voltage])
         for v in _ramp(present, self.ramp_step_v):
-            self.write(f":SOUR:VOLT {float(v[0]):.6g}")
+            self.write(f":SOUR:VOLT {float(v[0]):.6f}")
             time.sleep(self.ramp_dwell_s)
         self.output_enabled = 0
 

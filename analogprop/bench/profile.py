@@ -251,10 +251,12 @@ def parse_profile(text: str, where: str = "<profile>") -> Profile:
     for iname in it.data:
         instruments[iname] = _instrument(it.table(iname), iname)
     it.done()
-    resources = [s.resource for s in instruments.values()]
+    seen = {}
     for s in instruments.values():
-        if resources.count(s.resource) > 1:
-            raise ConfigError(f"{where}: field 'instruments.{s.name}.resource': {s.resource} is used by two instruments")
+        if s.resource in seen:
+            raise ConfigError(f"{where}: field 'instruments.{s.name}.resource': {s.resource} is already used by "
+                              f"instrument {seen[s.resource]!r}")
+        seen[s.resource] = s.name
 
     inputs = _sources(root.table("inputs"), instruments, sizes[0], "inputs")
     targets = _sources(root.table("targets"), instruments, sizes[-1], "outputs")

@@ -263,7 +263,7 @@ class VisaDriver(Driver):
         bad = ~((values >= lo) & (values <= hi))
         if bad.any():
             s, j = np.argwhere(bad)[0]
-            raise SetpointError(f"{what} {j} of sample {s} is {values[s, j]!r} V, outside the safe limits "
+            raise SetpointError(f"{what} {j} of sample {s} is {float(values[s, j])!r} V, outside the safe limits "
                                 f"[{lo}, {hi}] V of channel {block.channels[0] + j} ({self.profile.path}); "
                                 f"nothing was sent")
 
