@@ -8,7 +8,7 @@ import numpy as np
 
 from .data import Dataset, load_dataset
 from .errors import ConfigError
-from .network import Network, parse_sizes
+from .conv_network import arch_sizes, create_network, normalize_arch
 from .relax import EulerSolver, FastSolver
 from .trainer import TrainConfig
 
@@ -55,7 +55,7 @@ def complete(cfg: dict) -> dict:
         raise ConfigError(f"unknown configuration keys {unknown}")
     out = dict(DEFAULTS)
     out.update({k: v for k, v in cfg.items() if v is not None})
-    out["arch"] = "-".join(map(str, parse_sizes(out["arch"])))
+    out["arch"] = normalize_arch(out["arch"])
     if out["driver"] not in DRIVERS:
         raise ConfigError(f"unknown driver {out['driver']!r} (available: {', '.join(sorted(DRIVERS))})")
     return out
@@ -64,7 +64,7 @@ def complete(cfg: dict) -> dict:
 def train_config(cfg: dict) -> TrainConfig:
     keys = ("beta", "lrs", "batch_size", "epochs", "seed", "symmetric", "random_sign", "checkpoint_every")
     tc = TrainConfig(**{k: cfg[k] for k in keys})
-    return tc.validate(len(parse_sizes(cfg["arch"])) - 1)
+    return tc.validate(len(arch_sizes(cfg["arch"])) - 1)
 
 
 def check_fit(sizes, data: Dataset) -> None:
@@ -82,11 +82,11 @@ def build(cfg: dict, params: dict | None = None):
     """
     cfg = complete(cfg)
     tc = train_config(cfg)
-    sizes = parse_sizes(cfg["arch"])
+    sizes = arch_sizes(cfg["arch"])
     make_solver(cfg)  # validate solver settings before loading anything
     data = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["download"])
     check_fit(sizes, data)
-    net = Network.create(sizes, seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"])
+    net = create_network(cfg["arch"], seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"])
     driver = DRIVERS[cfg["driver"]](cfg, net)
     if params is not None:
         driver.set_parameters(params)

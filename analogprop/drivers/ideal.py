@@ -34,6 +34,9 @@ class IdealDriver(Driver):
     def parameter_groups(self):
         return {name: pair_of(name) for name in self.network.params}
 
+    def alignment(self):
+        return self.network.alignment()
+
     def relax_free(self, x):
         return _phase(self.solver.solve(self.network, x))
 

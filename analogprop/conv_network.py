@@ -1,0 +1,257 @@
+"""Convolutional layered network: feature-map layers, untied forward and feedback kernels.
+
+Architecture text (``--arch``): layers joined by ``-``, input first.
+
+* the input is ``CxHxW`` (e.g. ``1x28x28``) when convolutions follow it;
+* ``c{M}k{K}[s{S}][p{P}]`` is a layer of M feature maps computed from the
+  layer below by a valid K x K convolution with stride S (default 1),
+  followed by P x P average pooling (default none);
+* a plain integer is a dense layer (flattened, as in :class:`Network`).
+
+Example, Table 2 with pooling: ``1x28x28-c32k5p2-c64k5p2-10`` (28 -> 24 ->
+12 -> 8 -> 4, output dense from 64*4*4 units).
+
+A convolutional pair k -> k+1 has parameters
+
+* ``fwd{k}`` (M, C, K, K): the forward map A_k = pool o conv(., fwd{k});
+* ``bwd{k}`` (M, C, K, K), k >= 1: its own feedback kernel, applied as the
+  transposed map conv(., bwd{k})^T o pool^T (a transposed convolution, then
+  the fixed transpose of the average pooling);
+* ``bias{k+1}`` (M,): one bias per feature map.
+
+So ``bwd{k}`` realises W_{k,k+1} with the transposed shape of W_{k+1,k},
+independent of it (tied only with ``tied``).  States stay flattened
+(batch, M*H*W), in channels-last order (H, W, M) (for one input channel
+the same as a row-major image), so solvers, drivers and trainer use this class unchanged
+through ``input_drive``, ``drive`` and ``hebbian`` (Eq. 6-8, 56).
+"""
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+
+import numpy as np
+
+from .conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose, conv_out
+from .errors import ConfigError
+from .network import Network, parse_sizes
+
+_CONV = re.compile(r"^c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")
+_MAP = re.compile(r"^(\d+)x(\d+)x(\d+)$")
+
+
+@dataclass(frozen=True)
+class Conv:
+    """The connection into a feature-map layer: kernel size, stride, pooling."""
+
+    kernel: int
+    stride: int = 1
+    pool: int = 1
+
+
+def _is_conv_text(text) -> bool:
+    return isinstance(text, str) and any(_CONV.match(t) for t in text.strip().split("-"))
+
+
+def parse_arch(text):
+    """Layer shapes ((C,H,W) or (n,)) and per-pair links (Conv or None for dense)."""
+    tokens = [t for t in text.strip().split("-") if t]
+    m = _MAP.match(tokens[0])
+    if not m:
+        raise ConfigError(f"architecture {text!r}: a convolutional network's input must be CxHxW, e.g. 1x28x28")
+    shapes, links = [tuple(int(v) for v in m.groups())], []
+    for i, tok in enumerate(tokens[1:], start=1):
+        prev = shapes[-1]
+        c = _CONV.match(tok)
+        if c:
+            maps, k, s, p = (int(v) if v else 1 for v in c.groups())
+            if len(prev) != 3:
+                raise ConfigError(f"architecture {text!r}: layer {i} ({tok}) follows a dense layer; convolutions need feature maps")
+            if min(maps, k, s, p) < 1:
+                raise ConfigError(f"architecture {text!r}: layer {i} ({tok}) needs maps, kernel, stride and pooling >= 1")
+            h, w = conv_out(prev[1], k, s), conv_out(prev[2], k, s)
+            if h < 1 or w < 1:
+                raise ConfigError(f"architecture {text!r}: layer {i} ({tok}): a {k}x{k} kernel does not fit a {prev[1]}x{prev[2]} map")
+            if h % p or w % p:
+                raise ConfigError(f"architecture {text!r}: layer {i} ({tok}): {h}x{w} maps are not divisible by pooling {p}")
+            shapes.append((maps, h // p, w // p))
+            links.append(Conv(k, s, p))
+        elif tok.isdigit() and int(tok) > 0:
+            shapes.append((int(tok),))
+            links.append(None)
+        else:
+            raise ConfigError(f"architecture {text!r}: layer {i} {tok!r} is neither a size nor c<maps>k<kernel>[s<stride>][p<pool>]")
+    if len(shapes) < 2:
+        raise ConfigError(f"architecture {text!r} needs at least an input and an output layer")
+    return shapes, links
+
+
+def format_arch(shapes, links) -> str:
+    parts = ["x".join(map(str, shapes[0]))]
+    for shape, link in zip(shapes[1:], links):
+        if link is None:
+            parts.append(str(shape[0]))
+        else:
+            parts.append(f"c{shape[0]}k{link.kernel}" + (f"s{link.stride}" if link.stride > 1 else "")
+                         + (f"p{link.pool}" if link.pool > 1 else ""))
+    return "-".join(parts)
+
+
+# -- architecture text of either kind, as build.py uses it ---------------------
+def normalize_arch(text) -> str:
+    """Canonical architecture text (dense ``64-32-10`` or convolutional)."""
+    if _is_conv_text(text):
+        return format_arch(*parse_arch(text))
+    return "-".join(map(str, parse_sizes(text)))
+
+
+def arch_sizes(text) -> tuple[int, ...]:
+    """Flattened layer sizes n_k of either kind of architecture."""
+    if _is_conv_text(text):
+        return tuple(int(np.prod(s)) for s in parse_arch(text)[0])
+    return parse_sizes(text)
+
+
+def create_network(text, seed: int = 0, bias: bool = True, tied: bool = False) -> Network:
+    """A :class:`ConvNetwork` for convolutional architecture text, else a dense :class:`Network`."""
+    if _is_conv_text(text):
+        return ConvNetwork.create(text, seed=seed, bias=bias, tied=tied)
+    return Network.create(text, seed=seed, bias=bias, tied=tied)
+
+
+@dataclass
+class ConvNetwork(Network):
+    arch: str = ""
+
+    def __post_init__(self):
+        self.shapes, self.links = parse_arch(self.arch)
+        self.arch = format_arch(self.shapes, self.links)
+        self.sizes = tuple(int(np.prod(s)) for s in self.shapes)
+
+    @classmethod
+    def create(cls, arch, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64) -> "ConvNetwork":
+        """Glorot-Bengio uniform init (fan = maps x kernel area for kernels); all tensors independent."""
+        net = cls((), {}, tied, arch)
+        rng = np.random.default_rng(seed)
+        for name, shape in net.expected_shapes(bias).items():
+            if name.startswith("bias"):
+                net.params[name] = np.zeros(shape, dtype)
+                continue
+            k = int(name[3:])
+            if net.links[k] is None:
+                fan = net.sizes[k] + net.sizes[k + 1]
+            else:
+                fan = (shape[0] + shape[1]) * shape[2] * shape[3]
+            lim = np.sqrt(6.0 / fan)
+            if name.startswith("bwd") and tied:
+                net.params[name] = net._mirror(k, net.params[f"fwd{k}"]).copy()
+            else:
+                net.params[name] = rng.uniform(-lim, lim, shape).astype(dtype)
+        return net
+
+    def expected_shapes(self, bias: bool | None = None) -> dict[str, tuple[int, ...]]:
+        if bias is None:
+            bias = any(n.startswith("bias") for n in self.params)
+        out = {}
+        for k, link in enumerate(self.links):
+            a, b = self.shapes[k], self.shapes[k + 1]
+            if link is None:
+                fwd = (self.sizes[k + 1], self.sizes[k])
+                out[f"fwd{k}"] = fwd
+                if k >= 1:
+                    out[f"bwd{k}"] = fwd[::-1]
+            else:
+                out[f"fwd{k}"] = (b[0], a[0], link.kernel, link.kernel)
+                if k >= 1:
+                    out[f"bwd{k}"] = out[f"fwd{k}"]
+            if bias:
+                out[f"bias{k + 1}"] = (b[0],)
+        return out
+
+    def copy(self) -> "ConvNetwork":
+        return ConvNetwork(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.arch)
+
+    def _mirror(self, k: int, w):
+        """The feedback parameter that ties to forward parameter w of pair k (and back)."""
+        return w.T if self.links[k] is None else w
+
+    def apply_update(self, delta: dict[str, np.ndarray]) -> None:
+        """Add ``delta``; for tied networks both directions move together."""
+        for name, d in delta.items():
+            if self.tied and name.startswith("bwd"):
+                continue
+            k = name[3:]
+            if self.tied and name.startswith("fwd") and f"bwd{k}" in delta:
+                d = d + self._mirror(int(k), delta[f"bwd{k}"])
+            self.params[name] += d
+        if self.tied:
+            for k in range(1, self.n_layers):
+                self.params[f"bwd{k}"] = self._mirror(k, self.params[f"fwd{k}"]).copy()
+
+    # -- the connections (Eq. 6-8) ---------------------------------------------
+    def _maps(self, k: int, v):
+        """(N, H, W, C) view of a flattened feature-map state of layer k."""
+        c, h, w = self.shapes[k]
+        return v.reshape(v.shape[0], h, w, c)
+
+    def _forward(self, k: int, r):
+        """A_k rho(h_k) + bias_{k+1}: layer k to layer k+1, flattened."""
+        p, link = self.params, self.links[k]
+        w = p[f"fwd{k}"].astype(r.dtype, copy=False)
+        if link is None:
+            d = r @ w.T
+        else:
+            d = avg_pool(conv2d(self._maps(k, r), w, link.stride), link.pool)
+        if f"bias{k + 1}" in p:
+            b = p[f"bias{k + 1}"].astype(d.dtype, copy=False)
+            d = d + b
+        return d.reshape(r.shape[0], -1)
+
+    def _feedback(self, k: int, r):
+        """B_k rho(h_{k+1}): layer k+1 to layer k through bwd{k}, flattened."""
+        link = self.links[k]
+        w = self.params[f"bwd{k}"].astype(r.dtype, copy=False)
+        if link is None:
+            return r @ w.T
+        u = avg_pool_transpose(self._maps(k + 1, r), link.pool)
+        return conv2d_transpose(u, w, self.shapes[k][1:], link.stride).reshape(r.shape[0], -1)
+
+    def input_drive(self, rx):
+        return self._forward(0, rx)
+
+    def drive(self, k: int, r_prev, r_next):
+        d = 0.0
+        if r_prev is not None:
+            d = self._forward(k - 1, r_prev)
+        if r_next is not None:
+            d = d + self._feedback(k, r_next)
+        return d
+
+    def hebbian(self, r, dh) -> dict[str, np.ndarray]:
+        """Eq. 56 summed over the batch: dmu/dtheta(h0) . dh for every kernel, matrix and bias."""
+        out = {}
+        for k, link in enumerate(self.links):
+            if link is None:
+                out[f"fwd{k}"] = dh[k].T @ r[k]
+                if k >= 1:
+                    out[f"bwd{k}"] = dh[k - 1].T @ r[k + 1]
+                bias_sum = dh[k].sum(axis=0)
+            else:
+                up = avg_pool_transpose(self._maps(k + 1, dh[k]), link.pool)
+                out[f"fwd{k}"] = conv2d_kernel_grad(self._maps(k, r[k]), up, link.kernel, link.stride)
+                if k >= 1:
+                    ur = avg_pool_transpose(self._maps(k + 1, r[k + 1]), link.pool)
+                    out[f"bwd{k}"] = conv2d_kernel_grad(self._maps(k, dh[k - 1]), ur, link.kernel, link.stride)
+                bias_sum = self._maps(k + 1, dh[k]).sum(axis=(0, 1, 2))
+            if f"bias{k + 1}" in self.params:
+                out[f"bias{k + 1}"] = bias_sum
+        return out
+
+    def alignment(self) -> list[float]:
+        """Cosine of each forward parameter and its feedback mirror (kernels: the kernels themselves)."""
+        out = []
+        for k in range(1, self.n_layers):
+            f, b = self.params[f"fwd{k}"], self._mirror(k, self.params[f"bwd{k}"])
+            den = np.linalg.norm(f) * np.linalg.norm(b)
+            out.append(float(np.sum(f * b) / den) if den > 0 else 0.0)
+        return out

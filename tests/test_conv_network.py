@@ -1,0 +1,211 @@
+"""Convolutional network: architecture text, conv maps, fixed points, Eq. 18 and Eq. 56."""
+import numpy as np
+import pytest
+from scipy.signal import correlate
+
+from analogprop.conv_network import ConvNetwork, arch_sizes, create_network, normalize_arch
+from analogprop.conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose
+from analogprop.dynamics import mu_beta, rho
+from analogprop.errors import ConfigError
+from analogprop.network import Network
+from analogprop.relax import EulerSolver, FastSolver
+
+# pooling; stride 2 with an unused last row; two dense layers on top
+ARCHS = ["1x8x8-c3k3p2-c4k2-5", "2x8x8-c3k3s2-c2k2-6-4"]
+
+
+def saturating_conv(arch, seed, gain=2.5, feedback=0.3):
+    """A random untied conv network whose fixed points include units clipped at 0 and at 1."""
+    net = ConvNetwork.create(arch, seed=seed)
+    rng = np.random.default_rng(seed + 1000)
+    for name, w in net.params.items():
+        if name.startswith("fwd"):
+            w *= gain
+        elif name.startswith("bwd"):
+            w *= feedback
+        else:
+            w[:] = rng.normal(0.3, 0.6, w.shape)
+    return net
+
+
+def linear_maps(net):
+    """Dense matrices of every forward map A_k (n_{k+1} x n_k) and feedback map B_k (n_k x n_{k+1}),
+    obtained by applying the network's connections to identity matrices."""
+    s = net.sizes
+    fwd = [(net.input_drive(np.eye(s[0])) - net.input_drive(np.zeros((1, s[0])))).T]
+    for k in range(1, net.n_layers):
+        eye, zero = np.eye(s[k]), np.zeros((1, s[k]))
+        fwd.append((net.drive(k + 1, eye, None) - net.drive(k + 1, zero, None)).T)
+    bwd = {k: net.drive(k, None, np.eye(s[k + 1])).T for k in range(1, net.n_layers)}
+    return fwd, bwd
+
+
+# -- architecture text -----------------------------------------------------------
+def test_arch_parsing_and_sizes():
+    assert arch_sizes("1x28x28-c32k5p2-c64k5p2-10") == (784, 32 * 12 * 12, 64 * 4 * 4, 10)
+    assert arch_sizes("2x8x8-c3k3s2-c2k2-6-4") == (128, 27, 8, 6, 4)
+    assert normalize_arch("1x28x28-c32k5s1p1-c64k5p2-10") == "1x28x28-c32k5-c64k5p2-10"
+    assert normalize_arch("64-32-10") == "64-32-10"  # dense architectures unchanged
+    assert type(create_network("64-32-10")) is Network
+    net = create_network("1x8x8-c3k3p2-c4k2-5", seed=1)
+    assert isinstance(net, ConvNetwork)
+    assert net.params["fwd0"].shape == (3, 1, 3, 3) and net.params["bwd1"].shape == (4, 3, 2, 2)
+    assert net.params["fwd2"].shape == (5, 16) and net.params["bias1"].shape == (3,)
+    net.validate()
+
+
+@pytest.mark.parametrize("text, problem", [
+    ("28x28-c32k5-10", "CxHxW"),
+    ("1x8x8-c4k9-10", "does not fit"),
+    ("1x8x8-c4k3p4-10", "not divisible"),
+    ("1x8x8-10-c4k3", "follows a dense layer"),
+    ("1x8x8-c4k3-q7", "neither a size"),
+    ("1x8x8-c0k3-10", ">= 1"),
+])
+def test_bad_arch_is_refused(text, problem):
+    with pytest.raises(ConfigError, match=problem):
+        normalize_arch(text)
+
+
+def test_bad_parameters_are_refused():
+    net = ConvNetwork.create("1x8x8-c3k3p2-c4k2-5")
+    net.params["bwd1"] = np.zeros((3, 4, 2, 2))
+    with pytest.raises(ConfigError, match="bwd1"):
+        net.validate()
+    net = ConvNetwork.create("1x8x8-c3k3p2-c4k2-5")
+    net.params["fwd0"][0, 0, 0, 0] = np.nan
+    with pytest.raises(ConfigError, match="fwd0"):
+        net.validate()
+
+
+# -- the convolution primitives ------------------------------------------------
+@pytest.mark.parametrize("stride", [1, 2])
+def test_conv_ops_match_scipy_and_are_adjoint(stride, rng):
+    x = rng.normal(size=(3, 9, 8, 2))
+    w = rng.normal(size=(4, 2, 3, 3))
+    y = conv2d(x, w, stride)
+    for n in range(3):
+        for o in range(4):
+            ref = correlate(x[n], w[o].transpose(1, 2, 0), mode="valid")[:, :, 0][::stride, ::stride]
+            np.testing.assert_allclose(y[n, :, :, o], ref, atol=1e-12)
+    dy = rng.normal(size=y.shape)
+    assert np.isclose(np.sum(y * dy), np.sum(x * conv2d_transpose(dy, w, (9, 8), stride)))
+    g = conv2d_kernel_grad(x, dy, 3, stride)
+    w2 = w.copy()
+    w2[2, 1, 0, 2] += 1.0  # <dy, conv2d(x, w)> is linear in w
+    assert np.isclose(np.sum(conv2d(x, w2, stride) * dy) - np.sum(y * dy), g[2, 1, 0, 2])
+    u = rng.normal(size=(3, 4, 4, 2))
+    v = rng.normal(size=(3, 2, 2, 2))
+    assert np.isclose(np.sum(avg_pool(u, 2) * v), np.sum(u * avg_pool_transpose(v, 2)))
+    np.testing.assert_allclose(avg_pool(u, 2)[1, 0, 1], u[1, :2, 2:].mean(axis=(0, 1)))
+
+
+def test_feedback_has_the_transposed_shape_and_is_independent():
+    for arch in ARCHS:
+        tied = ConvNetwork.create(arch, seed=2, tied=True)
+        fwd, bwd = linear_maps(tied)
+        for k, b in bwd.items():
+            np.testing.assert_allclose(b, fwd[k].T, atol=1e-12)  # tied kernels: exact transpose
+        assert tied.alignment() == pytest.approx([1.0] * (tied.n_layers - 1))
+        free = ConvNetwork.create(arch, seed=2)
+        fwd, bwd = linear_maps(free)
+        for k, b in bwd.items():
+            assert b.shape == fwd[k].T.shape and not np.allclose(b, fwd[k].T)
+        assert all(abs(a) < 0.9 for a in free.alignment())
+
+
+def test_tied_update_keeps_directions_tied(rng):
+    net = ConvNetwork.create("1x8x8-c3k3p2-c4k2-5", seed=0, tied=True)
+    delta = {k: rng.normal(size=v.shape) for k, v in net.params.items()}
+    net.apply_update(delta)
+    np.testing.assert_allclose(net.params["bwd1"], net.params["fwd1"])
+    np.testing.assert_allclose(net.params["bwd2"], net.params["fwd2"].T)
+
+
+# -- fixed points, Eq. 56 and Eq. 18 --------------------------------------------
+@pytest.mark.parametrize("arch", ARCHS)
+@pytest.mark.parametrize("beta", [0.0, 0.7])
+def test_conv_fixed_point_conditions(arch, beta, rng):
+    net = saturating_conv(arch, seed=3)
+    x = rng.uniform(0, 1, (12, net.sizes[0]))
+    y = np.eye(net.sizes[-1])[rng.integers(0, net.sizes[-1], 12)]
+    for solver in (FastSolver(tol=1e-10), EulerSolver(step=0.5, tol=1e-10, max_steps=20000)):
+        r = solver.solve(net, x, y, beta)
+        assert r.converged.all()
+        low = high = 0
+        for h, f in zip(r.states, mu_beta(net, x, r.states, y, beta)):
+            free = (h > 1e-12) & (h < 1 - 1e-12)
+            assert np.all(np.abs(f[free]) < 1e-8)
+            assert np.all(f[h <= 1e-12] <= 1e-8)
+            assert np.all(f[h >= 1 - 1e-12] >= -1e-8)
+            low += np.count_nonzero(h <= 1e-12)
+            high += np.count_nonzero(h >= 1 - 1e-12)
+        assert low > 0 and high > 0
+
+
+def _dmu_dtheta_dot(net, x, states, v):
+    """sum_i dmu_i/dtheta v_i for every parameter entry, by differences of mu (mu is affine in theta)."""
+    base = sum(np.sum(m * vk) for m, vk in zip(mu_beta(net, x, states), v))
+    out = {}
+    for name, p in net.params.items():
+        g = np.zeros_like(p)
+        for idx in np.ndindex(p.shape):
+            old = p[idx]
+            p[idx] = old + 1.0
+            g[idx] = sum(np.sum(m * vk) for m, vk in zip(mu_beta(net, x, states), v)) - base
+            p[idx] = old
+        out[name] = g
+    return out
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_hebbian_is_dmu_dtheta_dot_dh(arch, rng):
+    net = saturating_conv(arch, seed=5)
+    x = rng.uniform(0, 1, (4, net.sizes[0]))
+    h = [rng.uniform(-0.3, 1.3, (4, n)) for n in net.sizes[1:]]
+    dh = [rng.normal(size=(4, n)) for n in net.sizes[1:]]
+    ref = _dmu_dtheta_dot(net, x, h, dh)
+    got = net.hebbian([rho(x)] + [rho(v) for v in h], dh)
+    assert set(got) == set(ref)
+    for name in ref:
+        np.testing.assert_allclose(got[name], ref[name], rtol=1e-9, atol=1e-9, err_msg=name)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_two_phase_estimate_matches_closed_form_nu(arch, rng):
+    """(Eq. 56) / beta -> nu = dmu/dtheta . (I - W_AA)^-1 (-dC/dh) (Eq. 16, 18) for small beta."""
+    net = saturating_conv(arch, seed=7, gain=1.5)
+    n = 6
+    x = rng.uniform(0, 1, (n, net.sizes[0]))
+    y = np.eye(net.sizes[-1])[rng.integers(0, net.sizes[-1], n)]
+    solver = FastSolver(tol=1e-13, max_sweeps=5000)
+    free = solver.solve(net, x)
+    assert free.converged.all()
+    fwd, bwd = linear_maps(net)
+    sizes = net.sizes[1:]
+    off = np.concatenate([[0], np.cumsum(sizes)])
+    w = np.zeros((off[-1], off[-1]))
+    for k in range(1, net.n_layers):
+        w[off[k]:off[k + 1], off[k - 1]:off[k]] = fwd[k]
+        w[off[k - 1]:off[k], off[k]:off[k + 1]] = bwd[k]
+    h0 = np.concatenate(free.states, axis=1)
+    active = (h0 > 1e-9) & (h0 < 1 - 1e-9)
+    assert active.mean() > 0.2 and (~active).any()
+    delta = np.zeros_like(h0)
+    for s in range(n):
+        a = active[s]
+        c = np.zeros(off[-1])
+        c[off[-2]:] = y[s] - free.states[-1][s]  # -dC/dh (Eq. 14)
+        delta[s, a] = np.linalg.solve(np.eye(a.sum()) - w[np.ix_(a, a)], c[a])
+    delta_layers = np.split(delta, off[1:-1], axis=1)
+    nu = _dmu_dtheta_dot(net, x, free.states, delta_layers)
+
+    beta = 1e-4
+    nudged = solver.solve(net, x, y, beta, start=free.states)
+    dh = [(b - a) / beta for a, b in zip(free.states, nudged.states)]
+    np.testing.assert_allclose(np.concatenate(dh, axis=1), delta, atol=1e-3 * np.abs(delta).max())
+    est = net.hebbian([rho(x)] + [rho(v) for v in free.states], dh)
+    for name in nu:
+        scale = np.abs(nu[name]).max()
+        assert scale > 0, name
+        np.testing.assert_allclose(est[name], nu[name], atol=1e-3 * scale, err_msg=name)
