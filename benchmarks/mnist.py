@@ -1,0 +1,111 @@
+"""MNIST end to end (Appendix C, Table 1, Fig. 3): train, checkpoint, metrics, plots.
+
+Trains an untied network with the two-phase rule (Eq. 56) on MNIST through
+the ideal driver, writes into ``--out`` a run directory that ``analogprop
+evaluate`` and ``examples/evaluate_mnist_checkpoint.py`` read
+(``config.json``, ``checkpoint.npz`` after every epoch, ``metrics.jsonl`` /
+``metrics.csv``), the figures ``errors.png`` (train/test error per epoch)
+and ``alignment.png`` (Fig. 3 right) and prints ``name: value`` lines.
+``--resume`` continues an interrupted run from its checkpoint.
+
+    python benchmarks/mnist.py --data-dir ../shared/datasets/mnist --arch 784-512-512-10 \\
+        --lrs 0.4,0.1,0.01 --beta 1.0 --tol 1e-4 --dtype float32 --epochs 40 --out benchmarks/out/mnist2
+"""
+import argparse
+import sys
+import time
+from pathlib import Path
+
+from analogprop.build import build, complete
+from analogprop.errors import AnalogpropError
+from analogprop.plots import plot_runs
+from analogprop.runs import RunDir, load_checkpoint, save_checkpoint
+from analogprop.trainer import TrainState, TwoPhaseTrainer
+
+
+def parse_args(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--data-dir", help="MNIST IDX directory (else $ANALOGPROP_DATA or ~/.cache/analogprop/mnist)")
+    ap.add_argument("--arch", default="784-512-512-10")
+    ap.add_argument("--lrs", default="0.4,0.1,0.01", help="learning rates per layer pair, input side first")
+    ap.add_argument("--beta", type=float, default=1.0)
+    ap.add_argument("--symmetric", action="store_true", help="nudge with +beta and -beta")
+    ap.add_argument("--random-sign", action="store_true", help="random sign of beta per minibatch (needs beta < 1)")
+    ap.add_argument("--tol", type=float, default=1e-4, help="residual tolerance of each relaxation")
+    ap.add_argument("--max-steps", type=int, default=500, help="sweep limit of a relaxation")
+    ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
+    ap.add_argument("--batch-size", type=int, default=20)
+    ap.add_argument("--epochs", type=int, default=40)
+    ap.add_argument("--seed", type=int, default=0)
+    ap.add_argument("--train-subset", type=int, help="first N training samples (default all 60,000)")
+    ap.add_argument("--test-subset", type=int, help="first N test samples (default all 10,000)")
+    ap.add_argument("--out", default="benchmarks/out/mnist", help="run directory")
+    ap.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    return ap.parse_args(argv)
+
+
+def run(args) -> list[dict]:
+    """Train per ``args``; returns the epoch records (all of them, also those of a resumed run)."""
+    rundir = RunDir(args.out)
+    cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch,
+           "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
+           "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
+           "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed}
+    subsets = (args.train_subset, args.test_subset)
+    state, params, records = None, None, []
+    if args.resume:
+        params, meta = load_checkpoint(rundir.checkpoint_path)
+        cfg = {**rundir.read_config(), "epochs": args.epochs}
+        subsets = tuple(meta.get("subsets", (None, None)))
+        state = TrainState.from_dict(meta["state"])
+        records = rundir.metrics()[:state.epoch]
+    cfg = complete(cfg)
+    data, driver, tc = build(cfg, params)
+    data = data.subset(*subsets)
+    rundir.write_config(cfg)
+    trainer = TwoPhaseTrainer(driver, tc)
+
+    def on_epoch(rec):
+        records.append(rec)
+        rundir.write_metrics(records)
+        print(f"epoch {rec['epoch']}: train error {rec['train_error']:.2%} test error {rec['test_error']:.2%} "
+              f"alignment {[round(a, 3) for a in rec['alignment']]} "
+              f"{rec['train_seconds']:.1f}+{rec['eval_seconds']:.1f}s", file=sys.stderr, flush=True)
+
+    def checkpoint(st):
+        save_checkpoint(rundir.checkpoint_path, driver.get_parameters(), {"state": st.to_dict(), "config": cfg,
+                                                                          "subsets": list(subsets)})
+
+    with driver:
+        trainer.fit(data, state, on_checkpoint=checkpoint, on_epoch=on_epoch)
+    return records
+
+
+def main(argv=None):
+    args = parse_args(argv)
+    try:
+        t0 = time.perf_counter()
+        records = run(args)
+        figures = plot_runs([args.out], args.out)
+    except AnalogpropError as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    last = records[-1]
+    epoch_s = [r["train_seconds"] + r["eval_seconds"] for r in records]
+    print(f"architecture: {args.arch}")
+    print(f"epochs: {last['epoch']}")
+    print(f"final train error %: {100 * last['train_error']:.2f}")
+    print(f"final test error %: {100 * last['test_error']:.2f}")
+    print(f"best test error %: {100 * min(r['test_error'] for r in records):.2f}")
+    print(f"alignment first/last: {records[0]['alignment']} / {last['alignment']}")
+    print(f"unconverged free/nudged last epoch: {last['unconverged_free']}/{last['unconverged_nudged']}")
+    print(f"seconds per epoch (train+eval) mean: {sum(epoch_s) / len(epoch_s):.1f}")
+    print(f"wall seconds this invocation: {time.perf_counter() - t0:.1f}")
+    print(f"run directory: {args.out}")
+    for path in figures:
+        print(f"figure: {path}")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,73 @@
+"""FastSolver options: Anderson acceleration, float32 solves, refusal of ill-posed nudging."""
+import numpy as np
+import pytest
+
+from analogprop.dynamics import mu_beta, projected_residual
+from analogprop.errors import ConfigError
+from analogprop.network import Network
+from analogprop.relax import EulerSolver, FastSolver
+from conftest import saturating_network
+
+
+def _data(rng, sizes, n=30):
+    return rng.uniform(0, 1, (n, sizes[0])), np.eye(sizes[-1])[rng.integers(0, sizes[-1], n)]
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_anderson_reaches_the_reference_fixed_point_in_fewer_sweeps(seed, rng):
+    sizes = (30, 25, 20, 8)
+    net = saturating_network(sizes, seed=seed, gain=2.0, feedback=0.6)
+    x, y = _data(rng, sizes)
+    for beta in (0.0, 0.8):
+        ref = EulerSolver(step=0.3, tol=1e-10, max_steps=100000).solve(net, x, y, beta)
+        plain = FastSolver(tol=1e-10, anderson=0).solve(net, x, y, beta)
+        acc = FastSolver(tol=1e-10, anderson=5).solve(net, x, y, beta)
+        assert ref.converged.all() and acc.converged.all()  # plain sweeps may cycle on a sample here
+        assert np.all(projected_residual(acc.states, mu_beta(net, x, acc.states, y, beta)) <= 1e-10)
+        assert max(np.max(np.abs(a - b)) for a, b in zip(acc.states, ref.states)) <= 1e-6
+        assert acc.steps.sum() < plain.steps.sum()
+
+
+def test_anderson_depth_is_checked():
+    for bad in (-1, 51, 2.5, "3"):
+        with pytest.raises(ConfigError, match="Anderson"):
+            FastSolver(anderson=bad)
+
+
+def test_float32_solve_of_a_float64_network(rng):
+    sizes = (20, 16, 12, 5)
+    net = saturating_network(sizes, seed=7)
+    x, y = _data(rng, sizes)
+    before = {k: v.copy() for k, v in net.params.items()}
+    r64 = FastSolver(tol=1e-9).solve(net, x, y, 0.5)
+    r32 = FastSolver(tol=1e-5, dtype=np.float32).solve(net, x, y, 0.5)
+    assert all(s.dtype == np.float32 for s in r32.states) and r32.converged.all()
+    assert max(np.max(np.abs(a - b)) for a, b in zip(r32.states, r64.states)) <= 1e-4
+    assert all(net.params[k].dtype == np.float64 and np.array_equal(net.params[k], before[k]) for k in before)
+
+
+def test_float32_keeps_subclass_connections(rng):
+    """A Network subclass overriding the connection methods is still used after the cast to float32."""
+    calls = []
+
+    class Scaled(Network):
+        def drive(self, k, r_prev, r_next):
+            calls.append(self.params["fwd1"].dtype)
+            return 0.5 * super().drive(k, r_prev, r_next)
+
+    base = saturating_network((10, 8, 6), seed=2)
+    net = Scaled(base.sizes, base.params)
+    x, _ = _data(rng, (10, 8, 6), 5)
+    r = FastSolver(tol=1e-6, dtype=np.float32).solve(net, x)
+    assert calls and set(calls) == {np.dtype(np.float32)}
+    ref = EulerSolver(step=0.5, tol=1e-9, max_steps=100000).solve(net, x)
+    assert max(np.max(np.abs(a - b)) for a, b in zip(r.states, ref.states)) <= 1e-4
+
+
+@pytest.mark.parametrize("solver", [FastSolver(), EulerSolver()])
+def test_nudging_at_or_below_minus_one_is_refused(solver, rng):
+    net = saturating_network((6, 5, 3), seed=0)
+    x, y = _data(rng, (6, 5, 3), 4)
+    with pytest.raises(ConfigError, match="beta=-1.0 .*stable fixed point"):
+        solver.solve(net, x, y, -1.0)
+    assert solver.solve(net, x, y, -0.5).converged.all()
