@@ -1,0 +1,188 @@
+"""ngspice netlists of a compiled circuit (:mod:`analogprop.circuit.description`).
+
+The netlist is self-contained: the subcircuit libraries of ``netlists/``
+(op-amp buffer, inverter, neuron) and any user include are copied into it,
+devices are written with their sampled (as-built) values as plain numbers,
+so ``ngspice -b file.cir`` runs it unchanged.
+
+Batching (one circuit, many samples): the inputs ``r0_*`` and the targets
+``y*`` are tabulated against the voltage of the sample-index source ``vsel``
+(``pwl(v(sel), ...)``) and the nudge resistors' conductance is scaled by the
+voltage of ``vnb`` (beta; 0 = switch open).  ``dc vsel 0 N-1 1`` gives the
+free operating points of all N samples; ``dc vnb 0 b b vsel 0 N-1 1`` the
+free and then the nudged point of each sample in turn, so the nudged point
+continues from the sample's free one (Eq. 13, 25).
+"""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError
+
+#: The subcircuit libraries (repository's ``netlists/``), in inclusion order.
+LIBRARY_DIR = Path(__file__).resolve().parents[2] / "netlists"
+LIBRARIES = ("buffer.lib", "inverter.lib", "neuron.lib")
+OPTIONS = ".options reltol=1e-6 vntol=1e-9 abstol=1e-15 pivrel=1e-10 itl1=200 itl2=100"
+
+_FORBIDDEN = re.compile(r"^\s*(\.control\b|\.endc\b|shell\b|\.exec\b|\.include\b|\.inc\b|\.lib\b|\.end\s*$)",
+                        re.I | re.M)
+
+
+class IncludeError(ConfigError):
+    """A user include that could run commands or escape the netlist."""
+
+
+def sanitise(name: str) -> str:
+    """A SPICE-safe lower-case token: letters, digits and '_' only, starting with a letter."""
+    token = re.sub(r"[^a-z0-9_]+", "_", str(name).strip().lower()).strip("_")
+    return token if token[:1].isalpha() else f"n_{token}"
+
+
+def read_include(path) -> str:
+    """Text of a user include; refuses ``.control`` blocks, ``shell`` commands and nested includes."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except (OSError, UnicodeDecodeError) as e:
+        raise IncludeError(f"cannot read include {path}: {e}") from None
+    m = _FORBIDDEN.search(text)
+    if m:
+        line = text[:m.start()].count("\n") + 1
+        raise IncludeError(f"include {path} line {line}: {m.group(1).strip()!r} is not allowed in an include "
+                           f"(no .control blocks, shell commands, nested includes or .end)")
+    return text
+
+
+def library_text() -> str:
+    parts = []
+    for name in LIBRARIES:
+        path = LIBRARY_DIR / name
+        if not path.exists():
+            raise ConfigError(f"subcircuit library {path} is missing (it ships in the repository's netlists/)")
+        parts.append(f"* ---- {name} ----\n{path.read_text().strip()}")
+    return "\n".join(parts)
+
+
+def _num(v) -> str:
+    return repr(float(v))
+
+
+def _table(values) -> str:
+    """pwl over v(sel) through (i, values[i]), flat outside [0, N-1] (pwl extrapolates its end segments)."""
+    v = [repr(a) for a in np.asarray(values, float).tolist()]
+    pts = [f"-1,{v[0]}"] + [f"{i},{a}" for i, a in enumerate(v)] + [f"{len(v)},{v[-1]}"]
+    rows = [",".join(pts[i:i + 8]) for i in range(0, len(pts), 8)]
+    return "pwl(v(sel),\n+ " + ",\n+ ".join(rows) + ")"
+
+
+def _matrix(prefix, W, out_node, in_node, scale, kind):
+    """One device per nonzero entry of W (rows: receiving nodes, columns: driving nodes)."""
+    rows, cols = np.nonzero(W)
+    vals = (W[rows, cols] * scale).tolist()
+    if kind == "g":   # VCCS injecting W * V(in) into out
+        return [f"g{prefix}_{i}_{j} 0 {out_node}{i} {in_node}{j} 0 {v!r}" for i, j, v in zip(rows.tolist(), cols.tolist(), vals)]
+    return [f"r{prefix}_{i}_{j} {in_node}{j} {out_node}{i} {1.0 / v!r}" for i, j, v in zip(rows.tolist(), cols.tolist(), vals)]
+
+
+def node_names(circuit) -> dict[str, list[str]]:
+    """Names of the state nodes h{k}_i and buffer outputs r{k}_i per dynamic layer k = 1..L."""
+    L = circuit.n_layers
+    return {"h": [[f"h{k}_{i}" for i in range(circuit.sizes[k])] for k in range(1, L + 1)],
+            "r": [[f"r{k}_{i}" for i in range(circuit.sizes[k])] for k in range(1, L + 1)]}
+
+
+def header(circuit, title: str, n_samples: int) -> list[str]:
+    s, L = circuit.sizes, circuit.n_layers
+    tau = circuit.c_unit / circuit.g_unit
+    lines = [f"* {sanitise(title)}: analogprop {circuit.level} circuit {'-'.join(map(str, s))}, die seed {circuit.die}",
+             f"* mismatch: {', '.join(f'{k}={v:g}' for k, v in circuit.mismatch.to_dict().items())}",
+             f"* units: conductance unit {circuit.g_unit:g} S, capacitance unit {circuit.c_unit:g} F, "
+             f"time unit {tau:g} s; devices hold their as-built (sampled) values",
+             "* nodes:",
+             f"*   r0_0 .. r0_{s[0] - 1}: input sources rho(x) of the {s[0]} inputs (layer 0)"]
+    for k in range(1, L + 1):
+        role = "output" if k == L else "hidden"
+        lines.append(f"*   h{k}_0 .. h{k}_{s[k] - 1}: state nodes of the {s[k]} {role} neurons of layer {k} "
+                     f"(h{k}_i = neuron i); r{k}_i: buffer output rho(h{k}_i)")
+    if circuit.crossbar:
+        lines += [f"*   rb{{k}}_i: inverted copy of r{{k}}_i (layers 0..{L}); vp / vn: bias rails",
+                  f"*   neuron pre-activation u = unit_gain * V(h): unit_gain per layer "
+                  f"{', '.join(f'{g:g}' for g in circuit.unit_gain)}"]
+    lines += [f"*   y0 .. y{s[-1] - 1}: target sources of the output neurons (target_scale {circuit.target_scale:g})",
+              f"*   sel: sample index 0..{n_samples - 1}, set by source vsel (inputs/targets are tables of v(sel))",
+              "*   nb: nudge strength beta, set by source vnb: its dc value in dc/op analyses (0: nudge switches",
+              "*       open, the free phase), its pwl waveform in transients (switching the nudge on at a time)",
+              "* free phase of every sample:   dc vsel 0 N-1 1",
+              "* free then nudged per sample:  dc vnb 0 <beta> <beta> vsel 0 N-1 1",
+              "* ngspice lower-cases names: use lower case in interactive commands"]
+    return lines
+
+
+def devices(circuit, x, y=None) -> list[str]:
+    """Element lines of the circuit with inputs x (N, n0) and targets y (N, nL) tabulated against v(sel)."""
+    c, v, L, s = circuit, circuit.values, circuit.n_layers, circuit.sizes
+    gu, cu = c.g_unit, c.c_unit
+    x = np.atleast_2d(np.asarray(x, float))
+    n = x.shape[0]
+    y = np.zeros((n, s[-1])) if y is None else np.atleast_2d(np.asarray(y, float))
+    if x.shape != (n, s[0]) or y.shape != (n, s[-1]):
+        raise ConfigError(f"netlist samples: inputs {x.shape} and targets {y.shape} do not fit "
+                          f"({n}, {s[0]}) and ({n}, {s[-1]})")
+    lines = ["vsel sel 0 dc 0", "vnb nb 0 dc 0 pwl(0 0 1 0)"]
+    rx, ty = c.inputs(x), c.target(y)
+    lines += [f"b_in{j} r0_{j} 0 v={_table(rx[:, j])}" for j in range(s[0])]
+    lines += [f"b_y{i} y{i} 0 v={_table(ty[:, i])}" for i in range(s[-1])]
+    for k in range(1, L + 1):
+        for i in range(s[k]):
+            lines.append(f"xn{k}_{i} h{k}_{i} r{k}_{i} ap_neuron leak={_num(v[f'leak{k}'][i] * gu)} "
+                         f"cap={_num(v[f'cap{k}'][i] * cu)} gain={_num(v[f'gain{k}'][i])} "
+                         f"offset={_num(v[f'offset{k}'][i])}")
+    lines += [f"b_nudge{i} y{i} h{L}_{i} i=v(nb)*{_num(v['nudge'][i] * gu)}*(v(y{i})-v(h{L}_{i}))"
+              for i in range(s[-1])]
+    if c.crossbar:
+        for k in range(L + 1):
+            lines += [f"xi{k}_{i} r{k}_{i} rb{k}_{i} ap_inverter gain={_num(v[f'inv_gain{k}'][i])} "
+                      f"offset={_num(v[f'inv_offset{k}'][i])}" for i in range(s[k])]
+        if c.has_bias:
+            lines += [f"vp vp 0 dc {_num(c.design.v_rail)}", f"vn vn 0 dc {_num(-c.design.v_rail)}"]
+        for k in range(L):
+            lines += _matrix(f"fp{k}", v[f"fwd{k}_p"], f"h{k + 1}_", f"r{k}_", gu, "r")
+            lines += _matrix(f"fn{k}", v[f"fwd{k}_n"], f"h{k + 1}_", f"rb{k}_", gu, "r")
+            if k >= 1:
+                lines += _matrix(f"bp{k}", v[f"bwd{k}_p"], f"h{k}_", f"r{k + 1}_", gu, "r")
+                lines += _matrix(f"bn{k}", v[f"bwd{k}_n"], f"h{k}_", f"rb{k + 1}_", gu, "r")
+            if c.has_bias:
+                for rail in "pn":
+                    lines += [f"r_bias{rail}{k + 1}_{i} v{rail} h{k + 1}_{i} {1.0 / g!r}"
+                              for i, g in enumerate((v[f"bias{k + 1}_{rail}"] * gu).tolist()) if g > 0]
+    else:
+        for k in range(L):
+            lines += _matrix(f"f{k}", v[f"fwd{k}"], f"h{k + 1}_", f"r{k}_", gu, "g")
+            if k >= 1:
+                lines += _matrix(f"b{k}", v[f"bwd{k}"], f"h{k}_", f"r{k + 1}_", gu, "g")
+            if c.has_bias:
+                lines += [f"i_bias{k + 1}_{i} 0 h{k + 1}_{i} dc {b!r}"
+                          for i, b in enumerate((v[f"bias{k + 1}"] * gu).tolist()) if b]
+    return lines
+
+
+def netlist(circuit, x, y=None, title: str = "analogprop", includes=(), analysis: bool = True) -> str:
+    """The self-contained netlist text.  ``analysis`` adds a free-phase ``.dc`` sweep and a
+    ``.print`` of the output neurons so that ``ngspice -b`` prints their operating points."""
+    n = np.atleast_2d(np.asarray(x)).shape[0]
+    user = [(Path(p), read_include(p)) for p in includes]
+    lines = header(circuit, title, n)
+    lines += ["", "* ==== subcircuit libraries (analogprop netlists/) ====", library_text()]
+    for path, text in user:
+        lines += [f"* ==== user include: {sanitise(path.name)} ====", text.strip()]
+    lines += ["", "* ==== circuit ====", OPTIONS]
+    lines += devices(circuit, x, y)
+    if analysis:
+        L = circuit.n_layers
+        lines += [f".dc vsel 0 {n - 1} 1",
+                  ".print dc " + " ".join(f"v(h{L}_{i})" for i in range(circuit.sizes[-1]))]
+    lines.append(".end")
+    return "\n".join(lines) + "\n"

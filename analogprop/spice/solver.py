@@ -1,0 +1,183 @@
+"""Operating points of a compiled circuit in ngspice, a whole minibatch per call.
+
+:class:`SpiceSolver` has the interface of
+:class:`analogprop.circuit.solver.CircuitSolver` (``solve(circuit, x, y,
+beta, start) -> Relaxation``, node voltages per layer), so the circuit
+driver can use either.  One call writes the netlist of the minibatch
+(:mod:`.netlist`, inputs and targets tabulated against the sample index),
+loads it once and runs one DC sweep:
+
+* free phase: ``dc vsel 0 N-1 1``;
+* nudged phase: ``dc vnb 0 b b vsel 0 N-1 1``, i.e. for each sample its
+  free point and then, continuing from it, its nudged point (Eq. 13, 25).
+
+Only the state nodes are saved and read.  Convergence is judged here, not
+from ngspice's messages: a sample is converged when its KCL residual
+``max |I| / gtot`` (volts, as the fast solver) is within ``tol``.  Samples
+the sweep did not reach or left above tolerance go down a ladder: a
+single-sample sweep with more gmin and source steps, then a transient run
+of the same netlist (capacitors included) to its end; a sample that still
+fails is reported as unconverged with its best voltages.
+"""
+from __future__ import annotations
+
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from ..errors import ConfigError, check_finite
+from ..relax import Relaxation
+from .engine import SpiceError, engine
+from .netlist import netlist
+
+#: Options of the second rung of the ladder (ngspice's own op ladder, longer).
+STEPPING = "option gminsteps=100 srcsteps=100 itl1=1000 itl2=1000"
+
+
+def kcl_residual(circuit, V, x, y=None, beta: float = 0.0) -> np.ndarray:
+    """Per sample max |I| / gtot over the free nodes (volts): 0 at an operating point."""
+    cur = circuit.currents(V, x, y, beta)
+    return np.max([np.abs(i / circuit.conductance(k + 1, beta)).max(axis=1) for k, i in enumerate(cur)], axis=0)
+
+
+@dataclass
+class SpiceSolver:
+    """Batched ngspice operating points; ``tol`` in volts on the KCL residual."""
+
+    tol: float = 1e-6
+    workdir: Path | None = None
+    transient_fallback: bool = True
+    transient_taus: float = 300.0
+    stats: dict = field(default_factory=lambda: {"calls": 0, "points": 0, "ladder": 0, "transient": 0, "failed": 0})
+
+    def __post_init__(self):
+        if not (np.isfinite(self.tol) and self.tol > 0):
+            raise ConfigError(f"ngspice solver tolerance must be a finite number > 0 (volts), got {self.tol}")
+        if self.workdir is None:
+            self._tmp = tempfile.TemporaryDirectory(prefix="analogprop-spice-")
+            self.workdir = Path(self._tmp.name)
+        self.workdir = Path(self.workdir)
+        self.workdir.mkdir(parents=True, exist_ok=True)
+        self.netlist_path = self.workdir / "minibatch.cir"
+
+    # -- one call -------------------------------------------------------------
+    def load(self, circuit, x, y=None, title="minibatch"):
+        """Write the minibatch netlist and load it into ngspice; returns the engine."""
+        eng = engine()
+        text = netlist(circuit, x, y, title=title, analysis=False)
+        saves = " ".join(f"h{k}_{i}" for k in range(1, circuit.n_layers + 1) for i in range(circuit.sizes[k]))
+        text = text.replace("\n.end\n", f"\n.save {saves}\n.end\n")
+        self.netlist_path.write_text(text)
+        eng.load(text, self.netlist_path)
+        return eng
+
+    def solve(self, circuit, x, y=None, beta: float = 0.0, start=None) -> Relaxation:
+        """Operating points of all samples; the nudged phase continues from each sample's free point.
+
+        ``start`` is accepted for interface compatibility: ngspice recomputes
+        each sample's free point right before its nudged one.
+        """
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != circuit.sizes[0]:
+            raise ConfigError(f"inputs have shape {x.shape}; the circuit expects (batch, {circuit.sizes[0]})")
+        check_finite("inputs", x)
+        beta = float(beta)
+        if beta:
+            y = np.asarray(y, dtype=float)
+            if y.shape != (x.shape[0], circuit.sizes[-1]):
+                raise ConfigError(f"targets have shape {y.shape}; expected ({x.shape[0]}, {circuit.sizes[-1]})")
+            check_finite("targets", y)
+        else:
+            y = None
+        eng = self.load(circuit, x, y)
+        names = [f"h{k}_{i}" for k in range(1, circuit.n_layers + 1) for i in range(circuit.sizes[k])]
+        n = x.shape[0]
+        flat = np.full((n, len(names)), np.nan)
+        steps = np.ones(n, dtype=np.int64)
+        missing = self._sweeps(eng, n, beta, names, flat)
+        split = np.cumsum(circuit.sizes[1:-1])
+        V = np.split(np.nan_to_num(flat), split, axis=1)
+        residual = kcl_residual(circuit, V, x, y, beta)
+        residual[missing] = np.inf
+        bad = np.flatnonzero(~(residual <= self.tol))
+        for i in bad:
+            steps[i] = self._ladder(eng, circuit, i, x, y, beta, names, flat, residual)
+        eng.release()
+        self.stats["calls"] += 1
+        self.stats["points"] += n * (2 if beta else 1)
+        ok = residual <= self.tol
+        self.stats["failed"] += int(np.count_nonzero(~ok))
+        return Relaxation(np.split(flat, split, axis=1), residual, steps, ok)
+
+    # -- the sweep --------------------------------------------------------------
+    @staticmethod
+    def _command(beta, first, last):
+        sweep = f"vsel {first} {last} 1"
+        return f"dc vnb 0 {beta!r} {beta!r} {sweep}" if beta else f"dc {sweep}"
+
+    def _sweeps(self, eng, n, beta, names, flat) -> np.ndarray:
+        """Run the sweep, restarting after any sample at which ngspice aborts; returns the samples it skipped."""
+        per = 2 if beta else 1
+        first, skipped = 0, []
+        while first < n:
+            eng.exec_command(self._command(beta, first, n - 1))
+            rows = eng.vectors(names)
+            eng.release()
+            done = min(rows.shape[0] // per, n - first)
+            flat[first:first + done] = rows[per - 1::per][:done]
+            first += done
+            if first < n:          # ngspice gave up at this sample: leave it to the ladder
+                skipped.append(first)
+                first += 1
+        return np.array(skipped, dtype=np.int64)
+
+    # -- the convergence ladder ---------------------------------------------------
+    def _ladder(self, eng, circuit, i, x, y, beta, names, flat, residual) -> int:
+        """Retry sample i: stepping options, then a transient run; keeps the best voltages. Returns the rung."""
+        self.stats["ladder"] += 1
+        split = np.cumsum(circuit.sizes[1:-1])
+
+        def judge(row):
+            if row is None or not np.all(np.isfinite(row)):
+                return False
+            V = np.split(row[None], split, axis=1)
+            r = kcl_residual(circuit, V, x[i:i + 1], None if y is None else y[i:i + 1], beta)[0]
+            if r < residual[i]:
+                residual[i], flat[i] = r, row
+            return r <= self.tol
+
+        eng.exec_command(STEPPING)
+        eng.exec_command(self._command(beta, i, i))
+        rows = eng.vectors(names)
+        eng.release()
+        if judge(rows[-1] if rows.shape[0] == (2 if beta else 1) else None):
+            return 2
+        if not self.transient_fallback:
+            return 2
+        self.stats["transient"] += 1
+        judge(self._transient_point(eng, circuit, i, beta, names))
+        return 3
+
+    def _transient_point(self, eng, circuit, i, beta, names):
+        """Last point of a transient run of sample i from 0 V (inputs and nudge on from t = 0)."""
+        tau = max(float(np.max(circuit.values[f"cap{k}"] / circuit.conductance(k, beta)))
+                  for k in range(1, circuit.n_layers + 1)) * circuit.c_unit / circuit.g_unit
+        stop = self.transient_taus * tau
+        eng.exec_command(f"alter vsel dc = {i}")
+        eng.exec_command(f"alter @vnb[pwl] = [ 0 {beta!r} {stop!r} {beta!r} ]")
+        eng.exec_command(f"tran {stop / 1000!r} {stop!r} uic")
+        rows = eng.vectors(names)
+        eng.release()
+        return rows[-1] if rows.shape[0] else None
+
+
+def require_engine() -> None:
+    """Raise SpiceError when ngspice cannot be loaded (clear message for the CLI)."""
+    try:
+        engine()
+    except SpiceError:
+        raise
+    except OSError as e:
+        raise SpiceError(f"cannot load the ngspice shared library: {e}") from None
