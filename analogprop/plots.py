@@ -28,7 +28,7 @@ def _load(paths):
             rule = RunDir(p).read_config().get("rule")
         except DataError:
             rule = None
-        runs.append((f"{label} ({rule})" if rule else label, records))
+        runs.append((f"{label} ({rule})" if rule and rule not in label else label, records))
     return runs
 
 
@@ -59,7 +59,7 @@ def _alignment(ax, runs):
         for k in range(n):
             xs, ys = _series(rec, "alignment", k)
             ax.plot(xs, ys, color=f"C{i}", linestyle=["-", "--", ":", "-."][k % 4],
-                    label=f"{label} pair {k + 2}" if n > 1 else label)
+                    label=f"{label} layers {k + 1}-{k + 2}" if n > 1 else label)
     ax.set(xlabel="epoch", ylabel="cos(W_{k+1,k}, W_{k,k+1}^T)", title="forward/feedback alignment")
 
 
