@@ -12,9 +12,11 @@ DIGITS = INSTRUMENTS / "emulated-64-32-10.toml"
 IDEAL = {"mismatch": 0.0, "read_noise_v": 0.0, "tau_ms": 0.0}
 
 
-def profile(path=SMALL, timing=None, recovery=None, **emulation):
+def profile(path=SMALL, timing=None, recovery=None, timeout_ms=None, **emulation):
     """A shipped profile with some emulator settings replaced (``IDEAL`` by default)."""
     p = load_profile(path)
+    if timeout_ms:
+        p = replace(p, instruments={n: replace(s, timeout_ms=timeout_ms) for n, s in p.instruments.items()})
     p = replace(p, emulation=replace(p.emulation, **{**IDEAL, **emulation}))
     p = replace(p, settle_free_s=0.0, settle_nudged_s=0.0, **(timing or {}))
     if recovery:

@@ -40,6 +40,7 @@ class Bench:
         for name, w in net.params.items():
             codes = np.rint((w - c.weight_range[0]) / c.lsb).astype(np.int64) + c.codes[0]
             self.board.program(c.base[name], codes)
+        assert self.board.query("*OPC?").strip() == "1"  # programmed before anything else is applied
 
     def apply(self, x, y=None):
         blocks = [(1, x)] + ([(9, y)] if y is not None else [])

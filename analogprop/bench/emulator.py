@@ -6,7 +6,7 @@ dialect of :mod:`analogprop.bench.instruments`.  Behind them sits one
 simulated board (:class:`BoardPhysics`): the network realised by the device
 codes, each device's weight scaled by its own log-normal gain (mismatch),
 relaxed to its fixed point (Eq. 13-15, nudge conductance beta to the target
-voltage) with :class:`analogprop.relax.FastSolver`, approached exponentially
+voltage) by the sweeps of :class:`analogprop.relax.FastSolver`, approached exponentially
 with the profile's time constant, read with Gaussian noise at the DMM's
 resolution.  A circuit-level solver can replace :meth:`BoardPhysics.fixed_point`.
 
@@ -34,7 +34,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..network import Network
-from ..relax import FastSolver
+from ..dynamics import rho
 from .instruments import codes_crc
 from .profile import Profile
 
@@ -81,7 +81,6 @@ class BoardPhysics:
         self.gains = {p: np.exp(emu.mismatch * rng.standard_normal(s)) for p, s in self.shapes.items()}
         zero = cond.codes[0] + round(-cond.weight_range[0] / cond.lsb)
         self.codes = np.full(cond.address_count, int(np.clip(zero, *cond.codes)), dtype=np.int64)
-        self.solver = FastSolver(tol=1e-12, max_sweeps=2000)
         self._net = None
 
     def codes_changed(self) -> None:
@@ -99,10 +98,30 @@ class BoardPhysics:
             self._net = Network(self.profile.sizes, params)
         return self._net
 
-    def fixed_point(self, x, y, beta, start):
-        """States (list per dynamic layer) of the fixed point reached from ``start``."""
-        r = self.solver.solve(self.network(), x[None], y[None], beta, start=[s[None] for s in start])
-        return [s[0] for s in r.states]
+    def fixed_point(self, x, y, beta, start, tol=1e-12, max_sweeps=2000):
+        """States (list per dynamic layer) of the fixed point of Eq. 13-15 reached from ``start``.
+
+        The single-sample form of :class:`analogprop.relax.FastSolver`'s
+        projected block Gauss-Seidel sweeps (a board settles one sample at a
+        time); the nudged output solves ``h = (drive + beta y) / (1 + beta)``.
+        """
+        net = self.network()
+        L = net.n_layers
+        h = [np.array(v, dtype=float) for v in start]
+        base = net.input_drive(rho(x))
+        for sweep in range(max_sweeps):
+            change = 0.0
+            for k in (range(1, L + 1) if sweep % 2 == 0 else range(L, 0, -1)):
+                r_next = rho(h[k]) if k < L else None
+                d = base + net.drive(1, None, r_next) if k == 1 else net.drive(k, rho(h[k - 2]), r_next)
+                if k == L and beta:
+                    d = (d + beta * y) / (1.0 + beta)
+                new = np.clip(d, 0.0, 1.0)
+                change = max(change, float(np.max(np.abs(new - h[k - 1]))))
+                h[k - 1] = new
+            if change <= tol:
+                break
+        return h
 
 
 @dataclass

@@ -11,7 +11,8 @@
   ``CRC? addr,n`` is the CRC-32 of n codes, ``NUDG code`` / ``NUDG:STAT 0|1`` set
   and switch the nudge conductance.
 
-Every instrument's ``safe_shutdown`` ramps its outputs to zero and turns them off.
+Every instrument's ``safe_shutdown`` ramps its outputs to zero, turns them off
+and reads back that they are.
 """
 from __future__ import annotations
 
@@ -91,6 +92,8 @@ class VoltageSource(Instrument):
                 self.write("SOUR:VOLT " + ",".join(f"{x:.6g}" for x in v) + "," + channel_list(first, last))
                 time.sleep(self.ramp_dwell_s)
         self.output_enabled = 0
+        if self.output_enabled:
+            raise InstrumentError(f"instrument {self.name!r}: output still on after OUTP 0")
 
 
 class ScannerDMM(Instrument):
@@ -130,6 +133,8 @@ class SMU(Instrument):
             self.write(f":SOUR:VOLT {float(v[0]):.6f}")
             time.sleep(self.ramp_dwell_s)
         self.output_enabled = 0
+        if self.output_enabled or self.source_voltage != 0:
+            raise InstrumentError(f"instrument {self.name!r}: output not at 0 V and off after the ramp")
 
 
 class Board(Instrument):
@@ -177,7 +182,7 @@ class Board(Instrument):
             raise InstrumentError(f"instrument {self.name!r}: CRC?: malformed reply {reply[:40]!r}") from None
 
     def safe_shutdown(self) -> None:
-        self.nudge_enabled = 0
+        self.switch_nudge(False)
 
 
 def codes_crc(codes: np.ndarray) -> int:

@@ -110,7 +110,11 @@ class Instrument:
         except (pyvisa.Error, OSError) as e:
             raise ConnectionLost(f"instrument {self.name!r} at {self.resource}: cannot connect ({e})") from None
         self.session = s
-        self.idn = self.query("*IDN?").strip()
+        try:
+            self.idn = self.query("*IDN?").strip()
+        except ConnectionLost as e:
+            raise ConnectionLost(f"instrument {self.name!r} at {self.resource}: cannot connect "
+                                 f"(*IDN? failed: {str(e).rpartition('failed ')[2]})") from None
         if not self.idn.startswith(self.idn_prefix):
             self.disconnect()
             raise InstrumentError(f"instrument {self.name!r} at {self.resource} identifies as {self.idn!r}, "

@@ -1,0 +1,182 @@
+"""The VISA driver through the bench emulator over loopback TCP (pyvisa-py)."""
+import numpy as np
+import pytest
+
+from analogprop.bench.scpi import InstrumentError, SetpointError
+from analogprop.data import load_digits
+from analogprop.drivers.ideal import IdealDriver
+from analogprop.drivers.visa import VisaDriver
+from analogprop.errors import ConfigError
+from analogprop.network import Network
+from analogprop.relax import FastSolver
+from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from bench_helpers import DIGITS, emulated, profile
+
+pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
+FAST_RECOVERY = {"reconnect_attempts": 3, "reconnect_backoff_s": 0.01}
+
+
+def contracting_network(seed=1):
+    """6-4-3 with weak feedback: one fixed point per input, whatever the starting state."""
+    net = Network.create((6, 4, 3), seed=seed)
+    net.params["bwd1"] *= 0.2
+    net.params["bias1"][:] = 0.1
+    return net
+
+
+def batch(seed, n=8):
+    rng = np.random.default_rng(seed)
+    return rng.uniform(0, 1, (n, 6)), rng.integers(0, 3, n)
+
+
+def test_phases_and_update_match_the_ideal_model():
+    with emulated(profile()) as (emu, p), VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
+        x, labels = batch(0)
+        y = np.eye(3)[labels]
+        free = drv.relax_free(x)
+        nudged = drv.relax_nudged(x, y, 0.5, free)
+        ideal = IdealDriver(Network((6, 4, 3), drv.effective_weights()), FastSolver(tol=1e-10))
+        f0 = ideal.relax_free(x)
+        n0 = ideal.relax_nudged(x, y, 0.5, f0)
+        for a, b in zip(free.states + nudged.states, f0.states + n0.states):
+            np.testing.assert_allclose(a, b, atol=2e-6)  # the DMM's 1 uV resolution
+        upd, ref = drv.local_update(x, free, nudged), ideal.local_update(x, f0, n0)
+        for k in ref:
+            np.testing.assert_allclose(upd[k], ref[k], atol=2e-5)
+        # codes are the rounded weights; the board holds exactly the host's codes
+        c = p.conductances
+        for k, w in drv.get_parameters().items():
+            np.testing.assert_allclose(drv.effective_weights()[k], w, atol=c.lsb / 2 + 1e-12)
+            n = drv.codes[k].size
+            np.testing.assert_array_equal(emu.state.physics.codes[c.base[k]:c.base[k] + n], drv.codes[k].ravel())
+
+
+def test_round_trips_per_phase_are_constant_per_sample():
+    with emulated(profile()) as (emu, p), VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
+        counts = {}
+        for n in (2, 5):
+            x, labels = batch(n, n)
+            before = {k: dict(v) for k, v in drv.traffic.items()}
+            free = drv.relax_free(x)
+            drv.relax_nudged(x, np.eye(3)[labels], 0.5, free)
+            counts[n] = {ph: {k: drv.traffic[ph][k] - before[ph][k] for k in ("writes", "queries")}
+                         for ph in ("free", "nudged")}
+        n_inst = len(p.instruments)
+        for n, c in counts.items():
+            assert c["free"] == {"writes": 0, "queries": 2 * n + n_inst + 1}
+            assert c["nudged"]["queries"] == 4 * n + n_inst + 1
+        assert counts[2]["nudged"]["writes"] == 1 and counts[5]["nudged"]["writes"] == 0  # nudge code set once
+
+
+def test_out_of_limit_setpoints_are_refused_before_sending():
+    with emulated(profile()) as (emu, p), VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
+        x, labels = batch(0)
+        x[3, 4] = 1.2
+        sent = dict(emu.state.commands)
+        with pytest.raises(SetpointError, match=r"input 4 of sample 3 is 1.2 V, outside the safe limits \[0.0, 1.0\] V of channel 5"):
+            drv.relax_free(x)
+        x[3, 4] = 0.5
+        y = np.eye(3)[labels] * 1.5
+        with pytest.raises(SetpointError, match="target 0 of sample"):
+            drv.relax_nudged(x, y, 0.5, None)
+        with pytest.raises(ConfigError, match="resistive nudge"):
+            drv.relax_nudged(x, np.eye(3)[labels], -0.5, None)
+        with pytest.raises(ConfigError, match="NaN"):
+            drv.relax_free(np.full((2, 6), np.nan))
+        assert emu.state.commands == sent
+
+
+def train_steps(p, faults=None, steps=6):
+    """Train `steps` minibatches; faults[i] = list of (instrument, kind, match, arg) armed before step i."""
+    with emulated(p) as (emu, pe), VisaDriver(pe, contracting_network(), log=lambda m: None) as drv:
+        tr = TwoPhaseTrainer(drv, TrainConfig(lrs=(0.5, 0.2), beta=0.5, batch_size=8))
+        for i in range(steps):
+            for f in (faults or {}).get(i, []):
+                emu.inject(*f)
+            x, labels = batch(100 + i)
+            tr.step(x, labels)
+        assert emu.pending_faults() == 0
+        c = pe.conductances
+        board = {k: emu.state.physics.codes[c.base[k]:c.base[k] + v.size].copy() for k, v in drv.codes.items()}
+        return drv.get_parameters(), {k: v.ravel() for k, v in drv.codes.items()}, board, drv.events
+
+
+def test_faults_are_survived_without_losing_or_doubling_an_update():
+    p = profile(timeout_ms=300, recovery=FAST_RECOVERY)
+    clean, clean_codes, _, events = train_steps(p)
+    assert len(events) == 1 and events[0].startswith("device codes of ['fwd0'")  # the initial programming only
+    faults = {0: [("dmm", "drop", "MEAS")],
+              1: [("source", "delay", "SOUR:VOLT", "0.5")],
+              2: [("board", "error", "NUDG:STAT")],
+              3: [("source", "range", "SOUR:VOLT")],
+              4: [("board", "drop_after", "PROG")],   # update written, connection lost before it was verified
+              5: [("board", "drop", "PROG"), ("supply", "drop", "")]}
+    params, codes, board, events = train_steps(p, faults)
+    assert sum("reconnecting" in e for e in events) >= 6, events
+    for k in clean:
+        np.testing.assert_allclose(params[k], clean[k], atol=1e-6)
+        np.testing.assert_array_equal(codes[k], clean_codes[k])
+        np.testing.assert_array_equal(board[k], codes[k])
+    moved = max(np.abs(params[k] - contracting_network().params[k]).max() for k in params)
+    assert moved > 0.01  # the updates were real
+
+
+def test_persistent_fault_is_reported_with_outputs_at_zero():
+    with emulated(profile(recovery=FAST_RECOVERY)) as (emu, p):
+        drv = VisaDriver(p, contracting_network(), log=lambda m: None)
+        x, _ = batch(0)
+        drv.relax_free(x)
+        emu.inject("source", "stuck", "", "2")
+        with pytest.raises(InstrumentError, match=r"free phase: gave up after 3 reconnect attempts: .*channel 2 stuck.*; "
+                                                  r"outputs ramped to zero and off"):
+            drv.relax_free(x)
+        st = emu.state
+        assert not st.outputs["source"] and not st.smu["out"] and st.smu["volt"] == 0 and not st.nudge_on
+        np.testing.assert_array_equal(st._applied(p.inputs), 0.0)
+        drv.close()
+
+
+def test_close_ramps_everything_to_zero():
+    with emulated(profile()) as (emu, p):
+        drv = VisaDriver(p, contracting_network(), log=lambda m: None)
+        x, labels = batch(0)
+        drv.relax_nudged(x, np.eye(3)[labels], 0.5, drv.relax_free(x))
+        assert emu.state.outputs["source"] and emu.state.smu["out"]
+        drv.close()
+        st = emu.state
+        np.testing.assert_array_equal(st.volts["source"], 0.0)
+        assert not st.outputs["source"] and not st.smu["out"] and st.smu["volt"] == 0 and not st.nudge_on
+        drv.close()  # idempotent
+
+
+def test_unreachable_bench_is_reported():
+    p = profile(recovery={"reconnect_attempts": 1, "reconnect_backoff_s": 0.0})
+    with emulated(p) as (emu, pe):
+        pass  # servers closed again: nothing listens on these ports now
+    with pytest.raises(InstrumentError, match="connect: gave up after 1 reconnect attempts: .*cannot connect"):
+        VisaDriver(pe, contracting_network(), log=lambda m: None)
+
+
+def test_profile_must_fit_the_network():
+    with pytest.raises(ConfigError, match="does not match the board"):
+        VisaDriver(profile(), Network.create((6, 5, 3)))
+    with pytest.raises(ConfigError, match="--no-bias"):
+        VisaDriver(profile(), Network.create((6, 4, 3), bias=False))
+
+
+def test_training_through_the_emulator_lowers_the_error():
+    """Two epochs on 200 digits: the bench learns as the ideal model does (mismatch, noise, 1e-3 code steps)."""
+    data = load_digits().subset(200, 50)
+    cfg = TrainConfig(lrs=(0.5, 0.2), beta=0.5, batch_size=10, epochs=2)
+    net = Network.create((64, 32, 10), seed=0)
+    ideal = TwoPhaseTrainer(IdealDriver(net.copy()), cfg)
+    ideal.fit(data)
+    expected = ideal.evaluate(data.x_train, data.y_train)
+    p = profile(DIGITS, mismatch=0.05, read_noise_v=0.0005, tau_ms=0.0)
+    with emulated(p) as (emu, pe), VisaDriver(pe, net.copy(), log=lambda m: None) as drv:
+        tr = TwoPhaseTrainer(drv, cfg)
+        before = tr.evaluate(data.x_train, data.y_train)
+        tr.fit(data)
+        after = tr.evaluate(data.x_train, data.y_train)
+    assert after["error"] < before["error"] - 0.15 and after["cost"] < before["cost"] - 0.1, (before, after)
+    assert abs(after["error"] - expected["error"]) < 0.1, (after, expected)
