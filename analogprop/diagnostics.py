@@ -18,7 +18,7 @@ import numpy as np
 
 from .dynamics import cost
 from .errors import ConfigError
-from .gradients import FixedPoint, angle, neg_gradient, nu, two_phase_estimate
+from .gradients import FixedPoint, angle, neg_gradient, nu, supports, two_phase_estimate
 from .network import pair_of
 from .trainer import one_hot
 
@@ -36,7 +36,7 @@ class ProbeDiagnostics:
     def __call__(self, driver) -> dict:
         net = getattr(driver, "network", None)
         solver = getattr(driver, "solver", None)
-        if net is None or solver is None:
+        if not supports(net) or solver is None:
             return {}
         free = solver.solve(net, self.x)
         nudged = [solver.solve(net, self.x, self.y, s * self.beta, start=free.states)

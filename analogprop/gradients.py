@@ -54,10 +54,16 @@ class FixedPoint:
         return [rho(self.x)] + [rho(h) for h in self.states]
 
 
+def supports(net) -> bool:
+    """True for the dense layered :class:`Network` these formulas are written for."""
+    return (isinstance(net, Network) and type(net).hebbian is Network.hebbian
+            and set(net.expected_shapes()) <= set(net.params))
+
+
 def _check_network(net: Network):
-    names = set(net.expected_shapes())
-    if not names <= set(net.params) or type(net).hebbian is not Network.hebbian:
-        raise ConfigError("gradient diagnostics need a layered network with fwd/bwd/bias parameters")
+    if not supports(net):
+        raise ConfigError(f"gradient diagnostics need a dense layered network with fwd/bwd/bias parameters, "
+                          f"not {type(net).__name__}")
 
 
 def _sweep_layer(net: Network, z, c, mask, k: int, transpose: bool):

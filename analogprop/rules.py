@@ -13,7 +13,7 @@ import numpy as np
 from .diagnostics import ProbeDiagnostics, probe_batch
 from .dynamics import cost
 from .errors import ConfigError
-from .gradients import FixedPoint, neg_gradient
+from .gradients import FixedPoint, neg_gradient, supports
 from .trainer import TwoPhaseTrainer, one_hot
 
 
@@ -21,8 +21,9 @@ class GradientTrainer(TwoPhaseTrainer):
     """Same schedule, learning rates and records as the two-phase trainer; update ``lr * (-dJ/dW)``."""
 
     def __init__(self, driver, config, diagnostics=None):
-        if getattr(driver, "network", None) is None:
-            raise ConfigError(f"the gradient rule needs the ideal network; driver {type(driver).__name__} does not expose one")
+        if not supports(getattr(driver, "network", None)):
+            raise ConfigError(f"the gradient rule needs the ideal dense layered network; driver "
+                              f"{type(driver).__name__} does not expose one")
         super().__init__(driver, config, diagnostics)
 
     def step(self, x, labels, sign: float = 1.0) -> dict:
@@ -51,7 +52,7 @@ def make_trainer(cfg: dict, driver, train_config, data):
     if not isinstance(probe, (int, np.integer)) or isinstance(probe, bool) or probe < 0:
         raise ConfigError(f"probe must be a whole number >= 0 of samples, got {probe!r}")
     diagnostics = None
-    if probe and getattr(driver, "network", None) is not None:
+    if probe and supports(getattr(driver, "network", None)):
         x, labels = probe_batch(data, probe, train_config.seed)
         diagnostics = ProbeDiagnostics(x, labels, driver.sizes[-1], train_config.beta, train_config.symmetric)
     return TRAINERS[rule](driver, train_config, diagnostics)

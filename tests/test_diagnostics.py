@@ -38,7 +38,7 @@ def test_two_phase_records_carry_diagnostics(small):
         assert len(r["angle_nu_grad_layers"]) == 2
         assert r["probe_unconverged"] == 0.0
         assert r["probe_cost"] > 0
-    assert records[-1]["probe_cost"] < records[0]["probe_cost"]
+    assert records[-1]["train_cost"] < records[0]["train_cost"]
 
 
 def test_tied_network_angle_is_zero(small):
@@ -93,7 +93,7 @@ def test_gradient_rule_needs_the_ideal_network():
         def parameter_groups(self):
             return {}
 
-    with pytest.raises(ConfigError, match="needs the ideal network"):
+    with pytest.raises(ConfigError, match="needs the ideal"):
         GradientTrainer(Opaque(), TrainConfig(lrs=(0.1,)))
 
 
@@ -144,3 +144,14 @@ def test_plot_refuses_missing_or_corrupt_runs(tmp_path, capsys):
         plot_runs([bad], tmp_path / "fig")
     assert main(["plot", str(bad), "--out", str(tmp_path / "fig")]) == 2
     assert "malformed" in capsys.readouterr().err
+
+
+def test_convolutional_networks_are_refused_by_the_gradient_rule_and_skipped_by_diagnostics(small):
+    from analogprop.conv_network import ConvNetwork
+
+    drv = IdealDriver(ConvNetwork.create("1x8x8-c2k3-10", seed=0), FastSolver(tol=1e-8))
+    with pytest.raises(ConfigError, match="dense layered network"):
+        GradientTrainer(drv, TrainConfig(lrs=(0.1,)))
+    x, labels = probe_batch(small, 5)
+    assert ProbeDiagnostics(x, labels, 10, 0.5)(drv) == {}
+    assert make_trainer({"probe": 5}, drv, TrainConfig(lrs=(0.1,)), small).diagnostics is None
