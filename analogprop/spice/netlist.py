@@ -182,7 +182,7 @@ def netlist(circuit, x, y=None, title: str = "analogprop", includes=(), analysis
     lines += devices(circuit, x, y)
     if analysis:
         L = circuit.n_layers
-        lines += [f".dc vsel 0 {n - 1} 1",
+        lines += [f".width out={16 * (circuit.sizes[-1] + 2) + 8}", f".dc vsel 0 {n - 1} 1",
                   ".print dc " + " ".join(f"v(h{L}_{i})" for i in range(circuit.sizes[-1]))]
     lines.append(".end")
     return "\n".join(lines) + "\n"

@@ -50,7 +50,8 @@ class SpiceSolver:
     workdir: Path | None = None
     transient_fallback: bool = True
     transient_taus: float = 300.0
-    stats: dict = field(default_factory=lambda: {"calls": 0, "points": 0, "ladder": 0, "transient": 0, "failed": 0})
+    stats: dict = field(default_factory=lambda: {"calls": 0, "points": 0, "solved": 0, "ladder": 0,
+                                                         "transient": 0, "failed": 0})
 
     def __post_init__(self):
         if not (np.isfinite(self.tol) and self.tol > 0):
@@ -76,8 +77,9 @@ class SpiceSolver:
     def solve(self, circuit, x, y=None, beta: float = 0.0, start=None) -> Relaxation:
         """Operating points of all samples; the nudged phase continues from each sample's free point.
 
-        ``start`` is accepted for interface compatibility: ngspice recomputes
-        each sample's free point right before its nudged one.
+        ngspice recomputes each sample's free point right before its nudged
+        one; ``start`` only fills the voltages of samples that no rung of the
+        ladder could solve (reported unconverged).
         """
         x = np.asarray(x, dtype=float)
         if x.ndim != 2 or x.shape[1] != circuit.sizes[0]:
@@ -105,8 +107,12 @@ class SpiceSolver:
         for i in bad:
             steps[i] = self._ladder(eng, circuit, i, x, y, beta, names, flat, residual)
         eng.release()
+        lost = ~np.isfinite(flat).all(axis=1)   # nothing usable even from the ladder: keep the start
+        if lost.any():
+            flat[lost] = 0.0 if start is None else np.concatenate([np.asarray(s, float) for s in start], axis=1)[lost]
         self.stats["calls"] += 1
-        self.stats["points"] += n * (2 if beta else 1)
+        self.stats["points"] += n                          # operating points delivered
+        self.stats["solved"] += n * (2 if beta else 1)     # sweep points ngspice solved
         ok = residual <= self.tol
         self.stats["failed"] += int(np.count_nonzero(~ok))
         return Relaxation(np.split(flat, split, axis=1), residual, steps, ok)
