@@ -8,11 +8,14 @@ Measured on the ideal network a driver exposes (``driver.network``):
   (Eq. 56, the trainer's beta and nudging) and -dJ/dW;
 * ``probe_unconverged``: fraction of probe samples whose free or nudged
   relaxation did not converge (they are left out of the angles);
-* ``probe_cost``: J on the probe batch.
+* ``probe_cost``: J on the probe batch;
+* ``probe_seconds``: time taken by these diagnostics.
 
 The forward/feedback alignment of each pair is in every epoch record already.
 """
 from __future__ import annotations
+
+import time
 
 import numpy as np
 
@@ -38,6 +41,12 @@ class ProbeDiagnostics:
         solver = getattr(driver, "solver", None)
         if not supports(net) or solver is None:
             return {}
+        t0 = time.perf_counter()
+        out = self._measure(net, solver)
+        out["probe_seconds"] = time.perf_counter() - t0
+        return out
+
+    def _measure(self, net, solver) -> dict:
         free = solver.solve(net, self.x)
         nudged = [solver.solve(net, self.x, self.y, s * self.beta, start=free.states)
                   for s in ((1, -1) if self.symmetric else (1,))]

@@ -82,6 +82,7 @@ def main():
         print(f"{rule} alignment first/last: {rec[0]['alignment']} / {rec[-1]['alignment']}")
         print(f"{rule} probe unconverged max: {max(r['probe_unconverged'] for r in rec):.3f}")
         print(f"{rule} seconds per epoch: {sec:.2f}")
+        print(f"{rule} diagnostics seconds per epoch: {np.mean([r['probe_seconds'] for r in rec]):.2f}")
     gap = 100 * (results["two-phase"][0][-1]["test_error"] - results["gradient"][0][-1]["test_error"])
     print(f"final test error gap two-phase minus gradient pp: {gap:+.2f}")
     if args.plot:
