@@ -9,6 +9,7 @@ turns pyvisa timeouts and dropped connections into :class:`ConnectionLost`.
 from __future__ import annotations
 
 import re
+import socket
 
 import pyvisa
 
@@ -89,6 +90,16 @@ def channel_list(first: int, last: int) -> str:
 _ERR = re.compile(r'^\s*([+-]?\d+)\s*,\s*"?(.*?)"?\s*$')
 
 
+def _no_delay(resource) -> None:
+    """Disable Nagle on a pyvisa-py raw socket session (its SOCKET sessions lack
+    VI_ATTR_TCPIP_NODELAY): a write followed by a query must not wait ~40 ms for
+    the instrument's delayed ACK."""
+    session = getattr(resource.visalib, "sessions", {}).get(resource.session)
+    sock = getattr(session, "interface", None)
+    if isinstance(sock, socket.socket):
+        sock.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+
 class Instrument:
     """A VISA session with counting, ``*IDN?`` check and error-queue draining."""
 
@@ -110,6 +121,7 @@ class Instrument:
         except (pyvisa.Error, OSError) as e:
             raise ConnectionLost(f"instrument {self.name!r} at {self.resource}: cannot connect ({e})") from None
         self.session = s
+        _no_delay(s)
         try:
             self.idn = self.query("*IDN?").strip()
         except ConnectionLost as e:
