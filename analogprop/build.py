@@ -44,8 +44,14 @@ def _visa(cfg, network):
     return make_visa_driver(cfg, network)
 
 
+def _circuit(cfg, network):
+    from .drivers.circuit import from_config
+
+    return from_config(cfg, network)
+
+
 #: name -> factory(config, network) -> Driver
-DRIVERS = {"ideal": _ideal, "visa": _visa}
+DRIVERS = {"ideal": _ideal, "visa": _visa, "circuit": _circuit}
 
 
 def complete(cfg: dict) -> dict:

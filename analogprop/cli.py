@@ -76,10 +76,12 @@ def config_from_args(args) -> dict:
 
 def _train_options(p):
     from .bench.options import add_visa_options
+    from .drivers.circuit import add_circuit_options
 
     add_model_options(p)
     add_train_options(p)
     add_visa_options(p)
+    add_circuit_options(p)
     p.add_argument("--out", default="runs/latest", help="run directory (default runs/latest)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")

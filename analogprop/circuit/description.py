@@ -37,6 +37,16 @@ Both levels, for dynamic layers k = 1..L, arrays of shape (n_k,):
 * ``nudge``     (n_L,) conductance per unit beta of the switched nudge
   resistor h{L}_i -> y{i}: in a phase with strength beta its conductance is
   ``beta * nudge_i`` (beta = 0: switch open).
+* optional (``compile_circuit(clamp=True)``; absent otherwise) ``clamp{k}``
+  (conductance), ``clamp_lo{k}``, ``clamp_hi{k}`` (volts): a clamp that
+  draws ``clamp * (max(V_h - clamp_hi, 0) + min(V_h - clamp_lo, 0))`` out
+  of h{k}_i to ground (two steep diodes to reference levels).  Nominal:
+  ``clamp_ratio`` times the node's conductance, levels 0 and
+  ``1 / unit_gain[k]`` (the buffer's input range), offsets ``offset_dtod``.
+  With it the node voltage follows the paper's projected dynamics (Eq. 59):
+  a saturated neuron's node stays at the rail, so the local rule sees no
+  change there (without it V_h runs past the rails and only rho(V_h) is
+  the paper's state).
 
 Behavioural level (exactly the paper's model, Eq. 6-15):
 
@@ -79,8 +89,9 @@ conductance it sees, both functions of the neighbours' driven outputs only:
   + beta nudge_i target_i``, ``gtot = leak_i + sum_j (Gp_ij + Gn_ij)
   + Gbp_i + Gbn_i + beta nudge_i``.
 
-(the nudge terms only on the output layer).  Node voltages are not clipped:
-compare with the ideal fixed point through ``rho(V) = h``.
+(the nudge terms only on the output layer), minus the clamp current when
+present.  Without clamps node voltages are not clipped: compare with the
+ideal fixed point through ``rho(V) = h``.
 """
 from __future__ import annotations
 
@@ -248,7 +259,18 @@ class Circuit:
         """KCL: net current into every free node, [I_1..I_L] each (batch, n_k); zero at an operating point."""
         r, L = self.outputs(V, x), self.n_layers
         return [self.injection(k, r[k - 1], r[k + 1] if k < L else None, y, beta)
-                - V[k - 1] * self.conductance(k, beta) for k in range(1, L + 1)]
+                - V[k - 1] * self.conductance(k, beta) - self.clamp_current(k, V[k - 1]) for k in range(1, L + 1)]
+
+    @property
+    def clamped(self) -> bool:
+        return "clamp1" in self.values
+
+    def clamp_current(self, k: int, v):
+        """Current the clamp of layer k draws from its nodes to ground (0 without clamps)."""
+        if not self.clamped:
+            return 0.0
+        c = self.values
+        return c[f"clamp{k}"] * (np.maximum(v - c[f"clamp_hi{k}"], 0.0) + np.minimum(v - c[f"clamp_lo{k}"], 0.0))
 
     def to_network_units(self, k: int, v) -> np.ndarray:
         """Neuron pre-activation u = unit_gain[k] V_h (network units) of layer k's node voltages."""
@@ -260,7 +282,7 @@ class Circuit:
                 "mismatch": self.mismatch.to_dict(),
                 "design": self.design.to_dict() if self.crossbar else None,
                 "unit_gain": list(self.unit_gain), "target_scale": self.target_scale,
-                "g_unit": self.g_unit, "c_unit": self.c_unit, "writes": self.writes}
+                "g_unit": self.g_unit, "c_unit": self.c_unit, "writes": self.writes, "clamped": self.clamped}
 
 
 def _lognormal(die, key, shape, sigma):
@@ -287,12 +309,14 @@ def crossbar_pairs(design: CrossbarDesign, weights: dict[str, np.ndarray]) -> di
 
 def compile_circuit(sizes, weights: dict[str, np.ndarray], level="behavioural", mismatch: Mismatch | None = None,
                     die: int = 0, design: CrossbarDesign | None = None,
-                    g_unit: float = 1e-5, c_unit: float = 1e-12) -> Circuit:
+                    g_unit: float = 1e-5, c_unit: float = 1e-12, clamp: bool = False,
+                    clamp_ratio: float = 1e7) -> Circuit:
     """Compile network weights (names fwd{k}, bwd{k}, bias{k}) into a circuit on die `die`.
 
     The crossbar level maps each weight onto a conductance pair with
     :func:`crossbar_pairs`; with zero mismatch and in-range weights the
-    circuit realises exactly the network.
+    circuit realises exactly the network.  ``clamp`` adds the node clamps
+    (conductance ``clamp_ratio`` times the node's).
     """
     level = parse_level(level)
     mismatch = mismatch or Mismatch()
@@ -306,7 +330,7 @@ def compile_circuit(sizes, weights: dict[str, np.ndarray], level="behavioural", 
         raise ConfigError(f"die seed must be an integer, got {die!r}") from None
     if die < 0:
         raise ConfigError(f"die seed must be >= 0, got {die}")
-    for name, v in (("g_unit", g_unit), ("c_unit", c_unit)):
+    for name, v in (("g_unit", g_unit), ("c_unit", c_unit), ("clamp_ratio", clamp_ratio)):
         if not (np.isfinite(v) and v > 0):
             raise ConfigError(f"physical scale {name} must be a finite number > 0, got {v}")
     bias = any(n.startswith("bias") for n in weights)
@@ -342,12 +366,17 @@ def compile_circuit(sizes, weights: dict[str, np.ndarray], level="behavioural", 
         nominal[f"cap{k}"] = np.ones(n)
         nominal[f"gain{k}"] = np.full(n, unit_gain[k - 1])
         nominal[f"offset{k}"] = np.zeros(n)
+        if clamp:
+            nominal[f"clamp{k}"] = np.full(n, clamp_ratio * (g_node[k - 1] if g_node else leak))
+            nominal[f"clamp_lo{k}"] = np.zeros(n)
+            nominal[f"clamp_hi{k}"] = np.full(n, 1.0 / unit_gain[k - 1])
     nominal["nudge"] = np.full(sizes[-1], float(nudge))
 
     spread = {"leak": ("log", mismatch.leak_dtod), "cap": ("log", mismatch.cap_dtod),
               "gain": ("log", mismatch.gain_dtod), "offset": ("add", mismatch.offset_dtod),
               "inv_gain": ("log", mismatch.gain_dtod), "inv_offset": ("add", mismatch.offset_dtod),
-              "nudge": ("log", mismatch.g_dtod)}
+              "nudge": ("log", mismatch.g_dtod), "clamp": ("log", 0.0),
+              "clamp_lo": ("add", mismatch.offset_dtod), "clamp_hi": ("add", mismatch.offset_dtod)}
     values = {}
     for key, nom in nominal.items():
         kind, sigma = spread[key.rstrip("0123456789")]
