@@ -93,3 +93,42 @@ def test_visa_driver_needs_a_profile(tmp_path, capsys):
     assert main(["train", "--driver", "visa", "--profile", str(bad), "--out", out, "--quiet"]) == 2
     err = capsys.readouterr().err.strip().splitlines()
     assert len(err) == 1 and f"{bad}: field 'timing.repeats': must be >= 1, got 0" in err[0]
+
+
+def free_port():
+    import socket
+
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def test_bench_serve_with_armed_fault(tmp_path):
+    import pyvisa
+
+    from analogprop.bench.instruments import ScannerDMM
+    from analogprop.bench.scpi import ConnectionLost
+    from bench_helpers import SMALL
+
+    base = load_profile(SMALL)
+    ports = {n: f"TCPIP::127.0.0.1::{free_port()}::SOCKET" for n in base.instruments}
+    prof = tmp_path / "bench.toml"
+    prof.write_text(profile_text_with_resources(SMALL.read_text(), {n: s.resource for n, s in base.instruments.items()}, ports))
+    cmd = [sys.executable, "-m", "analogprop", "bench", "serve", "--profile", str(prof), "--duration", "20",
+           "--fault", "dmm:drop:MEAS"]
+    proc = subprocess.Popen(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        lines = [proc.stdout.readline() for _ in base.instruments]
+        assert lines[1] == f"dmm: {ports['dmm']} (dmm_scanner)\n"
+        rm = pyvisa.ResourceManager("@py")
+        dmm = ScannerDMM("dmm", ports["dmm"], "analogprop,DMM-S10", 1000, rm).connect()
+        with pytest.raises(ConnectionLost):
+            dmm.measure(101, 107)
+        np.testing.assert_allclose(dmm.connect().measure(101, 107), 0.0, atol=0.005)  # unpowered: 0 V + noise
+        rm.close()
+    finally:
+        proc.send_signal(signal.SIGINT)
+        proc.communicate(timeout=30)
+    r = subprocess.run(cmd[:-1] + ["dmm:melt"], capture_output=True, text=True, timeout=60)
+    assert r.returncode == 2 and r.stderr.strip().splitlines() == [
+        "analogprop: error: --fault dmm:melt: unknown fault 'melt' (choose drop, drop_after, delay, error, range, stuck)"]

@@ -149,10 +149,8 @@ class BenchState:
         self.sample_count = 1
         self.smu = {"volt": 0.0, "ilim": 1e-3, "out": False}
         self.nudge_code, self.nudge_on = 0, False
-        self.h = [np.zeros(n) for n in p.sizes[1:]]
-        self.h_start = [v.copy() for v in self.h]
+        self.h_start = [np.zeros(n) for n in p.sizes[1:]]
         self.target = None
-        self.key = None
         self.t_change = time.monotonic()
         self.commands = {n: 0 for n in p.instruments}
 
@@ -187,7 +185,7 @@ class BenchState:
         """Neuron voltages now (all dynamic layers, concatenated), before read noise."""
         p = self.profile
         if not self.powered():
-            self.h_start = [np.zeros_like(v) for v in self.h]
+            self.h_start = [np.zeros_like(v) for v in self.h_start]
             self.target = None
             return np.zeros(sum(p.sizes[1:]))
         if self.target is None:

@@ -57,7 +57,8 @@ class VisaDriver(Driver):
         self.weights = {}
         self.codes = {}
         self.events: list[str] = []
-        self.traffic = {p: {"writes": 0, "queries": 0, "samples": 0, "calls": 0} for p in ("free", "nudged", "program")}
+        self.traffic = {p: {"writes": 0, "queries": 0, "samples": 0, "calls": 0, "seconds": 0.0}
+                        for p in ("free", "nudged", "program")}
         self._nudge_code = None
         self._closed = False
         try:
@@ -282,9 +283,11 @@ class VisaDriver(Driver):
             def __enter__(self):
                 self.w = sum(i.writes for i in driver.inst.values())
                 self.q = sum(i.queries for i in driver.inst.values())
+                self.t = time.perf_counter()
 
             def __exit__(self, *exc):
                 t = driver.traffic[phase]
+                t["seconds"] += time.perf_counter() - self.t
                 t["writes"] += sum(i.writes for i in driver.inst.values()) - self.w
                 t["queries"] += sum(i.queries for i in driver.inst.values()) - self.q
                 if exc[0] is None:
