@@ -41,6 +41,7 @@ def parse_args(argv=None):
     ap.add_argument("--test-subset", type=int, help="first N test samples (default all 10,000)")
     ap.add_argument("--out", default="benchmarks/out/mnist", help="run directory")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    ap.add_argument("--init", help="start from the parameters of this checkpoint (.npz), e.g. to time trained weights")
     return ap.parse_args(argv)
 
 
@@ -53,6 +54,8 @@ def run(args) -> list[dict]:
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed}
     subsets = (args.train_subset, args.test_subset)
     state, params, records = None, None, []
+    if args.init:
+        params, _ = load_checkpoint(args.init)
     if args.resume:
         params, meta = load_checkpoint(rundir.checkpoint_path)
         cfg = {**rundir.read_config(), "epochs": args.epochs}
@@ -84,7 +87,7 @@ def run(args) -> list[dict]:
 def main(argv=None):
     args = parse_args(argv)
     try:
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         records = run(args)
         figures = plot_runs([args.out], args.out)
     except AnalogpropError as e:
@@ -101,6 +104,7 @@ def main(argv=None):
     print(f"unconverged free/nudged last epoch: {last['unconverged_free']}/{last['unconverged_nudged']}")
     print(f"seconds per epoch (train+eval) mean: {sum(epoch_s) / len(epoch_s):.1f}")
     print(f"wall seconds this invocation: {time.perf_counter() - t0:.1f}")
+    print(f"cpu seconds this invocation: {time.process_time() - c0:.1f}")
     print(f"run directory: {args.out}")
     for path in figures:
         print(f"figure: {path}")

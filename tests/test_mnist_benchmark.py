@@ -1,12 +1,15 @@
 """benchmarks/mnist.py end to end on a small slice of a fake MNIST directory, and the checkpoint example."""
+import hashlib
 import importlib.util
 import json
 from pathlib import Path
 
 import numpy as np
+import pytest
 
+from analogprop import data as D
 from analogprop.runs import load_checkpoint
-from test_data_runs import fake_mnist  # noqa: F401  (pytest fixture)
+from test_data_runs import idx_bytes
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -18,12 +21,31 @@ def _load(relpath):
     return mod
 
 
+@pytest.fixture
+def fake_mnist(tmp_path, monkeypatch):
+    """An MNIST-format directory (raw IDX files, class-dependent patches) with its checksums registered."""
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 10, 70000)
+    images = np.zeros((70000, 28, 28), np.uint8)
+    for c in range(10):
+        images[labels == c, 2 * c:2 * c + 6, 4:20] = 200
+    files = {"train-images-idx3-ubyte": images[:60000], "train-labels-idx1-ubyte": labels[:60000],
+             "t10k-images-idx3-ubyte": images[60000:], "t10k-labels-idx1-ubyte": labels[60000:]}
+    md5 = {}
+    for stem, arr in files.items():
+        raw = idx_bytes(arr)
+        md5[stem] = hashlib.md5(raw).hexdigest()
+        (tmp_path / stem).write_bytes(raw)
+    monkeypatch.setattr(D, "MNIST_MD5", md5)
+    return tmp_path
+
+
 def _args(data_dir, out, epochs):
     return ["--data-dir", str(data_dir), "--arch", "784-24-16-10", "--lrs", "0.4,0.1,0.01",
             "--train-subset", "60", "--test-subset", "30", "--epochs", str(epochs), "--out", str(out)]
 
 
-def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path, capsys):  # noqa: F811
+def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path, capsys):
     bench = _load("benchmarks/mnist.py")
     full, part = tmp_path / "full", tmp_path / "part"
     assert bench.main(_args(fake_mnist, full, 2)) == 0
@@ -43,14 +65,18 @@ def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path
     b, _ = load_checkpoint(part / "checkpoint.npz")
     assert meta["state"]["epoch"] == 2 and meta["subsets"] == [60, 30]
     assert all(np.array_equal(a[k], b[k]) for k in a)
+    # --init starts from a checkpoint's parameters (zero learning rates: they stay as loaded)
+    init_args = _args(fake_mnist, tmp_path / "init", 1) + ["--init", str(full / "checkpoint.npz"), "--lrs", "0,0,0"]
+    assert bench.main(init_args) == 0
+    c, _ = load_checkpoint(tmp_path / "init" / "checkpoint.npz")
+    assert all(np.array_equal(a[k], c[k]) for k in a)
     capsys.readouterr()
 
     example = _load("examples/evaluate_mnist_checkpoint.py")
-    res = example.evaluate(full, limit=30)
-    assert res["epochs_trained"] == 2
-    assert abs(res["test_error"] - records[-1]["test_error"]) < 1e-12  # same checkpoint, same 30 samples
     assert example.main([str(full), "--limit", "30"]) == 0
-    assert f"test_error: {100 * res['test_error']:.2f}%" in capsys.readouterr().out
+    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert printed["epochs_trained"] == "2"
+    assert printed["test_error"] == f"{100 * records[-1]['test_error']:.2f}%"  # same checkpoint, same 30 samples
 
 
 def test_mnist_benchmark_reports_missing_data(tmp_path, capsys):
