@@ -130,7 +130,9 @@ class ConvNetwork(Network):
 
     @classmethod
     def create(cls, arch, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64) -> "ConvNetwork":
-        """Glorot-Bengio uniform init (fan = maps x kernel area for kernels); all tensors independent."""
+        """Uniform init, all tensors independent: Glorot-Bengio for dense pairs; kernels
+        +-sqrt(6 / fan_in), fan_in = C K^2 (Glorot's fan-out term, M K^2, would shrink the
+        drive of a 5x5 kernel several-fold and leave the hard-sigmoid units nearly silent)."""
         net = cls((), {}, tied, arch)
         rng = np.random.default_rng(seed)
         for name, shape in net.expected_shapes(bias).items():
@@ -141,7 +143,7 @@ class ConvNetwork(Network):
             if net.links[k] is None:
                 fan = net.sizes[k] + net.sizes[k + 1]
             else:
-                fan = (shape[0] + shape[1]) * shape[2] * shape[3]
+                fan = shape[1] * shape[2] * shape[3]
             lim = np.sqrt(6.0 / fan)
             if name.startswith("bwd") and tied:
                 net.params[name] = net._mirror(k, net.params[f"fwd{k}"]).copy()
