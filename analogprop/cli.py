@@ -37,7 +37,8 @@ def add_model_options(p):
     g.add_argument("--dataset", choices=["digits", "mnist"], help="digits (embedded, default) or mnist")
     g.add_argument("--data-dir", help="directory of MNIST IDX files (else $ANALOGPROP_DATA or ~/.cache/analogprop/mnist)")
     g.add_argument("--download", action="store_true", default=None, help="download MNIST if missing (needs the network)")
-    g.add_argument("--arch", help="layer sizes, input first, e.g. 64-32-10")
+    g.add_argument("--arch", help="layer sizes, input first, e.g. 64-32-10; convolutional: CxHxW input, "
+                   "c<maps>k<kernel>[s<stride>][p<pool>] layers, then sizes, e.g. 1x28x28-c32k5p2-c64k5p2-10")
     g.add_argument("--seed", type=int, help="seed of initial weights and sample order")
     g.add_argument("--no-bias", dest="bias", action="store_false", default=None, help="no bias units")
     g.add_argument("--tied", action="store_true", default=None, help="tie feedback to forward weights (symmetric EP case)")
