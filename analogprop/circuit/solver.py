@@ -3,7 +3,7 @@
 Every node's KCL equation (see :mod:`.description`) is linear in its own
 voltage given the driven outputs of its neighbours:
 ``V_k = inj_k(r_{k-1}, r_{k+1}) / gtot_k``.  The solver sweeps the layers
-(block Gauss-Seidel, alternating direction) solving each one in closed
+(block Gauss-Seidel, input side first) solving each one in closed
 form, which is the circuit analogue of :class:`analogprop.relax.FastSolver`,
 and stops per sample once the KCL residual, expressed in volts as
 ``max |I| / gtot`` (how far each node is from the voltage its currents
@@ -125,7 +125,7 @@ class CircuitSolver:
         r = [None] + [p.circuit.buffer(k, V[k - 1]) for k in range(1, L + 1)]
         for sweep in range(1, int(self.max_sweeps) + 1):
             change = np.zeros(rows.size)
-            for k in (range(1, L + 1) if sweep % 2 else range(L, 0, -1)):
+            for k in range(1, L + 1):
                 new = p.target(k, r, rows)
                 np.maximum(change, np.abs(new - V[k - 1]).max(axis=1), out=change)
                 V[k - 1] = new
