@@ -34,6 +34,7 @@ class Bench:
         self.smu.source_voltage = 3.3
         self.smu.output_enabled = 1
         self.src.output_enabled = 1
+        assert self.smu.output_enabled and self.src.output_enabled  # queries: the writes have been executed
 
     def program(self, net):
         c = self.p.conductances
@@ -95,7 +96,8 @@ def test_free_and_nudged_states_are_the_networks_fixed_points(bench):
         expect = np.concatenate([s[0] for s in solver.solve(net, x[None], y[None], 0.5).states])
         np.testing.assert_allclose(b.read(), expect, atol=2e-6)
         b.board.switch_nudge(False)
-    b.smu.output_enabled = 0  # unpowered board reads 0 V
+    b.smu.output_enabled = 0
+    assert b.smu.output_enabled is False  # (the query also waits for the write to be executed)
     np.testing.assert_array_equal(b.read(), 0.0)
 
 
@@ -135,6 +137,14 @@ def test_settle_time_constant():
 
 def test_faults(bench):
     emu, b = bench
+    b.program(grid_network(3))
+    assert b.read()[2] > 0.1
+    emu.inject("dmm", "stuck", "", "103")
+    reading = b.read()
+    assert reading[2] == 0.0 and np.abs(reading).max() > 0.1
+    with pytest.raises(SCPIErrorQueued, match="channel 103 stuck"):
+        b.dmm.check_errors()
+
     emu.inject("dmm", "drop", "MEAS")
     with pytest.raises(ConnectionLost, match="dmm"):
         b.read()

@@ -24,6 +24,7 @@ from __future__ import annotations
 import atexit
 import sys
 import time
+from contextlib import contextmanager
 import numpy as np
 import pyvisa
 
@@ -237,6 +238,11 @@ class VisaDriver(Driver):
         return self._robust("free phase", lambda: self._phase(x, None, "free"))
 
     def relax_nudged(self, x, y, beta, start):
+        """Per sample: apply x and y, settle freely, switch the nudge in, settle, scan.
+
+        The free settling before the nudge is the physical form of starting
+        from ``start`` (the free fixed point of the same inputs).
+        """
         x = self._check_inputs(x)
         p = self.profile
         if not (np.isfinite(beta) and 0 < beta <= p.nudge_beta_max):
@@ -276,25 +282,21 @@ class VisaDriver(Driver):
         self._check_block(self.profile.inputs, x, "input")
         return x
 
+    @contextmanager
     def _count(self, phase, samples):
-        driver = self
-
-        class _Counter:
-            def __enter__(self):
-                self.w = sum(i.writes for i in driver.inst.values())
-                self.q = sum(i.queries for i in driver.inst.values())
-                self.t = time.perf_counter()
-
-            def __exit__(self, *exc):
-                t = driver.traffic[phase]
-                t["seconds"] += time.perf_counter() - self.t
-                t["writes"] += sum(i.writes for i in driver.inst.values()) - self.w
-                t["queries"] += sum(i.queries for i in driver.inst.values()) - self.q
-                if exc[0] is None:
-                    t["samples"] += samples
-                    t["calls"] += 1
-
-        return _Counter()
+        """Add the writes, queries and time of the block to ``traffic[phase]`` (samples if it succeeds)."""
+        t = self.traffic[phase]
+        w0 = sum(i.writes for i in self.inst.values())
+        q0 = sum(i.queries for i in self.inst.values())
+        t0 = time.perf_counter()
+        try:
+            yield
+            t["samples"] += samples
+            t["calls"] += 1
+        finally:
+            t["seconds"] += time.perf_counter() - t0
+            t["writes"] += sum(i.writes for i in self.inst.values()) - w0
+            t["queries"] += sum(i.queries for i in self.inst.values()) - q0
 
     def _phase(self, x, y, phase, nudge_code=None) -> Phase:
         """Measure the states of every sample: apply, (nudge,) settle, scan."""
