@@ -1,15 +1,17 @@
 """Fast batched operating points of a compiled circuit (both levels).
 
 Every node's KCL equation (see :mod:`.description`) is linear in its own
-voltage given the driven outputs of its neighbours:
-``V_k = inj_k(r_{k-1}, r_{k+1}) / gtot_k``.  The solver sweeps the layers
+voltage given the driven outputs of its neighbours, piecewise linear with
+clamps: ``V_k = clamp(inj_k(r_{k-1}, r_{k+1}) / gtot_k)``.  The solver sweeps the layers
 (block Gauss-Seidel, input side first) solving each one in closed
 form, which is the circuit analogue of :class:`analogprop.relax.FastSolver`,
 and stops per sample once the KCL residual, expressed in volts as
 ``max |I| / gtot`` (how far each node is from the voltage its currents
 balance at), is below ``tol``.  The nudged phase starts from the free
 solution.  Device values are folded once per programming into per-layer
-affine maps (crossbar inverters and conductance pairs included).
+affine maps (crossbar inverters and conductance pairs included).  Samples
+the sweeps do not settle (strong feedback loops) are finished by a batched
+damped Newton method.
 """
 from __future__ import annotations
 
@@ -57,6 +59,10 @@ def fold(circuit: Circuit) -> list[_Layer]:
         clamp = ((v[f"clamp{k}"], v[f"clamp_lo{k}"], v[f"clamp_hi{k}"]) if circuit.clamped else None)
         out.append(_Layer(fwd / g[:, None], None if bwd is None else bwd / g[:, None], const / g, g, clamp))
     return out
+
+
+_STALL = 20               # sweeps between progress checks
+_NEWTON_BYTES = 2 ** 28   # Jacobian memory per Newton chunk
 
 
 @dataclass
@@ -108,21 +114,29 @@ class CircuitSolver:
         V = [np.zeros((n, s)) for s in circuit.sizes[1:]] if start is None else [s.copy() for s in start]
         out, residual, steps = self._sweeps(p, V)
         bad = np.flatnonzero(~(residual <= self.tol))
-        if bad.size:
-            V, res, its = self.newton(p.subset(bad), [o[bad] for o in out], self.newton_iters)
-            for o, vk in zip(out, V):
-                o[bad] = vk
-            residual[bad], steps[bad] = res, steps[bad] + its
+        if self.newton_iters:
+            chunk = max(1, int(_NEWTON_BYTES // (8 * sum(circuit.sizes[1:]) ** 2)))
+            for i in range(0, bad.size, chunk):
+                rows = bad[i:i + chunk]
+                V, res, its = self.newton(p.subset(rows), [o[rows] for o in out], self.newton_iters)
+                for o, vk in zip(out, V):
+                    o[rows] = vk
+                residual[rows], steps[rows] = res, steps[rows] + its
         return Relaxation(out, residual, steps, residual <= self.tol)
 
     def _sweeps(self, p: "_Problem", V):
-        """Block Gauss-Seidel sweeps; converged samples are retired as they finish."""
+        """Block Gauss-Seidel sweeps; converged samples are retired as they finish.
+
+        A sample whose change per sweep has not halved over the last
+        ``_STALL`` sweeps (a slow or cycling loop) leaves for Newton.
+        """
         n, L = V[0].shape[0], p.L
         out = [v.copy() for v in V]
         residual = np.full(n, np.inf)
         steps = np.zeros(n, dtype=np.int64)
         rows = np.arange(n)  # batch positions of the active samples
         r = [None] + [p.circuit.buffer(k, V[k - 1]) for k in range(1, L + 1)]
+        checked = np.full(n, np.inf)
         for sweep in range(1, int(self.max_sweeps) + 1):
             change = np.zeros(rows.size)
             for k in range(1, L + 1):
@@ -132,11 +146,15 @@ class CircuitSolver:
                 r[k] = p.circuit.buffer(k, new)
             steps[rows] = sweep
             last = sweep == self.max_sweeps
-            cand = np.arange(rows.size) if last else np.flatnonzero(change <= self.tol)
+            stalled = np.zeros(rows.size, bool)
+            if sweep % _STALL == 0 and self.newton_iters:
+                stalled = change > 0.5 * checked[rows]
+                checked[rows] = change
+            cand = np.arange(rows.size) if last else np.flatnonzero((change <= self.tol) | stalled)
             if cand.size == 0:
                 continue
             res = p.residual([vk[cand] for vk in V], rows[cand])
-            ok = np.ones(cand.size, bool) if last else res <= self.tol
+            ok = np.ones(cand.size, bool) if last else (res <= self.tol) | stalled[cand]
             done = cand[ok]
             for o, vk in zip(out, V):
                 o[rows[done]] = vk[done]
