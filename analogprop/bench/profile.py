@@ -24,11 +24,16 @@ Sections:
 from __future__ import annotations
 
 import re
-import tomllib
+import sys
 from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 from ..errors import ConfigError
+
+if sys.version_info >= (3, 11):
+    import tomllib
+else:  # pragma: no cover - Python 3.10
+    import tomli as tomllib
 
 KINDS = ("voltage_source", "dmm_scanner", "smu", "board")
 _RESOURCE = re.compile(r"^(TCPIP\d*::[^:]+::\d+::SOCKET|TCPIP\d*::[^:]+(::[^:]+)?::INSTR|ASRL[^:]+::INSTR|GPIB\d*::\d+(::\d+)?::INSTR|USB\d*::.+::INSTR)$")
