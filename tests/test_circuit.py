@@ -258,3 +258,15 @@ def test_cli_trains_a_mismatched_crossbar(tmp_path, capsys):
     assert main(["train", "--driver", "circuit", "--g-dtod", "-1", "--epochs", "1", "--quiet",
                  "--out", str(tmp_path / "bad")]) == 2
     assert "g_dtod" in capsys.readouterr().err
+
+
+@pytest.mark.parametrize("level", LEVELS)
+def test_write_verify_compensates_device_spread(level):
+    net = Network.create((12, 8, 4), seed=3)
+    drv = CircuitDriver.from_network(net.sizes, net.params, level, Mismatch(g_dtod=0.05), die=6, clamp=False)
+    plain = drv.effective_weights()
+    drv.deploy(net.params, verify=True)
+    verified = drv.effective_weights()
+    for k in net.params:
+        np.testing.assert_allclose(verified[k], net.params[k], atol=1e-12)
+    assert max(np.abs(plain[k] - net.params[k]).max() for k in net.params) > 0.02

@@ -171,11 +171,15 @@ class Circuit:
         return ("bias1" if not self.crossbar else "bias1_p") in self.values
 
     # -- programming -------------------------------------------------------
-    def program(self, params: dict[str, np.ndarray]) -> None:
+    def program(self, params: dict[str, np.ndarray], verify: bool = False) -> None:
         """Write programmable elements: clip/quantise (crossbar), apply the die's spread and fresh write noise.
 
         ``params`` maps some or all programmable keys to target values; the
-        rest keep their programmed value but are not rewritten.
+        rest keep their programmed value but are not rewritten.  ``verify``
+        is write-verify programming: each device is read back and its code
+        corrected, so the device's own spread is compensated (the code
+        programmed is the one nearest to ``target / spread``); write noise
+        and quantisation remain.
         """
         unknown = sorted(set(params) - set(self.programmable))
         if unknown:
@@ -188,6 +192,8 @@ class Circuit:
             if v.shape != self.nominal[k].shape:
                 raise ConfigError(f"parameter {k} has shape {v.shape}, expected {self.nominal[k].shape}")
             check_finite(f"parameter {k}", v)
+            if verify:
+                v = v / _lognormal(self.die, k, v.shape, self.mismatch.g_dtod)
             targets[k] = self.design.quantise(v) if self.crossbar else v
         self.writes += 1
         noise = write_noise(self.die, self.writes, [(k, targets[k].shape) for k in keys],

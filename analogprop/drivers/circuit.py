@@ -80,10 +80,16 @@ class CircuitDriver(Driver):
             out[name] = int(k) - 1 if kind == "bias" else int(k)
         return out
 
-    def deploy(self, weights: dict) -> None:
-        """Program network weights (fwd/bwd/bias) through the nominal mapping (crossbar: conductance pairs)."""
+    def deploy(self, weights: dict, verify: bool = False) -> None:
+        """Transfer network weights (fwd/bwd/bias, e.g. trained on the ideal model) onto this die.
+
+        The nominal mapping (crossbar: conductance pairs, clipped and
+        quantised); ``verify`` programs with write-verify, compensating each
+        programmable device's own spread (not the buffers', inverters' or
+        leaks').
+        """
         prog = crossbar_pairs(self.circuit.design, weights) if self.circuit.crossbar else weights
-        self.set_parameters({k: np.asarray(v, float) / self._unit for k, v in prog.items()})
+        self.circuit.program({k: np.asarray(v, float) for k, v in prog.items()}, verify=verify)
 
     def effective_weights(self):
         """Weights the die realises: d(pre-activation)/d r_j of each neuron, bias at r = 0.
