@@ -39,7 +39,10 @@ def run(cfg, out, n_train, n_test):
 
     t0 = time.perf_counter()
     trainer.fit(data, on_epoch=on_epoch)
-    return records, (time.perf_counter() - t0) / len(records)
+    seconds = (time.perf_counter() - t0) / len(records)
+    out = driver.relax_free(data.x_train).output
+    dead = [c for c in range(out.shape[1]) if np.all(out[data.y_train == c, c] <= 0)]
+    return records, seconds, dead
 
 
 def main():
@@ -71,7 +74,7 @@ def main():
     print(f"dataset: {args.dataset}")
     print(f"architecture: {arch}")
     print(f"epochs: {args.epochs}")
-    for rule, (rec, sec) in results.items():
+    for rule, (rec, sec, dead) in results.items():
         angles = np.array([r["angle_nu_grad"] for r in rec if "angle_nu_grad" in r])
         print(f"{rule} lrs: {lrs[rule]}")
         print(f"{rule} final train error %: {100 * rec[-1]['train_error']:.2f}")
@@ -81,6 +84,7 @@ def main():
         print(f"{rule} angle below 90 every epoch: {bool(np.all(angles < 90))}")
         print(f"{rule} alignment first/last: {rec[0]['alignment']} / {rec[-1]['alignment']}")
         print(f"{rule} probe unconverged max: {max(r['probe_unconverged'] for r in rec):.3f}")
+        print(f"{rule} output units at 0 on every training sample of their class: {dead}")
         print(f"{rule} seconds per epoch: {sec:.2f}")
         print(f"{rule} diagnostics seconds per epoch: {np.mean([r['probe_seconds'] for r in rec]):.2f}")
     gap = 100 * (results["two-phase"][0][-1]["test_error"] - results["gradient"][0][-1]["test_error"])
