@@ -193,3 +193,18 @@ def test_fault_via_scpi_and_drop_after(bench):
     b.board.write("EMUL:FAULT melt")
     with pytest.raises(SCPIErrorQueued, match="-224"):
         b.board.check_errors()
+
+
+def test_circuit_physics_with_device_spreads():
+    x = np.full(6, 0.6)
+    readings = {}
+    for name, spreads in {"nominal": {}, "spread": {"mismatch": 0.1, "offset_dtod": 0.05, "gain_dtod": 0.05}}.items():
+        with emulated(profile(physics="circuit", **spreads)) as (emu, p):
+            b = Bench(p)
+            b.program(grid_network(3))
+            b.apply(x)
+            readings[name] = b.read()
+            b.close()
+    expect = np.concatenate([s[0] for s in FastSolver(tol=1e-10).solve(grid_network(3), x[None]).states])
+    np.testing.assert_allclose(readings["nominal"], expect, atol=2e-6)
+    assert np.abs(readings["spread"] - expect).max() > 0.01

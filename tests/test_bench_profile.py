@@ -54,6 +54,8 @@ def edit(old, new, text=SMALL):
     (edit("repeats = 1", "repeats = 1.5"), "field 'timing.repeats': expected int"),
     (edit("[timing]", "[timing]\nsettle_ms = 1"), "field 'timing.settle_ms': unknown field"),
     (edit("[inputs]\n", ""), "field 'instruments.board.compliance_a': unknown field"),
+    (edit("seed = 7", 'seed = 7\nphysics = "spice"'), "field 'emulator.physics': expected 'ideal' or 'circuit', got 'spice'"),
+    (edit("seed = 7", "seed = 7\noffset_dtod = 0.01"), "field 'emulator.offset_dtod': only used with physics = \"circuit\""),
 ])
 def test_malformed_profiles_name_the_field(text, message):
     with pytest.raises(ConfigError) as e:

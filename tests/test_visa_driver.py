@@ -29,8 +29,10 @@ def batch(seed, n=8):
     return rng.uniform(0, 1, (n, 6)), rng.integers(0, 3, n)
 
 
-def test_phases_and_update_match_the_ideal_model():
-    with emulated(profile()) as (emu, p), VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
+@pytest.mark.parametrize("physics", ["ideal", "circuit"])
+def test_phases_and_update_match_the_ideal_model(physics):
+    """With no device spread both emulated boards (network, compiled circuit) are the ideal model."""
+    with emulated(profile(physics=physics)) as (emu, p), VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
         x, labels = batch(0)
         y = np.eye(3)[labels]
         free = drv.relax_free(x)

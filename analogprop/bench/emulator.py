@@ -8,7 +8,8 @@ codes, each device's weight scaled by its own log-normal gain (mismatch),
 relaxed to its fixed point (Eq. 13-15, nudge conductance beta to the target
 voltage) by the sweeps of :class:`analogprop.relax.FastSolver`, approached exponentially
 with the profile's time constant, read with Gaussian noise at the DMM's
-resolution.  A circuit-level solver can replace :meth:`BoardPhysics.fixed_point`.
+resolution.  With ``physics = "circuit"`` the board is instead a compiled
+circuit of :mod:`analogprop.circuit` (:class:`CircuitPhysics`).
 
 Faults are injected with :meth:`BenchEmulator.inject` or the ``EMUL:FAULT``
 command; each fires once, at the next command of that instrument starting
@@ -86,16 +87,21 @@ class BoardPhysics:
     def codes_changed(self) -> None:
         self._net = None
 
+    def programmed_weights(self) -> dict[str, np.ndarray]:
+        """The weights the codes stand for (nominal, before device spread)."""
+        cond = self.profile.conductances
+        out = {}
+        for p, shape in self.shapes.items():
+            n = int(np.prod(shape))
+            c = self.codes[cond.base[p]:cond.base[p] + n].reshape(shape)
+            out[p] = cond.weight_range[0] + (c - cond.codes[0]) * cond.lsb
+        return out
+
     def network(self) -> Network:
         """The network the codes realise, each device weight times its gain."""
         if self._net is None:
-            cond = self.profile.conductances
-            params = {}
-            for p, shape in self.shapes.items():
-                n = int(np.prod(shape))
-                c = self.codes[cond.base[p]:cond.base[p] + n].reshape(shape)
-                params[p] = (cond.weight_range[0] + (c - cond.codes[0]) * cond.lsb) * self.gains[p]
-            self._net = Network(self.profile.sizes, params)
+            w = self.programmed_weights()
+            self._net = Network(self.profile.sizes, {p: v * self.gains[p] for p, v in w.items()})
         return self._net
 
     def fixed_point(self, x, y, beta, start, tol=1e-12, max_sweeps=2000):
@@ -124,6 +130,36 @@ class BoardPhysics:
         return h
 
 
+class CircuitPhysics(BoardPhysics):
+    """The board as a compiled circuit (:mod:`analogprop.circuit`): behavioural level with
+    node clamps, so node voltages are the paper's projected states; the die's spreads
+    and write noise come from the profile, operating points from its CircuitSolver."""
+
+    def __init__(self, profile: Profile):
+        from ..circuit import Mismatch, compile_circuit
+        from ..circuit.solver import CircuitSolver
+
+        super().__init__(profile)
+        emu = profile.emulation
+        mismatch = Mismatch(g_dtod=emu.mismatch, gain_dtod=emu.gain_dtod, offset_dtod=emu.offset_dtod,
+                            leak_dtod=emu.leak_dtod, write_noise_std=emu.write_noise_std)
+        self.circuit = compile_circuit(profile.sizes, self.programmed_weights(), "behavioural", mismatch,
+                                       die=emu.seed, clamp=True)
+        self.circuit_solver = CircuitSolver(tol=1e-12)
+        self._programmed = True
+
+    def codes_changed(self) -> None:
+        self._programmed = False
+
+    def fixed_point(self, x, y, beta, start):
+        if not self._programmed:  # one write of every device (fresh write noise)
+            self.circuit.program(self.programmed_weights())
+            self._programmed = True
+        r = self.circuit_solver.solve(self.circuit, x[None], y[None] if beta else None, beta,
+                                      start=[s[None] for s in start])
+        return [s[0] for s in r.states]
+
+
 @dataclass
 class _Fault:
     kind: str
@@ -139,7 +175,7 @@ class BenchState:
         self.profile = p
         self.lock = threading.RLock()
         self.rng = np.random.default_rng(p.emulation.seed + 1)
-        self.physics = BoardPhysics(p)
+        self.physics = (CircuitPhysics if p.emulation.physics == "circuit" else BoardPhysics)(p)
         src_channels = [s for s in p.instruments.values() if s.kind == "voltage_source"]
         self.volts = {s.name: np.zeros(s.channels[1] - s.channels[0] + 1) for s in src_channels}
         self.outputs = {s.name: False for s in src_channels}

@@ -82,8 +82,17 @@ class Conductances:
 
 @dataclass(frozen=True)
 class Emulation:
+    """The emulated board (``[emulator]``): ``physics`` "ideal" (the network with a log-normal
+    gain per device) or "circuit" (:mod:`analogprop.circuit`, behavioural level with node
+    clamps; ``mismatch`` is its ``g_dtod``, the ``*_dtod`` and ``write_noise_std`` its other spreads)."""
+
     seed: int = 0
+    physics: str = "ideal"
     mismatch: float = 0.0
+    gain_dtod: float = 0.0
+    offset_dtod: float = 0.0
+    leak_dtod: float = 0.0
+    write_noise_std: float = 0.0
     read_noise_v: float = 0.0
     tau_ms: float = 0.0
     resolution_v: float = 1e-6
@@ -334,7 +343,13 @@ def parse_profile(text: str, where: str = "<profile>") -> Profile:
     rt.done()
 
     et = root.table("emulator", required=False) or _Table(where, "emulator", {})
-    emu = Emulation(seed=et.number("seed", 0, kind=int, default=0),
+    physics = et.get("physics", str, "ideal")
+    if physics not in ("ideal", "circuit"):
+        et.fail("physics", f"expected 'ideal' or 'circuit', got {physics!r}")
+    spreads = {k: et.number(k, 0, 1, default=0.0) for k in ("gain_dtod", "offset_dtod", "leak_dtod", "write_noise_std")}
+    if physics == "ideal" and any(spreads.values()):
+        et.fail(next(k for k, v in spreads.items() if v), "only used with physics = \"circuit\"")
+    emu = Emulation(seed=et.number("seed", 0, kind=int, default=0), physics=physics, **spreads,
                     mismatch=et.number("mismatch", 0, 1, default=0.0),
                     read_noise_v=et.number("read_noise_v", 0, 1, default=0.0),
                     tau_ms=et.number("tau_ms", 0, 60_000, default=0.0),
