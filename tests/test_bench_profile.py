@@ -10,7 +10,7 @@ ROOT = Path(__file__).resolve().parent.parent / "instruments"
 SMALL = (ROOT / "emulated-6-4-3.toml").read_text()
 
 
-@pytest.mark.parametrize("name", ["emulated-6-4-3.toml", "emulated-64-32-10.toml"])
+@pytest.mark.parametrize("name", ["emulated-6-4-3.toml", "emulated-64-32-10.toml", "emulated-64-32-10-circuit.toml"])
 def test_shipped_profiles_load(name):
     p = load_profile(ROOT / name)
     n_dyn = sum(p.sizes[1:])

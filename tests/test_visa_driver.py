@@ -151,6 +151,15 @@ def test_close_ramps_everything_to_zero():
         drv.close()  # idempotent
 
 
+def test_tripped_supply_is_reported_with_outputs_at_zero():
+    with emulated(profile(supply_current_a=0.08)) as (emu, p):  # the board draws more than the 50 mA limit
+        with pytest.raises(InstrumentError, match=r"connect: instrument 'supply': the board supply hit its current "
+                                                  r"limit \(0.05 A\); outputs ramped to zero and off"):
+            VisaDriver(p, contracting_network(), log=lambda m: None)
+        st = emu.state
+        assert not st.outputs["source"] and not st.smu["out"] and st.smu["volt"] == 0
+
+
 def test_unreachable_bench_is_reported():
     p = profile(recovery={"reconnect_attempts": 1, "reconnect_backoff_s": 0.0})
     with emulated(p) as (emu, pe):

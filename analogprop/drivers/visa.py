@@ -62,6 +62,7 @@ class VisaDriver(Driver):
                         for p in ("free", "nudged", "program")}
         self._nudge_code = None
         self._closed = False
+        self._safe = True  # outputs known to be off (nothing switched on yet, or shut down)
         try:
             self.rm = pyvisa.ResourceManager(backend)
         except (OSError, ValueError, pyvisa.Error) as e:
@@ -84,13 +85,18 @@ class VisaDriver(Driver):
             self.inst[block.instrument].set_limits(*block.channels, block.limits)
         atexit.register(self.close)
         self._set_weights(network.params)
-        with self._count("program", 0):
-            self._robust("connect", lambda: None, connect_first=True)
+        try:
+            with self._count("program", 0):
+                self._robust("connect", lambda: None, connect_first=True)
+        except BaseException:
+            self.close()
+            raise
 
     # -- connection and configuration -------------------------------------------
     def _connect(self) -> None:
-        """Open every session, configure, drain errors, verify the device codes."""
+        """Open every session, configure (supply and sources on) and check errors."""
         p = self.profile
+        self._safe = False
         for i in self.inst.values():
             i.connect()
             i.write("*CLS")
@@ -141,10 +147,13 @@ class VisaDriver(Driver):
                 last = e
                 if attempt < attempts:
                     self._event(f"{what}: {e}; reconnecting (attempt {attempt + 1} of {attempts})")
+            except InstrumentError as e:  # not curable by reconnecting: safe state, then report
+                self._fail(f"{what}: {e}")
         self._fail(f"{what}: gave up after {attempts} reconnect attempts: {last}")
 
     def _fail(self, message: str):
         problems = self._shutdown()
+        self._safe = not problems
         state = ("outputs ramped to zero and off" if not problems
                  else f"outputs NOT confirmed safe ({'; '.join(problems)})")
         raise InstrumentError(f"{message}; {state}")
@@ -351,7 +360,8 @@ class VisaDriver(Driver):
             return
         self._closed = True
         atexit.unregister(self.close)
-        problems = self._shutdown()
+        problems = [] if self._safe else self._shutdown()
+        self._safe = not problems
         for i in self.inst.values():
             i.disconnect()
         try:
