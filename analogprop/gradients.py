@@ -161,6 +161,27 @@ def nu(net: Network, fp: FixedPoint, y, **kw) -> dict[str, np.ndarray]:
     return _mean(net.hebbian(fp.rates(), state_derivative(net, fp, y, **kw)), len(fp.x))
 
 
+def recurrent_backprop(net: Network, fp: FixedPoint, y, step: float = 0.5, steps: int = 1000) -> dict:
+    """-dL/dtheta of continuous-time Recurrent Backpropagation (Appendix B, Cor. 7), Euler-integrated.
+
+    From ``dL/ds = dC/ds``, ``d/dt dL/ds = (dmu/ds)^T dL/ds`` (Eq. 46) while
+    ``dL/dtheta`` accumulates ``(dmu/dtheta)^T dL/ds`` (Eq. 47), the state held
+    at the free fixed point (saturated units stay put).  Tends to -dJ/dtheta
+    as ``step * steps`` grows; :func:`neg_gradient` is its steady state.
+    """
+    _check_network(net)
+    mask = [m.astype(float) for m in fp.active]
+    err = [-s * m for s, m in zip(_output_source(net, fp, y), mask)]  # dC/ds on the active set
+    zero = [np.zeros_like(e) for e in err]
+    acc = [np.zeros_like(e) for e in err]
+    for _ in range(steps):
+        back = [_sweep_layer(net, err, zero, mask, k, True) for k in range(1, net.n_layers + 1)]
+        for a, e, b in zip(acc, err, back):
+            a -= step * e
+            e += step * (b - e)
+    return _mean(net.hebbian(fp.rates(), acc), len(fp.x))
+
+
 def two_phase_estimate(net: Network, solver, x, y, beta: float, symmetric: bool = False, free=None):
     """dmu/dW(h0) . (h_beta - h0) / beta (Eq. 56), batch mean; ``symmetric`` uses (h_beta - h_-beta) / 2 beta.
 
