@@ -78,11 +78,13 @@ def config_from_args(args) -> dict:
 def _train_options(p):
     from .bench.options import add_visa_options
     from .drivers.circuit import add_circuit_options
+    from .drivers.ngspice import add_ngspice_options
 
     add_model_options(p)
     add_train_options(p)
     add_visa_options(p)
     add_circuit_options(p)
+    add_ngspice_options(p)
     p.add_argument("--out", default="runs/latest", help="run directory (default runs/latest)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
@@ -153,6 +155,30 @@ def cmd_bench(args):
     from .bench.serve import serve
 
     serve(args)
+
+
+def _sweep_options(p):
+    from .sweep.options import add_sweep_options
+
+    add_sweep_options(p)
+
+
+@command("sweep", "accuracy of transferred vs in-circuit-trained weights over a grid of device-variation knobs, on Dask",
+         _sweep_options)
+def cmd_sweep(args):
+    from .sweep import default_workers, run_sweep
+    from .sweep.options import spec_from_args
+
+    spec = spec_from_args(args)
+    workers = 0 if args.serial else (args.workers if args.workers is not None else default_workers())
+    res = run_sweep(spec, Path(args.out), workers=workers, scheduler=args.scheduler, dashboard=args.dashboard,
+                    progress=not args.quiet, stop=lambda: STOP.requested, plots=not args.no_plots)
+    print(f"{len(res['rows'])}/{res['total']} rows ({res['computed']} computed, {res['skipped']} already stored) "
+          f"in {res['csv']}")
+    for path in res["plots"]:
+        print(path)
+    if not res["complete"]:
+        print("analogprop: sweep stopped; run the same command again to finish it", file=sys.stderr)
 
 
 def make_parser():

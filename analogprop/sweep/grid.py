@@ -1,0 +1,207 @@
+"""Sweep specifications: the knobs swept, their values, dies and seeds, validated and expanded.
+
+A sweep is the Cartesian product of its axes (each knob's values, in the
+order given) times the training seeds times the dies.  The knobs are the
+fields of :class:`~analogprop.circuit.Mismatch` (device-to-device spreads
+``*_dtod`` fixed per die, cycle-to-cycle noise ``*_std``) and the crossbar
+design knobs the circuit driver takes (``resolution_bits``, ``g_min``,
+``g_max``, ``w_max``).  A knob with one value is a fixed setting.
+
+Dies are die seeds ``0 .. dies-1``: a die's device deviations depend only
+on its seed (see :mod:`analogprop.circuit.mismatch`), so the same die seen
+at a larger spread has the same deviations scaled up.
+"""
+from __future__ import annotations
+
+import hashlib
+import itertools
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field, fields
+from pathlib import Path
+
+from ..build import complete, train_config
+from ..circuit.description import parse_level
+from ..circuit.mismatch import CrossbarDesign, Mismatch
+from ..errors import AnalogpropError, ConfigError
+
+MISMATCH_KNOBS = tuple(f.name for f in fields(Mismatch))
+#: CrossbarDesign fields the circuit driver reads from a run configuration (design_from_config).
+DESIGN_KNOBS = tuple(f.name for f in fields(CrossbarDesign) if f.name not in ("leak", "v_rail"))
+KNOBS = MISMATCH_KNOBS + DESIGN_KNOBS
+
+#: Settings of a sweep besides its grid, with their defaults.
+SETTINGS = {
+    "dataset": "digits", "data_dir": None, "train_samples": None, "test_samples": None,
+    "arch": "64-32-10", "seeds": [0], "dies": 3, "level": "behavioural",
+    "epochs": 10, "beta": 0.5, "lrs": [0.5, 0.2], "circuit_lrs": None, "batch_size": 20,
+    "tol": 1e-5, "max_steps": 500,
+}
+
+
+@dataclass
+class SweepSpec:
+    """Everything that defines a sweep's rows: grid axes and the shared training settings."""
+
+    grid: dict[str, list] = field(default_factory=dict)
+    settings: dict = field(default_factory=lambda: dict(SETTINGS))
+
+    def __getattr__(self, name):
+        try:
+            return self.__dict__["settings"][name]
+        except KeyError:
+            raise AttributeError(name) from None
+
+    def to_dict(self) -> dict:
+        return {"grid": self.grid, **self.settings}
+
+    def knob_names(self) -> list[str]:
+        return list(self.grid)
+
+    def points(self) -> list[dict]:
+        """Every (knob values, seed, die) task of the sweep, in a fixed order, each with its ``key``."""
+        out = []
+        combos = itertools.product(*self.grid.values()) if self.grid else [()]
+        for i, values in enumerate(combos):
+            knobs = dict(zip(self.grid, values))
+            for seed in self.seeds:
+                for die in range(self.dies):
+                    task = {"point": i, "seed": seed, "die": die, "knobs": knobs, **self.shared()}
+                    task["key"] = digest({k: v for k, v in task.items() if k != "point"})
+                    out.append(task)
+        return out
+
+    def shared(self) -> dict:
+        """Settings every task of the sweep carries (what its result depends on)."""
+        return {k: self.settings[k] for k in ("dataset", "data_dir", "train_samples", "test_samples", "arch",
+                                              "level", "epochs", "beta", "lrs", "circuit_lrs", "batch_size",
+                                              "tol", "max_steps")}
+
+
+def digest(obj) -> str:
+    """Short stable hash of a JSON-able object (row and reference keys)."""
+    return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def parse_grid_option(text: str) -> tuple[str, list]:
+    """``KNOB=V1,V2,...`` -> (knob, values)."""
+    name, sep, values = text.partition("=")
+    if not sep or not name.strip() or not values.strip():
+        raise ConfigError(f"grid option {text!r} is not KNOB=V1,V2,... (e.g. g_dtod=0,0.1,0.2)")
+    return name.strip(), [_number(name.strip(), v) for v in values.split(",")]
+
+
+def _number(knob, text):
+    if isinstance(text, (int, float)) and not isinstance(text, bool):
+        return text
+    try:
+        v = float(str(text).strip())
+    except ValueError:
+        raise ConfigError(f"grid knob {knob}: value {text!r} is not a number") from None
+    return int(v) if v.is_integer() and knob == "resolution_bits" else v
+
+
+def read_spec_file(path) -> dict:
+    """A sweep file (TOML or JSON): settings at the top level and a ``[grid]`` table of knob -> list of values."""
+    path = Path(path)
+    try:
+        text = path.read_text()
+    except OSError as e:
+        raise ConfigError(f"{path}: cannot read sweep file ({e.strerror})") from None
+    try:
+        data = json.loads(text) if path.suffix == ".json" else tomllib.loads(text)
+    except (json.JSONDecodeError, tomllib.TOMLDecodeError) as e:
+        raise ConfigError(f"{path}: malformed sweep file ({e})") from None
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path}: a sweep file holds a table of settings")
+    unknown = sorted(set(data) - set(SETTINGS) - {"grid"})
+    if unknown:
+        raise ConfigError(f"{path}: unknown sweep settings {unknown} (known: grid, {', '.join(SETTINGS)})")
+    grid = data.get("grid", {})
+    if not isinstance(grid, dict):
+        raise ConfigError(f"{path}: 'grid' must be a table of knob = [values]")
+    for k, v in grid.items():
+        if not isinstance(v, list):
+            grid[k] = [v]
+    return data
+
+
+def make_spec(file_settings: dict | None = None, grid_options=(), **overrides) -> SweepSpec:
+    """Defaults <- sweep file <- command-line settings and ``KNOB=V,...`` options; then validate."""
+    settings = dict(SETTINGS)
+    grid: dict[str, list] = {}
+    file_settings = dict(file_settings or {})
+    grid.update(file_settings.pop("grid", {}))
+    settings.update({k: v for k, v in file_settings.items() if v is not None})
+    settings.update({k: v for k, v in overrides.items() if v is not None})
+    for text in grid_options:
+        name, values = parse_grid_option(text)
+        grid[name] = values
+    return validate(SweepSpec({k: [_number(k, x) for x in v] for k, v in grid.items()}, settings))
+
+
+def validate(spec: SweepSpec) -> SweepSpec:
+    """Refuse unknown knobs, out-of-range values and settings the trainer would refuse, naming them."""
+    s = spec.settings
+    s["level"] = parse_level(s["level"])
+    for name, values in spec.grid.items():
+        if name not in KNOBS:
+            raise ConfigError(f"unknown sweep knob {name!r} (known: {', '.join(KNOBS)})")
+        if not values:
+            raise ConfigError(f"grid knob {name} has no values")
+        if len(set(values)) != len(values):
+            raise ConfigError(f"grid knob {name} repeats a value: {values}")
+        if name in DESIGN_KNOBS and s["level"] != "crossbar":
+            raise ConfigError(f"grid knob {name} is a crossbar design knob; sweep it with level crossbar")
+        for v in values:
+            if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+                raise ConfigError(f"grid knob {name}: value {v!r} is not a finite number")
+            try:
+                if name in MISMATCH_KNOBS:
+                    Mismatch(**{name: v})
+                elif name == "resolution_bits":
+                    CrossbarDesign(resolution_bits=v)
+            except ConfigError as e:
+                raise ConfigError(f"grid knob {name}: {e}") from None
+    for combo in itertools.product(*[[(k, v) for v in vals] for k, vals in spec.grid.items()
+                                     if k in DESIGN_KNOBS]):
+        try:
+            CrossbarDesign(**dict(combo))
+        except ConfigError as e:
+            raise ConfigError(f"grid point {dict(combo)}: {e}") from None
+    s["seeds"] = _int_list("seeds", s["seeds"], 0)
+    if isinstance(s["dies"], bool) or not isinstance(s["dies"], int) or s["dies"] < 1:
+        raise ConfigError(f"dies must be a whole number >= 1 of die seeds, got {s['dies']!r}")
+    for name in ("train_samples", "test_samples"):
+        if s[name] is not None and (isinstance(s[name], bool) or not isinstance(s[name], int) or s[name] < 1):
+            raise ConfigError(f"{name} must be a whole number >= 1, got {s[name]!r}")
+    for lrs in ("lrs", "circuit_lrs"):
+        if s[lrs] is not None:
+            s[lrs] = [float(v) for v in s[lrs]]
+    try:
+        cfg = complete({k: s[k] for k in ("dataset", "data_dir", "arch", "epochs", "beta", "lrs", "batch_size",
+                                          "tol", "max_steps")})
+        if not re.fullmatch(r"\d+(-\d+)+", cfg["arch"]):
+            raise ConfigError(f"architecture {cfg['arch']}: the circuit level compiles dense layered networks only")
+        s["arch"] = cfg["arch"]
+        n_pairs = len(train_config(cfg).lrs)
+        if s["circuit_lrs"] is not None:
+            train_config({**cfg, "lrs": s["circuit_lrs"]})
+    except AnalogpropError as e:
+        raise ConfigError(f"sweep settings: {e}") from None
+    for lrs in ("lrs", "circuit_lrs"):
+        if s[lrs] is not None and len(s[lrs]) == 1:
+            s[lrs] = s[lrs] * n_pairs
+    return spec
+
+
+def _int_list(name, values, lo):
+    values = values if isinstance(values, (list, tuple)) else [values]
+    if not values or any(isinstance(v, bool) or not isinstance(v, int) or v < lo for v in values):
+        raise ConfigError(f"{name} must be a list of whole numbers >= {lo}, got {values!r}")
+    if len(set(values)) != len(values):
+        raise ConfigError(f"{name} repeats a value: {values}")
+    return list(values)
+

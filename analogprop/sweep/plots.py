@@ -1,0 +1,58 @@
+"""Plots of a sweep: test accuracy against each swept knob, transferred versus in-circuit.
+
+One PNG per knob with more than one value (``accuracy_vs_<knob>.png``):
+mean over dies and seeds with error bars of one standard deviation, the
+transferred weights dashed, in-circuit training solid, one colour per
+combination of the other swept knobs, the ideal reference in grey.
+"""
+from __future__ import annotations
+
+from collections import defaultdict
+from pathlib import Path
+
+import numpy as np
+
+from .store import read_results
+
+
+def _label(combo) -> str:
+    return ", ".join(f"{k}={v:g}" for k, v in combo) or "all"
+
+
+def plot_sweep(csv_path, out_dir, knobs, dpi: int = 120) -> list[Path]:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows = read_results(csv_path)
+    swept = [k for k in knobs if len({r[k] for r in rows}) > 1]
+    images = []
+    for knob in swept:
+        others = [k for k in swept if k != knob]
+        groups = defaultdict(lambda: defaultdict(list))
+        for r in rows:
+            groups[tuple((k, r[k]) for k in others)][r[knob]].append(r)
+        fig, ax = plt.subplots(figsize=(6.4, 4.4))
+        colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+        for i, (combo, by_value) in enumerate(sorted(groups.items())):
+            xs = sorted(by_value)
+            c = colours[i % len(colours)]
+            for column, style, name in (("transfer_accuracy", "--o", "transferred"),
+                                        ("circuit_accuracy", "-s", "in-circuit")):
+                vals = [np.array([r[column] for r in by_value[x]]) for x in xs]
+                ax.errorbar(xs, [v.mean() for v in vals], yerr=[v.std() for v in vals], fmt=style, color=c,
+                            capsize=3, label=f"{name} ({_label(combo)})" if others else name)
+        ax.axhline(np.mean([r["ideal_accuracy"] for r in rows]), color="0.5", lw=1, label="ideal reference")
+        n_dies = len({(r["seed"], r["die"]) for r in rows})
+        ax.set_xlabel(knob)
+        ax.set_ylabel("test accuracy")
+        ax.set_title(f"accuracy vs {knob} ({rows[0]['level']}, mean ± std over {n_dies} dies x seeds)", fontsize=9)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=7)
+        fig.tight_layout()
+        path = Path(out_dir) / f"accuracy_vs_{knob}.png"
+        fig.savefig(path, dpi=dpi)
+        plt.close(fig)
+        images.append(path)
+    return images

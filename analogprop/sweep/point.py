@@ -1,0 +1,123 @@
+"""The work of a sweep: the ideal reference of a seed, and one (knobs, seed, die) row.
+
+A row compares two ways of getting weights onto a die, with the same epoch
+budget and sample order (the seed's):
+
+* transferred: train the ideal network (Eq. 59 dynamics, two-phase rule
+  Eq. 56), then program its weights onto the die through the nominal
+  mapping (:meth:`CircuitDriver.deploy`) and measure test accuracy there;
+* in-circuit: start the die from the same initial weights and train it with
+  the two-phase rule through the circuit driver, whose local updates come
+  from voltages measured on the die (mismatch, offsets and noise included).
+
+Functions here run on Dask workers: they take and return plain data and
+keep one dataset per process.
+"""
+from __future__ import annotations
+
+import functools
+import time
+from pathlib import Path
+
+from ..build import DRIVERS, check_fit, complete, train_config
+from ..conv_network import arch_sizes, create_network
+from ..data import load_dataset
+from ..runs import load_checkpoint, save_checkpoint
+from ..trainer import TrainState, TwoPhaseTrainer
+from .grid import digest
+
+#: Row columns after the knobs, in CSV order.
+RESULT_COLUMNS = ("ideal_accuracy", "transfer_accuracy", "circuit_accuracy", "circuit_train_accuracy",
+                  "transfer_unconverged", "circuit_unconverged", "seconds")
+
+
+@functools.lru_cache(maxsize=4)
+def dataset(name, data_dir, train_samples, test_samples):
+    """The (sub)dataset of a sweep, loaded once per process."""
+    return load_dataset(name, data_dir, False).subset(train_samples, test_samples)
+
+
+def _data(task):
+    data = dataset(task["dataset"], task["data_dir"], task["train_samples"], task["test_samples"])
+    check_fit(arch_sizes(task["arch"]), data)
+    return data
+
+
+def reference_config(task: dict) -> dict:
+    """What the ideal reference of a task depends on (its cache key is the digest of this)."""
+    return {k: task[k] for k in ("dataset", "data_dir", "train_samples", "test_samples", "arch", "seed", "epochs",
+                                 "beta", "lrs", "batch_size", "tol", "max_steps")}
+
+
+def _run_config(task: dict, **extra) -> dict:
+    keys = ("dataset", "data_dir", "arch", "seed", "epochs", "beta", "lrs", "batch_size", "tol", "max_steps")
+    return complete({**{k: task[k] for k in keys}, **extra})
+
+
+def train_reference(task: dict, directory: Path) -> dict:
+    """Train (or load) the ideal reference of ``task``'s (architecture, seed, budget) in ``directory``.
+
+    The checkpoint ``<digest>.npz`` is written every epoch, so an interrupted
+    reference resumes; a finished one is reused.  Returns ``{"params",
+    "test_accuracy", "key"}``.
+    """
+    ref = reference_config(task)
+    key = digest(ref)
+    path = Path(directory) / f"{key}.npz"
+    cfg = _run_config(task)
+    state, params = TrainState(), None
+    if path.exists():
+        params, meta = load_checkpoint(path)
+        state = TrainState.from_dict(meta["state"])
+    net = create_network(cfg["arch"], seed=cfg["seed"])
+    driver = DRIVERS["ideal"](cfg, net)
+    if params is not None:
+        driver.set_parameters(params)
+    trainer = TwoPhaseTrainer(driver, train_config(cfg))
+    data = _data(task)
+    if state.epoch < trainer.config.epochs:
+        def checkpoint(st):
+            save_checkpoint(path, driver.get_parameters(), {"state": st.to_dict(), "config": ref})
+
+        trainer.fit(data, state, on_checkpoint=checkpoint)
+    test = trainer.evaluate(data.x_test, data.y_test)
+    return {"params": driver.get_parameters(), "test_accuracy": round(1.0 - test["error"], 9), "key": key}
+
+
+def circuit_lrs(task: dict) -> list[float]:
+    """Learning rates of in-circuit training: ``circuit_lrs``, else the ideal ones (halved on the
+    crossbar, where both devices of a pair move and the weight steps twice as far)."""
+    if task["circuit_lrs"] is not None:
+        return list(task["circuit_lrs"])
+    return [lr / 2 if task["level"] == "crossbar" else lr for lr in task["lrs"]]
+
+
+def _circuit(cfg):
+    return DRIVERS["circuit"](cfg, create_network(cfg["arch"], seed=cfg["seed"]))
+
+
+def run_point(task: dict, reference: dict) -> dict:
+    """One row: accuracy of the reference transferred onto die ``task['die']`` and after in-circuit training."""
+    t0 = time.perf_counter()
+    data = _data(task)
+    knobs = {f"driver_{k}": v for k, v in task["knobs"].items()}
+    cfg = _run_config(task, driver="circuit", driver_level=task["level"], driver_die=task["die"], **knobs)
+    with _circuit(cfg) as driver:
+        driver.deploy(reference["params"])
+        transfer = TwoPhaseTrainer(driver, train_config(cfg)).evaluate(data.x_test, data.y_test)
+    cfg = {**cfg, "lrs": circuit_lrs(task)}
+    records = []
+    with _circuit(cfg) as driver:
+        trainer = TwoPhaseTrainer(driver, train_config(cfg))
+        trainer.fit(data, on_epoch=records.append)
+    last = records[-1]
+    return {"point": task["point"], "seed": task["seed"], "die": task["die"], "level": task["level"],
+            **task["knobs"],
+            "ideal_accuracy": reference["test_accuracy"],
+            "transfer_accuracy": round(1.0 - transfer["error"], 9),
+            "circuit_accuracy": round(1.0 - last["test_error"], 9),
+            "circuit_train_accuracy": round(1.0 - last["train_error"], 9),
+            "transfer_unconverged": transfer["unconverged"],
+            "circuit_unconverged": last["unconverged_test"],
+            "seconds": round(time.perf_counter() - t0, 3),
+            "key": task["key"]}

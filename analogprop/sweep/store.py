@@ -1,0 +1,72 @@
+"""A sweep directory: one JSON file per finished row, merged into ``results.csv``.
+
+Each finished row is written atomically to ``rows/<key>.json`` the moment
+it arrives, so an interrupted sweep loses no finished work and a rerun
+skips every task whose key (a digest of everything its result depends on)
+already has a row.  ``results.csv`` is rewritten atomically from the rows
+of the current sweep after each one.
+"""
+from __future__ import annotations
+
+import csv
+import io
+import json
+from pathlib import Path
+
+from ..errors import DataError
+from ..runs import atomic_write
+from .point import RESULT_COLUMNS
+
+
+class SweepDir:
+    """``sweep.json`` (the spec), ``references/``, ``rows/``, ``results.csv`` and the plots."""
+
+    def __init__(self, path):
+        self.path = Path(path)
+        self.rows_dir.mkdir(parents=True, exist_ok=True)
+        self.references_dir.mkdir(parents=True, exist_ok=True)
+
+    rows_dir = property(lambda self: self.path / "rows")
+    references_dir = property(lambda self: self.path / "references")
+    csv_path = property(lambda self: self.path / "results.csv")
+    spec_path = property(lambda self: self.path / "sweep.json")
+
+    def write_spec(self, spec: dict) -> None:
+        atomic_write(self.spec_path, lambda f: f.write(json.dumps(spec, indent=2).encode()))
+
+    def finished(self) -> dict[str, dict]:
+        """key -> row of every stored row (unreadable files are reported, not skipped silently)."""
+        rows = {}
+        for p in sorted(self.rows_dir.glob("*.json")):
+            try:
+                row = json.loads(p.read_text())
+            except (OSError, json.JSONDecodeError) as e:
+                raise DataError(f"{p}: corrupt sweep row ({e}); delete it to recompute that point") from None
+            rows[row.get("key", p.stem)] = row
+        return rows
+
+    def store(self, row: dict) -> None:
+        atomic_write(self.rows_dir / f"{row['key']}.json", lambda f: f.write(json.dumps(row).encode()))
+
+    def write_csv(self, rows: list[dict], knobs: list[str]) -> None:
+        """The sweep's rows (in task order) as ``results.csv``: one row per point, seed and die."""
+        columns = ["point", "seed", "die", "level", *knobs, *RESULT_COLUMNS, "key"]
+        buf = io.StringIO()
+        w = csv.DictWriter(buf, fieldnames=columns, extrasaction="ignore", lineterminator="\n")
+        w.writeheader()
+        w.writerows(rows)
+        atomic_write(self.csv_path, lambda f: f.write(buf.getvalue().encode()))
+
+
+def read_results(path) -> list[dict]:
+    """Rows of a ``results.csv`` with numbers parsed."""
+    path = Path(path)
+    if not path.exists():
+        raise DataError(f"{path}: no sweep results here")
+    with path.open(newline="") as f:
+        rows = list(csv.DictReader(f))
+    for row in rows:
+        for k, v in row.items():
+            if k not in ("level", "key"):
+                row[k] = float(v) if v not in ("", None) else None
+    return rows
