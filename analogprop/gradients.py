@@ -94,12 +94,15 @@ def solve_active(net: Network, fp: FixedPoint, c, transpose: bool = False,
     """Solve ``(I - W_AA) z = c_A`` (or with ``W^T``) per sample; ``z = 0`` off the active set.
 
     ``c`` is a list of (batch, n_k) arrays.  Block Gauss-Seidel for the batch,
-    then a dense LU solve for the samples it did not converge on.
+    then a dense LU solve for the samples it did not converge on (least
+    squares if ``I - W_AA`` is singular, a degenerate fixed point).
     """
     L = net.n_layers
     mask = [m.astype(float) for m in fp.active]
     c = [ck * mk for ck, mk in zip(c, mask)]
     z = [np.zeros_like(ck) for ck in c]
+    if c[0].shape[0] == 0:
+        return z
     scale = max(max(float(np.max(np.abs(ck), initial=0.0)) for ck in c), 1e-300)
     change = np.full(c[0].shape[0], np.inf)
     with np.errstate(over="ignore", invalid="ignore"):
@@ -118,7 +121,11 @@ def solve_active(net: Network, fp: FixedPoint, c, transpose: bool = False,
             act = np.concatenate([m[s] for m in fp.active])
             rhs = np.concatenate([ck[s] for ck in c])[act]
             sol = np.zeros(act.size)
-            sol[act] = scipy.linalg.solve(np.eye(act.sum()) - w[np.ix_(act, act)], rhs)
+            a = np.eye(act.sum()) - w[np.ix_(act, act)]
+            try:
+                sol[act] = scipy.linalg.solve(a, rhs)
+            except scipy.linalg.LinAlgError:
+                sol[act] = scipy.linalg.lstsq(a, rhs)[0]
             parts = np.split(sol, np.cumsum(net.sizes[1:])[:-1])
             for k in range(L):
                 z[k][s] = parts[k]

@@ -146,3 +146,14 @@ def test_recurrent_backprop_tends_to_the_implicit_gradient():
     long = G.flat(G.recurrent_backprop(net, fp, y, step=0.5, steps=400))
     assert np.linalg.norm(long - grad) <= 1e-9 * np.linalg.norm(grad)
     assert np.linalg.norm(short - grad) > 1e-3 * np.linalg.norm(grad)
+
+
+def test_singular_system_gets_a_least_squares_solution():
+    net = Network.create((1, 1, 1), seed=0)
+    net.params["fwd1"][:] = 1.0
+    net.params["bwd1"][:] = 1.0
+    fp = G.FixedPoint(np.zeros((1, 1)), [np.zeros((1, 1))] * 2, [np.ones((1, 1), bool)] * 2)
+    z = G.solve_active(net, fp, [np.array([[1.0]]), np.array([[-1.0]])], max_sweeps=20)
+    assert z[0][0, 0] - z[1][0, 0] == pytest.approx(1.0)  # consistent: Gauss-Seidel finds a solution
+    z = G.solve_active(net, fp, [np.array([[1.0]]), np.array([[1.0]])], max_sweeps=20)
+    np.testing.assert_allclose([z[0][0, 0], z[1][0, 0]], [0.0, 0.0], atol=1e-12)  # inconsistent: least squares
