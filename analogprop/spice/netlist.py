@@ -107,6 +107,8 @@ def header(circuit, title: str, n_samples: int) -> list[str]:
         role = "output" if k == L else "hidden"
         lines.append(f"*   h{k}_0 .. h{k}_{s[k] - 1}: state nodes of the {s[k]} {role} neurons of layer {k} "
                      f"(h{k}_i = neuron i); r{k}_i: buffer output rho(h{k}_i)")
+    if circuit.clamped:
+        lines.append("*   every state node has a clamp (ap_clamp) to its buffer's input range")
     if circuit.crossbar:
         lines += [f"*   rb{{k}}_i: inverted copy of r{{k}}_i (layers 0..{L}); vp / vn: bias rails",
                   f"*   neuron pre-activation u = unit_gain * V(h): unit_gain per layer "
@@ -140,6 +142,10 @@ def devices(circuit, x, y=None) -> list[str]:
             lines.append(f"xn{k}_{i} h{k}_{i} r{k}_{i} ap_neuron leak={_num(v[f'leak{k}'][i] * gu)} "
                          f"cap={_num(v[f'cap{k}'][i] * cu)} gain={_num(v[f'gain{k}'][i])} "
                          f"offset={_num(v[f'offset{k}'][i])}")
+    if c.clamped:
+        for k in range(1, L + 1):
+            lines += [f"xc{k}_{i} h{k}_{i} ap_clamp g={_num(v[f'clamp{k}'][i] * gu)} lo={_num(v[f'clamp_lo{k}'][i])} "
+                      f"hi={_num(v[f'clamp_hi{k}'][i])}" for i in range(s[k])]
     lines += [f"b_nudge{i} y{i} h{L}_{i} i=v(nb)*{_num(v['nudge'][i] * gu)}*(v(y{i})-v(h{L}_{i}))"
               for i in range(s[-1])]
     if c.crossbar:

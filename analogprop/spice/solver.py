@@ -37,9 +37,20 @@ STEPPING = "option gminsteps=100 srcsteps=100 itl1=1000 itl2=1000"
 
 
 def kcl_residual(circuit, V, x, y=None, beta: float = 0.0) -> np.ndarray:
-    """Per sample max |I| / gtot over the free nodes (volts): 0 at an operating point."""
-    cur = circuit.currents(V, x, y, beta)
-    return np.max([np.abs(i / circuit.conductance(k + 1, beta)).max(axis=1) for k, i in enumerate(cur)], axis=0)
+    """Per sample max |I| / g over the free nodes (volts): 0 at an operating point.
+
+    ``g`` is the conductance the node sees, its clamp's included where the
+    clamp conducts, so the residual is how far (in volts) each node is from
+    the voltage its currents balance at, as for the fast solver.
+    """
+    out = []
+    for k, i in enumerate(circuit.currents(V, x, y, beta), start=1):
+        g = circuit.conductance(k, beta)
+        if circuit.clamped:
+            v = circuit.values
+            g = g + v[f"clamp{k}"] * ((V[k - 1] > v[f"clamp_hi{k}"]) | (V[k - 1] < v[f"clamp_lo{k}"]))
+        out.append(np.abs(i / g).max(axis=1))
+    return np.max(out, axis=0)
 
 
 @dataclass

@@ -10,7 +10,7 @@ second window.  Each phase is scored against the operating point that
   within ``band`` (1 %) of the phase's change ``max |V_end - V_start|``
   (for the free phase, which starts at 0 V, 1 % of the final value);
 * energy: the energy dissipated in the circuit's conductances (leaks,
-  synapse conductances, bias and nudge resistors) from the start of the
+  synapse conductances, bias and nudge resistors, conducting clamps) from the start of the
   phase until it settles, in joules, and the static power at the operating
   point, in watts.  Supply power of the ideal buffers, inverters and
   behavioural transconductors is not modelled.
@@ -63,6 +63,10 @@ def dissipation(circuit, V, x, y=None, nudge=None) -> np.ndarray:
     c, v, L = circuit, circuit.values, circuit.n_layers
     r = c.outputs(V, np.broadcast_to(x, (V[0].shape[0], x.shape[-1])))
     p = sum((v[f"leak{k}"] * V[k - 1] ** 2).sum(axis=1) for k in range(1, L + 1))
+    if c.clamped:
+        for k in range(1, L + 1):
+            over = np.maximum(V[k - 1] - v[f"clamp_hi{k}"], 0) + np.minimum(V[k - 1] - v[f"clamp_lo{k}"], 0)
+            p = p + (v[f"clamp{k}"] * over ** 2).sum(axis=1)
     if nudge is not None:
         p = p + nudge * ((v["nudge"] * (c.target(y)[None] - V[-1]) ** 2).sum(axis=1))
     if c.crossbar:
