@@ -50,8 +50,14 @@ def _circuit(cfg, network):
     return from_config(cfg, network)
 
 
+def _ngspice(cfg, network):
+    from .drivers.ngspice import from_config
+
+    return from_config(cfg, network)
+
+
 #: name -> factory(config, network) -> Driver
-DRIVERS = {"ideal": _ideal, "visa": _visa, "circuit": _circuit}
+DRIVERS = {"ideal": _ideal, "visa": _visa, "circuit": _circuit, "ngspice": _ngspice}
 
 
 def complete(cfg: dict) -> dict:
