@@ -60,7 +60,7 @@ def _alignment(ax, runs):
             xs, ys = _series(rec, "alignment", k)
             ax.plot(xs, ys, color=f"C{i}", linestyle=["-", "--", ":", "-."][k % 4],
                     label=f"{label} layers {k + 1}-{k + 2}" if n > 1 else label)
-    ax.set(xlabel="epoch", ylabel="cos(W_{k+1,k}, W_{k,k+1}^T)", title="forward/feedback alignment")
+    ax.set(xlabel="epoch", ylabel=r"$\cos(W_{k+1,k}, W_{k,k+1}^T)$", title="forward/feedback alignment")
 
 
 def _angle(ax, runs):
@@ -70,7 +70,7 @@ def _angle(ax, runs):
             if xs:
                 ax.plot(xs, ys, style, color=f"C{i}", label=f"{label} {what}")
     ax.axhline(90, color="grey", linewidth=0.8)
-    ax.set(xlabel="epoch", ylabel="degrees", title="angle to -dJ/dW (solid: nu, dashed: update)")
+    ax.set(xlabel="epoch", ylabel="degrees", title=r"angle to $-\partial J/\partial W$ (solid: $\nu$, dashed: update)")
 
 
 PANELS = {"errors": _errors, "alignment": _alignment, "angle": _angle}
