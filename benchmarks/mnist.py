@@ -68,12 +68,16 @@ def run(args) -> list[dict]:
     rundir.write_config(cfg)
     trainer = TwoPhaseTrainer(driver, tc)
 
+    cpu = [time.process_time()]
+
     def on_epoch(rec):
+        rec["cpu_seconds"] = time.process_time() - cpu[0]  # training pass + evaluation, this process
+        cpu[0] = time.process_time()
         records.append(rec)
         rundir.write_metrics(records)
         print(f"epoch {rec['epoch']}: train error {rec['train_error']:.2%} test error {rec['test_error']:.2%} "
               f"alignment {[round(a, 3) for a in rec['alignment']]} "
-              f"{rec['train_seconds']:.1f}+{rec['eval_seconds']:.1f}s", file=sys.stderr, flush=True)
+              f"{rec['train_seconds']:.1f}+{rec['eval_seconds']:.1f}s (cpu {rec['cpu_seconds']:.1f}s)", file=sys.stderr, flush=True)
 
     def checkpoint(st):
         save_checkpoint(rundir.checkpoint_path, driver.get_parameters(), {"state": st.to_dict(), "config": cfg,
@@ -103,6 +107,9 @@ def main(argv=None):
     print(f"alignment first/last: {records[0]['alignment']} / {last['alignment']}")
     print(f"unconverged free/nudged last epoch: {last['unconverged_free']}/{last['unconverged_nudged']}")
     print(f"seconds per epoch (train+eval) mean: {sum(epoch_s) / len(epoch_s):.1f}")
+    cpu_s = [r["cpu_seconds"] for r in records if "cpu_seconds" in r]
+    if cpu_s:
+        print(f"cpu seconds per epoch (train+eval) mean: {sum(cpu_s) / len(cpu_s):.1f}")
     print(f"wall seconds this invocation: {time.perf_counter() - t0:.1f}")
     print(f"cpu seconds this invocation: {time.process_time() - c0:.1f}")
     print(f"run directory: {args.out}")
