@@ -155,3 +155,17 @@ def test_convolutional_networks_are_refused_by_the_gradient_rule_and_skipped_by_
     x, labels = probe_batch(small, 5)
     assert ProbeDiagnostics(x, labels, 10, 0.5)(drv) == {}
     assert make_trainer({"probe": 5}, drv, TrainConfig(lrs=(0.1,)), small).diagnostics is None
+
+
+def test_gradient_run_resumes_like_an_uninterrupted_one(tmp_path):
+    common = ["--arch", "64-12-10", "--rule", "gradient", "--probe", "5", "--quiet"]
+    assert main(["train", *common, "--epochs", "2", "--out", str(tmp_path / "whole")]) == 0
+    assert main(["train", *common, "--epochs", "1", "--out", str(tmp_path / "split")]) == 0
+    assert main(["train", "--resume", "--epochs", "2", "--quiet", "--out", str(tmp_path / "split")]) == 0
+    whole = np.load(tmp_path / "whole" / "checkpoint.npz")
+    split = np.load(tmp_path / "split" / "checkpoint.npz")
+    for key in whole.files:
+        if key.startswith("param/"):
+            np.testing.assert_array_equal(whole[key], split[key])
+    rec = [json.loads(line) for line in (tmp_path / "split" / "metrics.jsonl").read_text().splitlines()]
+    assert [r["epoch"] for r in rec] == [1, 2] and all("angle_nu_grad" in r for r in rec)
