@@ -173,12 +173,30 @@ def cmd_sweep(args):
     workers = 0 if args.serial else (args.workers if args.workers is not None else default_workers())
     res = run_sweep(spec, Path(args.out), workers=workers, scheduler=args.scheduler, dashboard=args.dashboard,
                     progress=not args.quiet, stop=lambda: STOP.requested, plots=not args.no_plots)
+    from .sweep.store import format_summary, summarize
+
+    if res["rows"]:
+        print(format_summary(summarize(res["rows"], spec.knob_names()), spec.knob_names()))
     print(f"{len(res['rows'])}/{res['total']} rows ({res['computed']} computed, {res['skipped']} already stored) "
           f"in {res['csv']}")
     for path in res["plots"]:
         print(path)
     if not res["complete"]:
         print("analogprop: sweep stopped; run the same command again to finish it", file=sys.stderr)
+
+
+def _netlist_options(p):
+    from .spice.commands import add_netlist_options
+
+    add_netlist_options(p)
+
+
+@command("netlist", "write a network or checkpoint on a die as a self-contained ngspice netlist", _netlist_options)
+def cmd_netlist(args):
+    from .spice.commands import write_netlist
+
+    path = write_netlist(args)
+    print(f"netlist written to {path} (run it with: ngspice -b {path})")
 
 
 def make_parser():

@@ -70,3 +70,36 @@ def read_results(path) -> list[dict]:
             if k not in ("level", "key"):
                 row[k] = float(v) if v not in ("", None) else None
     return rows
+
+
+def summarize(rows: list[dict], knobs: list[str]) -> list[dict]:
+    """Per grid point (knob values): mean and std over seeds and dies of the accuracies, and the share of the
+    transfer loss that in-circuit training wins back, ``(circuit - transfer) / (ideal - transfer)``."""
+    import numpy as np
+
+    groups: dict[tuple, list[dict]] = {}
+    for r in rows:
+        groups.setdefault(tuple(r[k] for k in knobs), []).append(r)
+    out = []
+    for values, rs in groups.items():
+        s = dict(zip(knobs, values), dies=len(rs))
+        for col in ("ideal", "transfer", "circuit"):
+            a = np.array([r[f"{col}_accuracy"] for r in rs], dtype=float)
+            s[col], s[f"{col}_std"] = float(a.mean()), float(a.std())
+        lost = s["ideal"] - s["transfer"]
+        s["recovered"] = (s["circuit"] - s["transfer"]) / lost if lost > 0.005 else None
+        out.append(s)
+    return out
+
+
+def format_summary(summary: list[dict], knobs: list[str]) -> str:
+    """A plain-text table of :func:`summarize`'s output."""
+    head = [*knobs, "dies", "ideal", "transferred", "in-circuit", "recovered"]
+    lines = [head]
+    for s in summary:
+        rec = "-" if s["recovered"] is None else f"{s['recovered']:.2f}"
+        lines.append([*(f"{s[k]:g}" for k in knobs), str(s["dies"]), f"{s['ideal']:.4f}",
+                      f"{s['transfer']:.4f} ± {s['transfer_std']:.4f}", f"{s['circuit']:.4f} ± {s['circuit_std']:.4f}",
+                      rec])
+    widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
+    return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
