@@ -8,8 +8,9 @@
    conductance spreads ``--spreads`` with ``--offset`` volts of buffer/
    inverter offset, at the circuit ``--level``: ideal accuracy, accuracy of
    the ideal weights transferred onto the die, accuracy after in-circuit
-   training, and the fraction of the transfer loss that in-circuit training
-   wins back, ``(circuit - transfer) / (ideal - transfer)``.
+   training, the fraction of the transfer loss that in-circuit training
+   wins back, ``(circuit - transfer) / (ideal - transfer)``, and the accuracy
+   of the transferred die after ``--finetune-epochs`` of in-circuit training.
 
 Prints ``name: value`` lines; rows and plots go to ``--out``.
 
@@ -51,7 +52,7 @@ def speed(out: Path):
 
 def study(args, out: Path):
     spec = make_spec(None, [f"g_dtod={args.spreads}", f"offset_dtod={args.offset}"], level=args.level,
-                     dies=args.dies, epochs=args.epochs)
+                     dies=args.dies, epochs=args.epochs, finetune_epochs=args.finetune_epochs)
     t0 = time.perf_counter()
     res = run_sweep(spec, out, workers=args.workers, progress=False)
     print(f"study level: {args.level}")
@@ -64,6 +65,8 @@ def study(args, out: Path):
         print(f"{g} ideal accuracy: {s['ideal']:.4f}")
         print(f"{g} transferred accuracy: {s['transfer']:.4f} +- {s['transfer_std']:.4f}")
         print(f"{g} in-circuit accuracy: {s['circuit']:.4f} +- {s['circuit_std']:.4f}")
+        if "finetune" in s:
+            print(f"{g} transferred then fine-tuned accuracy: {s['finetune']:.4f} +- {s['finetune_std']:.4f}")
         if s["recovered"] is not None:
             print(f"{g} fraction of transfer loss recovered: {s['recovered']:.2f}")
     for p in res["plots"]:
@@ -80,6 +83,7 @@ def main():
     ap.add_argument("--offset", type=float, default=0.0005, help="offset_dtod of the study, volts (default 0.5 mV)")
     ap.add_argument("--dies", type=int, default=3)
     ap.add_argument("--epochs", type=int, default=10)
+    ap.add_argument("--finetune-epochs", type=int, default=3, help="in-circuit epochs after transfer (default 3)")
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     out = Path(args.out)

@@ -8,7 +8,7 @@ from analogprop.errors import ConfigError
 from analogprop.sweep import KNOBS, make_spec, read_spec_file, run_sweep
 from analogprop.sweep.store import read_results
 
-SMALL = dict(arch="64-8-10", train_samples=120, test_samples=80, epochs=1, dies=2)
+SMALL = dict(arch="64-8-10", train_samples=120, test_samples=80, epochs=1, dies=2, finetune_epochs=1)
 
 
 def small_spec(**kw):
@@ -57,6 +57,7 @@ def test_grid_file(tmp_path):
     (["g_dtod"], {}, "is not KNOB=V1,V2"),
     (["g_min=0.5", "g_max=0.4,1"], {"level": "crossbar"}, "must exceed g_min"),
     ([], {"dies": 0}, "dies must be a whole number >= 1"),
+    ([], {"finetune_epochs": -1}, "finetune_epochs must be a whole number >= 0"),
     ([], {"level": "bogus"}, "circuit level 'bogus'"),
     ([], {"lrs": [0.1, 0.2, 0.3]}, "sweep settings: got 3 learning rates"),
     ([], {"arch": "1x8x8-c4k3-10"}, "dense layered networks only"),
@@ -91,7 +92,7 @@ def test_serial_rows_and_plot(serial):
     assert [(r["g_dtod"], r["die"]) for r in rows] == [(0.0, 0), (0.0, 1), (0.3, 0), (0.3, 1)]
     assert all(r["offset_dtod"] == 0.002 for r in rows)
     for r in rows:
-        assert 0 <= r["transfer_accuracy"] <= 1 and 0 <= r["circuit_accuracy"] <= 1
+        assert all(0 <= r[k] <= 1 for k in ("transfer_accuracy", "circuit_accuracy", "finetune_accuracy"))
     # a 2 mV offset on a behavioural die barely moves a 64-8-10 network: transfer keeps the ideal accuracy
     assert abs(rows[0]["transfer_accuracy"] - rows[0]["ideal_accuracy"]) <= 1 / 80 + 1e-12
     assert len(list((out / "rows").glob("*.json"))) == 4

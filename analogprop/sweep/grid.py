@@ -36,7 +36,7 @@ KNOBS = MISMATCH_KNOBS + DESIGN_KNOBS
 SETTINGS = {
     "dataset": "digits", "data_dir": None, "train_samples": None, "test_samples": None,
     "arch": "64-32-10", "seeds": [0], "dies": 3, "level": "behavioural",
-    "epochs": 10, "beta": 0.5, "lrs": [0.5, 0.2], "circuit_lrs": None, "batch_size": 20,
+    "epochs": 10, "finetune_epochs": 0, "beta": 0.5, "lrs": [0.5, 0.2], "circuit_lrs": None, "batch_size": 20,
     "tol": 1e-5, "max_steps": 500,
 }
 
@@ -76,8 +76,8 @@ class SweepSpec:
     def shared(self) -> dict:
         """Settings every task of the sweep carries (what its result depends on)."""
         return {k: self.settings[k] for k in ("dataset", "data_dir", "train_samples", "test_samples", "arch",
-                                              "level", "epochs", "beta", "lrs", "circuit_lrs", "batch_size",
-                                              "tol", "max_steps")}
+                                              "level", "epochs", "finetune_epochs", "beta", "lrs", "circuit_lrs",
+                                              "batch_size", "tol", "max_steps")}
 
 
 def digest(obj) -> str:
@@ -172,6 +172,9 @@ def validate(spec: SweepSpec) -> SweepSpec:
         except ConfigError as e:
             raise ConfigError(f"grid point {dict(combo)}: {e}") from None
     s["seeds"] = _int_list("seeds", s["seeds"], 0)
+    fe = s["finetune_epochs"]
+    if isinstance(fe, bool) or not isinstance(fe, int) or fe < 0:
+        raise ConfigError(f"finetune_epochs must be a whole number >= 0, got {fe!r}")
     if isinstance(s["dies"], bool) or not isinstance(s["dies"], int) or s["dies"] < 1:
         raise ConfigError(f"dies must be a whole number >= 1 of die seeds, got {s['dies']!r}")
     for name in ("train_samples", "test_samples"):

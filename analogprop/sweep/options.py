@@ -32,6 +32,8 @@ def add_sweep_options(p) -> None:
     m.add_argument("--train-samples", type=int, help="use the first N training samples (default all)")
     m.add_argument("--test-samples", type=int, help="use the first N test samples (default all)")
     m.add_argument("--epochs", type=int, help="epochs of both trainings (default 10)")
+    m.add_argument("--finetune-epochs", type=int,
+                   help="also train the transferred die in the circuit for N epochs (finetune_accuracy; default 0: off)")
     m.add_argument("--beta", type=float, help="nudging strength (default 0.5)")
     m.add_argument("--lrs", type=_list(float), help="learning rates per layer pair of the ideal reference (default 0.5,0.2)")
     m.add_argument("--circuit-lrs", type=_list(float),
@@ -50,7 +52,7 @@ def add_sweep_options(p) -> None:
 
 
 SETTING_OPTIONS = ("dies", "seeds", "level", "dataset", "data_dir", "arch", "train_samples", "test_samples",
-                   "epochs", "beta", "lrs", "circuit_lrs", "batch_size", "tol", "max_steps")
+                   "epochs", "finetune_epochs", "beta", "lrs", "circuit_lrs", "batch_size", "tol", "max_steps")
 
 
 def spec_from_args(args):

@@ -8,7 +8,9 @@ budget and sample order (the seed's):
   mapping (:meth:`CircuitDriver.deploy`) and measure test accuracy there;
 * in-circuit: start the die from the same initial weights and train it with
   the two-phase rule through the circuit driver, whose local updates come
-  from voltages measured on the die (mismatch, offsets and noise included).
+  from voltages measured on the die (mismatch, offsets and noise included);
+* optionally (``finetune_epochs`` > 0) fine-tuned: the transferred die
+  trained further in the circuit for that many epochs.
 
 Functions here run on Dask workers: they take and return plain data and
 keep one dataset per process.
@@ -27,7 +29,8 @@ from ..trainer import TrainState, TwoPhaseTrainer
 from .grid import digest
 
 #: Row columns after the knobs, in CSV order.
-RESULT_COLUMNS = ("ideal_accuracy", "transfer_accuracy", "circuit_accuracy", "circuit_train_accuracy",
+RESULT_COLUMNS = ("ideal_accuracy", "transfer_accuracy", "circuit_accuracy", "finetune_accuracy",
+                  "circuit_train_accuracy",
                   "transfer_unconverged", "circuit_unconverged", "seconds")
 
 
@@ -105,6 +108,12 @@ def run_point(task: dict, reference: dict) -> dict:
     with _circuit(cfg) as driver:
         driver.deploy(reference["params"])
         transfer = TwoPhaseTrainer(driver, train_config(cfg)).evaluate(data.x_test, data.y_test)
+        finetune = None
+        if task["finetune_epochs"]:
+            tuned = []
+            TwoPhaseTrainer(driver, train_config({**cfg, "lrs": circuit_lrs(task), "epochs": task["finetune_epochs"]})
+                            ).fit(data, on_epoch=tuned.append)
+            finetune = round(1.0 - tuned[-1]["test_error"], 9)
     cfg = {**cfg, "lrs": circuit_lrs(task)}
     records = []
     with _circuit(cfg) as driver:
@@ -116,6 +125,7 @@ def run_point(task: dict, reference: dict) -> dict:
             "ideal_accuracy": reference["test_accuracy"],
             "transfer_accuracy": round(1.0 - transfer["error"], 9),
             "circuit_accuracy": round(1.0 - last["test_error"], 9),
+            "finetune_accuracy": finetune,
             "circuit_train_accuracy": round(1.0 - last["train_error"], 9),
             "transfer_unconverged": transfer["unconverged"],
             "circuit_unconverged": last["unconverged_test"],
