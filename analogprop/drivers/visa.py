@@ -39,6 +39,12 @@ from .base import Driver, Phase
 RECOVERABLE = (ConnectionLost, SCPIErrorQueued)
 
 
+def quantise(w, conductances) -> np.ndarray:
+    """Device codes realising weights ``w`` (rounded, clipped to the code range)."""
+    c = conductances
+    return np.clip(np.rint((np.asarray(w) - c.weight_range[0]) / c.lsb) + c.codes[0], *c.codes).astype(np.int64)
+
+
 class VisaDriver(Driver):
     """A board of the bench ``profile`` realising ``network`` (its initial weights)."""
 
@@ -175,9 +181,7 @@ class VisaDriver(Driver):
         self.codes = {k: self.quantise(v) for k, v in new.items()}
 
     def quantise(self, w) -> np.ndarray:
-        """Device codes realising weights ``w`` (rounded, clipped to the code range)."""
-        c = self.profile.conductances
-        return np.clip(np.rint((np.asarray(w) - c.weight_range[0]) / c.lsb) + c.codes[0], *c.codes).astype(np.int64)
+        return quantise(w, self.profile.conductances)
 
     def weights_of(self, codes) -> np.ndarray:
         c = self.profile.conductances
