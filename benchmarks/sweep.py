@@ -64,6 +64,7 @@ def study(args, out: Path):
         g = f"g_dtod {s['g_dtod']:g}"
         print(f"{g} ideal accuracy: {s['ideal']:.4f}")
         print(f"{g} transferred accuracy: {s['transfer']:.4f} +- {s['transfer_std']:.4f}")
+        print(f"{g} write-verified transfer accuracy: {s['verified']:.4f} +- {s['verified_std']:.4f}")
         print(f"{g} in-circuit accuracy: {s['circuit']:.4f} +- {s['circuit_std']:.4f}")
         if "finetune" in s:
             print(f"{g} transferred then fine-tuned accuracy: {s['finetune']:.4f} +- {s['finetune_std']:.4f}")

@@ -92,7 +92,8 @@ def test_serial_rows_and_plot(serial):
     assert [(r["g_dtod"], r["die"]) for r in rows] == [(0.0, 0), (0.0, 1), (0.3, 0), (0.3, 1)]
     assert all(r["offset_dtod"] == 0.002 for r in rows)
     for r in rows:
-        assert all(0 <= r[k] <= 1 for k in ("transfer_accuracy", "circuit_accuracy", "finetune_accuracy"))
+        assert all(0 <= r[k] <= 1 for k in ("transfer_accuracy", "verified_accuracy", "circuit_accuracy",
+                                                   "finetune_accuracy"))
     # a 2 mV offset on a behavioural die barely moves a 64-8-10 network: transfer keeps the ideal accuracy
     assert abs(rows[0]["transfer_accuracy"] - rows[0]["ideal_accuracy"]) <= 1 / 80 + 1e-12
     assert len(list((out / "rows").glob("*.json"))) == 4

@@ -2,9 +2,10 @@
 (and transferred then fine-tuned in the circuit, when the sweep did it).
 
 One PNG per knob with more than one value (``accuracy_vs_<knob>.png``):
-mean over dies and seeds with error bars of one standard deviation, the
-transferred weights dashed, in-circuit training solid, fine-tuned dotted, one colour per
-combination of the other swept knobs, the ideal reference in grey.
+mean over dies and seeds with error bars of one standard deviation; the
+transferred weights dashed (write-verified dash-dotted), in-circuit training
+solid, fine-tuned dotted; one colour per combination of the other swept
+knobs; the ideal reference in grey.
 """
 from __future__ import annotations
 
@@ -40,9 +41,10 @@ def plot_sweep(csv_path, out_dir, knobs, dpi: int = 120) -> list[Path]:
             xs = sorted(by_value)
             c = colours[i % len(colours)]
             for column, style, name in (("transfer_accuracy", "--o", "transferred"),
+                                        ("verified_accuracy", "-.v", "write-verified"),
                                         ("circuit_accuracy", "-s", "in-circuit"),
                                         ("finetune_accuracy", ":^", "fine-tuned")):
-                if any(r[column] is None for x in xs for r in by_value[x]):
+                if any(r.get(column) is None for x in xs for r in by_value[x]):
                     continue
                 vals = [np.array([r[column] for r in by_value[x]]) for x in xs]
                 ax.errorbar(xs, [v.mean() for v in vals], yerr=[v.std() for v in vals], fmt=style, color=c,

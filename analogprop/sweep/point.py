@@ -6,6 +6,8 @@ budget and sample order (the seed's):
 * transferred: train the ideal network (Eq. 59 dynamics, two-phase rule
   Eq. 56), then program its weights onto the die through the nominal
   mapping (:meth:`CircuitDriver.deploy`) and measure test accuracy there;
+  ``verified``: the same with write-verify programming, which compensates
+  each programmable device's own spread (not buffers, inverters, leaks);
 * in-circuit: start the die from the same initial weights and train it with
   the two-phase rule through the circuit driver, whose local updates come
   from voltages measured on the die (mismatch, offsets and noise included);
@@ -29,7 +31,7 @@ from ..trainer import TrainState, TwoPhaseTrainer
 from .grid import digest
 
 #: Row columns after the knobs, in CSV order.
-RESULT_COLUMNS = ("ideal_accuracy", "transfer_accuracy", "circuit_accuracy", "finetune_accuracy",
+RESULT_COLUMNS = ("ideal_accuracy", "transfer_accuracy", "verified_accuracy", "circuit_accuracy", "finetune_accuracy",
                   "circuit_train_accuracy",
                   "transfer_unconverged", "circuit_unconverged", "seconds")
 
@@ -106,6 +108,9 @@ def run_point(task: dict, reference: dict) -> dict:
     knobs = {f"driver_{k}": v for k, v in task["knobs"].items()}
     cfg = _run_config(task, driver="circuit", driver_level=task["level"], driver_die=task["die"], **knobs)
     with _circuit(cfg) as driver:
+        driver.deploy(reference["params"], verify=True)
+        verified = TwoPhaseTrainer(driver, train_config(cfg)).evaluate(data.x_test, data.y_test)
+    with _circuit(cfg) as driver:
         driver.deploy(reference["params"])
         transfer = TwoPhaseTrainer(driver, train_config(cfg)).evaluate(data.x_test, data.y_test)
         finetune = None
@@ -124,6 +129,7 @@ def run_point(task: dict, reference: dict) -> dict:
             **task["knobs"],
             "ideal_accuracy": reference["test_accuracy"],
             "transfer_accuracy": round(1.0 - transfer["error"], 9),
+            "verified_accuracy": round(1.0 - verified["error"], 9),
             "circuit_accuracy": round(1.0 - last["test_error"], 9),
             "finetune_accuracy": finetune,
             "circuit_train_accuracy": round(1.0 - last["train_error"], 9),

@@ -83,7 +83,7 @@ def summarize(rows: list[dict], knobs: list[str]) -> list[dict]:
     out = []
     for values, rs in groups.items():
         s = dict(zip(knobs, values), dies=len(rs))
-        for col in ("ideal", "transfer", "circuit", "finetune"):
+        for col in ("ideal", "transfer", "verified", "circuit", "finetune"):
             if any(r.get(f"{col}_accuracy") is None for r in rs):
                 continue
             a = np.array([r[f"{col}_accuracy"] for r in rs], dtype=float)
@@ -97,12 +97,14 @@ def summarize(rows: list[dict], knobs: list[str]) -> list[dict]:
 def format_summary(summary: list[dict], knobs: list[str]) -> str:
     """A plain-text table of :func:`summarize`'s output."""
     tuned = all("finetune" in s for s in summary)
-    head = [*knobs, "dies", "ideal", "transferred", "in-circuit", "recovered"] + (["fine-tuned"] if tuned else [])
+    head = [*knobs, "dies", "ideal", "transferred", "write-verified", "in-circuit", "recovered"] + (
+        ["fine-tuned"] if tuned else [])
     lines = [head]
     for s in summary:
         rec = "-" if s["recovered"] is None else f"{s['recovered']:.2f}"
         lines.append([*(f"{s[k]:g}" for k in knobs), str(s["dies"]), f"{s['ideal']:.4f}",
-                      f"{s['transfer']:.4f} ± {s['transfer_std']:.4f}", f"{s['circuit']:.4f} ± {s['circuit_std']:.4f}",
+                      f"{s['transfer']:.4f} ± {s['transfer_std']:.4f}", f"{s['verified']:.4f} ± {s['verified_std']:.4f}",
+                      f"{s['circuit']:.4f} ± {s['circuit_std']:.4f}",
                       rec] + ([f"{s['finetune']:.4f} ± {s['finetune_std']:.4f}"] if tuned else []))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
