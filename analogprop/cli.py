@@ -96,6 +96,9 @@ def cmd_train(args):
 
     out = Path(args.out)
     record = train(config_from_args(args), out, resume=args.resume, progress=not args.quiet)
+    if record is None:
+        print(f"no epoch finished yet; continue with: analogprop train --resume --out {out}")
+        return
     print(f"final: train error {record['train_error']:.2%}, test error {record['test_error']:.2%}, "
           f"run directory {out}")
 
@@ -119,15 +122,17 @@ def cmd_evaluate(args):
 
 def _demo_options(p):
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
-    p.add_argument("--epochs", type=int, default=15, help="training epochs (default 15)")
+    p.add_argument("--epochs", type=int, default=15, help="epochs of the ideal model (default 15)")
+    p.add_argument("--circuit-epochs", type=int, default=4, help="epochs of training in ngspice (default 4)")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
-@command("demo", "the main job: train the default network on the embedded dataset", _demo_options)
+@command("demo", "the main job: train 64-32-10 on the digits as a mismatched circuit in ngspice, "
+         "compared with ideal weights deployed on it", _demo_options)
 def cmd_demo(args):
     from .demo import run_demo
 
-    run_demo(Path(args.out), epochs=args.epochs, progress=not args.quiet)
+    run_demo(Path(args.out), epochs=args.epochs, circuit_epochs=args.circuit_epochs, progress=not args.quiet)
 
 
 def _plot_options(p):

@@ -5,7 +5,6 @@ import sys
 from pathlib import Path
 
 from .build import build, complete
-from .errors import DataError
 from .rules import make_trainer
 from .runs import RunDir, load_checkpoint, save_checkpoint
 from .trainer import TrainState, TwoPhaseTrainer
@@ -21,8 +20,9 @@ def _angle(rec) -> str:
     return f" angle(nu, -dJ/dW) {rec['angle_nu_grad']:.1f} deg" if "angle_nu_grad" in rec else ""
 
 
-def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, stop=None) -> dict:
-    """Train per ``cfg`` into run directory ``out``; returns the last epoch record.
+def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, stop=None) -> dict | None:
+    """Train per ``cfg`` into run directory ``out``; returns the last epoch record
+    (None when stopped before any epoch finished).
 
     With ``resume`` the configuration and checkpoint in ``out`` are used
     (``cfg`` may only raise ``epochs``); the run ends with the same
@@ -84,9 +84,7 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
     finally:
         bar.close()
         driver.close()
-    if not records:
-        raise DataError(f"{run.path}: no epoch finished yet")
-    return records[-1]
+    return records[-1] if records else None
 
 
 def evaluate(path: Path, dataset=None, data_dir=None) -> dict:
