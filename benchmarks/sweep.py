@@ -3,7 +3,10 @@
 1. Speed: a fixed small sweep (64-32-10 on digits, 3 epochs, crossbar,
    g_dtod 0/0.1/0.2 x 2 dies = 6 rows) on a loopback LocalCluster with 1 and
    with 2 single-threaded worker processes; the ideal reference is trained
-   beforehand and cluster start-up is timed separately.
+   beforehand and cluster start-up is timed separately.  Concurrency is the
+   summed wall time of the tasks inside the workers over the sweep's wall
+   time (2 when both workers are busy throughout, whatever else loads the
+   machine).
 2. Study: 64-32-10 on digits, 10 epochs, ``--dies`` dies per point, at the
    conductance spreads ``--spreads`` with ``--offset`` volts of buffer/
    inverter offset, at the circuit ``--level``: ideal accuracy, accuracy of
@@ -17,6 +20,7 @@ Prints ``name: value`` lines; rows and plots go to ``--out``.
     python benchmarks/sweep.py [--skip-speed] [--skip-study] [--out benchmarks/out/sweep]
 """
 import argparse
+import os
 import shutil
 import time
 from pathlib import Path
@@ -46,6 +50,8 @@ def speed(out: Path):
             seconds[workers] = time.perf_counter() - t0
         rows[workers] = sorted((r["key"], r["transfer_accuracy"], r["circuit_accuracy"]) for r in got)
         print(f"sweep seconds, {workers} worker(s): {seconds[workers]:.2f}")
+        busy = sum(r["seconds"] for r in got)
+        print(f"concurrency (task seconds / wall seconds), {workers} worker(s): {busy / seconds[workers]:.2f}")
     print(f"speed-up 2 vs 1 workers: {seconds[1] / seconds[2]:.2f}")
     print(f"rows identical with 1 and 2 workers: {rows[1] == rows[2]}")
 
@@ -88,6 +94,7 @@ def main():
     ap.add_argument("--workers", type=int, default=2)
     args = ap.parse_args()
     out = Path(args.out)
+    print(f"load average at start: {os.getloadavg()[0]:.1f}")
     if not args.skip_speed:
         shutil.rmtree(out / "speed", ignore_errors=True)
         speed(out / "speed")

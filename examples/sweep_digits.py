@@ -1,5 +1,7 @@
-"""Reproduce the headline figure on the embedded digits: accuracy of ideal weights transferred onto
-crossbar dies vs in-circuit training, against the conductance spread (examples/sweep_digits.toml).
+"""Robustness sweep on the embedded digits: the headline figure.
+
+Accuracy of ideal-trained weights transferred onto crossbar dies vs in-circuit
+training, against the conductance spread (examples/sweep_digits.toml).
 
     python examples/sweep_digits.py [--out runs/sweep-digits] [--workers 2]
 
@@ -17,14 +19,14 @@ from analogprop.sweep.store import format_summary, summarize
 HERE = Path(__file__).parent
 
 
-def main(grid_file=HERE / "sweep_digits.toml", out="runs/sweep-digits", **settings):
-    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+def main(grid_file=HERE / "sweep_digits.toml", out="runs/sweep-digits", description=__doc__, **settings):
+    ap = argparse.ArgumentParser(description=description.splitlines()[0])
     ap.add_argument("--out", default=out)
     ap.add_argument("--workers", type=int, default=default_workers(), help="Dask workers (0: in this process)")
     ap.add_argument("--data-dir", help="MNIST directory (MNIST example)")
     args = ap.parse_args()
     try:
-        spec = make_spec(read_spec_file(grid_file), data_dir=args.data_dir, **settings)
+        spec = make_spec(read_spec_file(grid_file), data_dir=args.data_dir)
         res = run_sweep(spec, Path(args.out), workers=args.workers)
     except AnalogpropError as e:
         sys.exit(f"error: {e}")
