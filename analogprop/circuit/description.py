@@ -210,7 +210,7 @@ class Circuit:
 
     def buffer(self, k: int, v) -> np.ndarray:
         """r{k} = clip(gain (V_h - offset), 0, 1), k = 1..L."""
-        return np.clip(self.values[f"gain{k}"] * (v - self.values[f"offset{k}"]), 0.0, 1.0)
+        return np.minimum(np.maximum(self.values[f"gain{k}"] * (v - self.values[f"offset{k}"]), 0.0), 1.0)
 
     def inverter(self, k: int, r) -> np.ndarray:
         """rb{k} = inv_offset - inv_gain r (crossbar), k = 0..L."""

@@ -195,7 +195,7 @@ class CircuitSolver:
             J = np.broadcast_to(np.eye(N), (active.size, N, N)).copy()
             for k in range(1, L + 1):
                 lk, blk = p.layers[k - 1], slice(edges[k - 1], edges[k])
-                dclamp = np.broadcast_to(p.clamp(k, p.unclamped(k, rs, rows[active]))[1], Vs[k - 1].shape)
+                dclamp = np.broadcast_to(p.clamp(k, p.unclamped(k, rs, rows[active]), slope=True)[1], Vs[k - 1].shape)
                 scale = dclamp[:, :, None] * (p.top_lin[None, :, None] if (k == L and p.beta) else 1.0)
                 if k > 1:
                     J[:, blk, edges[k - 2]:edges[k - 1]] -= scale * lk.fwd[None] * p.slope(k - 1, Vs[k - 2])[:, None, :]
@@ -240,6 +240,7 @@ class _Problem:
             gt[-1] = g + beta * nu
         # clamps: a node whose unclamped voltage t is past a level sits at (t + q level) / (1 + q)
         self.q = [None if lk.clamp is None else lk.clamp[0] / g for lk, g in zip(layers, gt)]
+        self.shrink = [None if q is None else 1.0 / (1.0 + q) for q in self.q]
 
     def subset(self, rows) -> "_Problem":
         q = object.__new__(_Problem)
@@ -258,18 +259,23 @@ class _Problem:
             a = self.top_lin * a + self.top_shift[rows]
         return a
 
-    def clamp(self, k, t):
-        """Node voltage given its unclamped balance voltage t, and dV/dt."""
-        lk, q = self.layers[k - 1], self.q[k - 1]
+    def clamp(self, k, t, slope: bool = False):
+        """Node voltage given its unclamped balance voltage t (and dV/dt when ``slope``).
+
+        Past a level the clamp's conductance q g joins the node's:
+        V = level + (t - level) / (1 + q).
+        """
+        q = self.q[k - 1]
         if q is None:
-            return t, 1.0
-        _, lo, hi = lk.clamp
-        v = np.where(t > hi, (t + q * hi) / (1 + q), np.where(t < lo, (t + q * lo) / (1 + q), t))
-        return v, np.where((t > hi) | (t < lo), 1 / (1 + q), 1.0)
+            return (t, 1.0) if slope else t
+        _, lo, hi = self.layers[k - 1].clamp
+        inside = np.minimum(np.maximum(t, lo), hi)
+        v = inside + (t - inside) * self.shrink[k - 1]
+        return (v, np.where(t == inside, 1.0, self.shrink[k - 1])) if slope else v
 
     def target(self, k, r, rows):
         """Voltage at which node layer k's currents balance, given its neighbours' outputs r."""
-        return self.clamp(k, self.unclamped(k, r, rows))[0]
+        return self.clamp(k, self.unclamped(k, r, rows))
 
     def targets(self, V, rows):
         r = [None] + [self.circuit.buffer(k, V[k - 1]) for k in range(1, self.L + 1)]
