@@ -142,8 +142,8 @@ def test_local_rule_is_dmu_dtheta_dot_ds(level):
     free = drv.relax_free(x)
     nudged = drv.relax_nudged(x, y, 0.3, free)
     upd = drv.local_update(x, free, nudged)
-    V0 = free.probes["V"]
-    du = [c.unit_gain[k] * (b - a) for k, (a, b) in enumerate(zip(V0, nudged.probes["V"]))]
+    V0 = free.probes["exact_V"]
+    du = [c.unit_gain[k] * (b - a) for k, (a, b) in enumerate(zip(V0, nudged.probes["exact_V"]))]
     # field in network units: current times unit_gain / g_node (crossbar) or 1 (behavioural)
     scale = [c.unit_gain[k] / c.g_node[k] if c.crossbar else 1.0 for k in range(c.n_layers)]
     unit = c.design.g_w if c.crossbar else 1.0
@@ -190,7 +190,7 @@ def test_read_noise_is_fresh_per_read_and_reproducible_per_die():
     x, _ = batch(net.sizes)
     drv = CircuitDriver.from_network(net.sizes, net.params, "behavioural", Mismatch(read_noise_std=1e-3), die=9)
     a, b = drv.relax_free(x), drv.relax_free(x)
-    noise = a.states[0] - a.probes["V"][0]
+    noise = a.states[0] - a.probes["exact_V"][0]
     assert 2e-4 < noise.std() < 3e-3
     assert not np.array_equal(a.states[0], b.states[0])
     again = CircuitDriver.from_network(net.sizes, net.params, "behavioural", Mismatch(read_noise_std=1e-3), die=9)

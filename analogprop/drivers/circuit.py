@@ -45,7 +45,13 @@ _PARAM = re.compile(r"^(fwd|bwd|bias)(\d+)(_p|_n)?$")
 
 
 class CircuitDriver(Driver):
-    """Programs, relaxes and measures a :class:`~analogprop.circuit.Circuit`."""
+    """Programs, relaxes and measures a :class:`~analogprop.circuit.Circuit`.
+
+    A phase's probes: ``V`` the measured node voltages per dynamic layer,
+    ``r`` (and ``rb``, crossbar) the measured buffer (inverter) outputs of
+    layers 0..L, ``exact_V`` the node voltages themselves (the circuit
+    continues from them into the nudged phase).
+    """
 
     def __init__(self, circuit: Circuit, solver: CircuitSolver | None = None):
         self.circuit = circuit
@@ -128,24 +134,24 @@ class CircuitDriver(Driver):
         c = self.circuit
         volts = [self._read(v) for v in relax.states]
         r = c.outputs(relax.states, x)
-        probes = {"V": relax.states, "r": [self._read(rk) for rk in r]}
+        probes = {"exact_V": relax.states, "r": [self._read(rk) for rk in r]}
         if c.crossbar:
             probes["rb"] = [self._read(c.inverter(k, rk)) for k, rk in enumerate(r)]
         states = [c.to_network_units(k, v) for k, v in enumerate(volts, start=1)]
-        probes["volts"] = volts
+        probes["V"] = volts
         return Phase(states, relax.residual, relax.steps, relax.converged, probes)
 
     def relax_free(self, x):
         return self._phase(x, self.solver.solve(self.circuit, x))
 
     def relax_nudged(self, x, y, beta, start):
-        return self._phase(x, self.solver.solve(self.circuit, x, y, beta, start=start.probes["V"]))
+        return self._phase(x, self.solver.solve(self.circuit, x, y, beta, start=start.probes["exact_V"]))
 
     def local_update(self, x, free, nudged):
         """Per element: (voltage across it in the free phase) x (change at its neuron terminal), summed over the batch."""
         c, L = self.circuit, self.circuit.n_layers
-        V0 = free.probes["volts"]
-        dV = [b - a for a, b in zip(V0, nudged.probes["volts"])]
+        V0 = free.probes["V"]
+        dV = [b - a for a, b in zip(V0, nudged.probes["V"])]
         r = free.probes["r"]
         out = {}
         for k in range(1, L + 1):
