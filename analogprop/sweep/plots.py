@@ -5,7 +5,8 @@ One PNG per knob with more than one value (``accuracy_vs_<knob>.png``):
 mean over dies and seeds with error bars of one standard deviation; the
 transferred weights dashed (write-verified dash-dotted), in-circuit training
 solid, fine-tuned dotted; one colour per combination of the other swept
-knobs; the ideal reference in grey.
+knobs (one colour per method when only one knob is swept); the ideal
+reference in grey.
 """
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from pathlib import Path
 import numpy as np
 
 from .store import read_results
+
+#: (column, line style, legend) of each way of getting weights onto a die.
+METHODS = (("transfer_accuracy", "--o", "transferred"), ("verified_accuracy", "-.v", "write-verified"),
+           ("circuit_accuracy", "-s", "in-circuit"), ("finetune_accuracy", ":^", "fine-tuned"))
 
 
 def _label(combo) -> str:
@@ -40,14 +45,12 @@ def plot_sweep(csv_path, out_dir, knobs, dpi: int = 120) -> list[Path]:
         for i, (combo, by_value) in enumerate(sorted(groups.items())):
             xs = sorted(by_value)
             c = colours[i % len(colours)]
-            for column, style, name in (("transfer_accuracy", "--o", "transferred"),
-                                        ("verified_accuracy", "-.v", "write-verified"),
-                                        ("circuit_accuracy", "-s", "in-circuit"),
-                                        ("finetune_accuracy", ":^", "fine-tuned")):
+            for j, (column, style, name) in enumerate(METHODS):
                 if any(r.get(column) is None for x in xs for r in by_value[x]):
                     continue
                 vals = [np.array([r[column] for r in by_value[x]]) for x in xs]
-                ax.errorbar(xs, [v.mean() for v in vals], yerr=[v.std() for v in vals], fmt=style, color=c,
+                ax.errorbar(xs, [v.mean() for v in vals], yerr=[v.std() for v in vals], fmt=style,
+                            color=c if others else colours[j % len(colours)],
                             capsize=3, label=f"{name} ({_label(combo)})" if others else name)
         ax.axhline(np.mean([r["ideal_accuracy"] for r in rows]), color="0.5", lw=1, label="ideal reference")
         n_dies = len({(r["seed"], r["die"]) for r in rows})

@@ -72,9 +72,14 @@ def read_results(path) -> list[dict]:
     return rows
 
 
+#: Smallest transfer loss (accuracy) for which the recovered share is reported.
+MIN_LOSS = 0.02
+
+
 def summarize(rows: list[dict], knobs: list[str]) -> list[dict]:
     """Per grid point (knob values): mean and std over seeds and dies of the accuracies, and the share of the
-    transfer loss that in-circuit training wins back, ``(circuit - transfer) / (ideal - transfer)``."""
+    transfer loss that in-circuit training wins back, ``(circuit - transfer) / (ideal - transfer)`` (None when
+    transfer loses less than :data:`MIN_LOSS`)."""
     import numpy as np
 
     groups: dict[tuple, list[dict]] = {}
@@ -89,7 +94,7 @@ def summarize(rows: list[dict], knobs: list[str]) -> list[dict]:
             a = np.array([r[f"{col}_accuracy"] for r in rs], dtype=float)
             s[col], s[f"{col}_std"] = float(a.mean()), float(a.std())
         lost = s["ideal"] - s["transfer"]
-        s["recovered"] = (s["circuit"] - s["transfer"]) / lost if lost > 0.005 else None
+        s["recovered"] = (s["circuit"] - s["transfer"]) / lost if lost >= MIN_LOSS else None
         out.append(s)
     return out
 
