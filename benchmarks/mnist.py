@@ -16,6 +16,8 @@ import sys
 import time
 from pathlib import Path
 
+from threadpoolctl import threadpool_limits
+
 from analogprop.build import build, complete
 from analogprop.errors import AnalogpropError
 from analogprop.plots import plot_runs
@@ -41,6 +43,7 @@ def parse_args(argv=None):
     ap.add_argument("--test-subset", type=int, help="first N test samples (default all 10,000)")
     ap.add_argument("--out", default="benchmarks/out/mnist", help="run directory")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: batch-20 products gain little)")
     ap.add_argument("--init", help="start from the parameters of this checkpoint (.npz), e.g. to time trained weights")
     return ap.parse_args(argv)
 
@@ -102,7 +105,8 @@ def main(argv=None):
     args = parse_args(argv)
     try:
         t0, c0 = time.perf_counter(), time.process_time()
-        records = run(args)
+        with threadpool_limits(args.threads):
+            records = run(args)
         figures = plot_runs([args.out], args.out)
     except AnalogpropError as e:
         print(f"error: {e}", file=sys.stderr)
