@@ -7,6 +7,8 @@ Prints ``name: value`` lines:
   circuit, in the training flow (per minibatch: write and load the netlist,
   sweep the free phase; write and load again with the targets, sweep free
   then nudged per sample), weights reprogrammed between minibatches;
+* ``ngspice op per CPU second``: the same per second of this process's CPU
+  time (ngspice runs in-process), which a loaded machine does not distort;
 * ``plain op/s`` and ``speedup vs plain``: the plain approach measured in the
   same run, one netlist load and one ``op`` per sample and phase through
   PySpice's shared-library interface;
@@ -20,6 +22,7 @@ Prints ``name: value`` lines:
     python benchmarks/spice.py [--quick]
 """
 import argparse
+import os
 import time
 
 import numpy as np
@@ -44,14 +47,14 @@ def batched(circuit, net, x, y, batch, beta=0.5):
     """Training-flow throughput: free + nudged per minibatch, weights changed between minibatches."""
     solver = SpiceSolver()
     rng = np.random.default_rng(1)
-    t = time.perf_counter()
+    t, cpu = time.perf_counter(), time.process_time()
     for i in range(0, len(x), batch):
         xb, yb = x[i:i + batch], y[i:i + batch]
         free = solver.solve(circuit, xb)
         solver.solve(circuit, xb, yb, beta, start=free.states)
         circuit.program({k: v + 1e-3 * rng.standard_normal(v.shape) for k, v in net.params.items()})
-    dt = time.perf_counter() - t
-    return 2 * len(x) / dt, solver
+    dt, dcpu = time.perf_counter() - t, time.process_time() - cpu
+    return 2 * len(x) / dt, 2 * len(x) / dcpu, solver
 
 
 def plain(circuit, x, y, beta=0.5):
@@ -119,14 +122,16 @@ def main():
     net = Network.create(sizes, seed=0)
     circuit = compile_circuit(sizes, net.params, "behavioural", MISMATCH, die=1)
     x, y = data(sizes, n)
-    ops, solver = batched(circuit, net, x, y, batch)
+    ops, ops_cpu, solver = batched(circuit, net, x, y, batch)
     circuit = compile_circuit(sizes, net.params, "behavioural", MISMATCH, die=1)
     plain_ops, plain_out = plain(circuit, x[:n_plain], y[:n_plain])
     free = solver.solve(circuit, x[:n_plain])
     nudged = solver.solve(circuit, x[:n_plain], y[:n_plain], 0.5, start=free.states)
     ref = np.stack([free.states[-1], nudged.states[-1]], axis=1).reshape(2 * n_plain, -1)
     print(f"network: 64-32-10 behavioural, mismatch, minibatch {batch}")
+    print(f"load average: {os.getloadavg()[0]:.1f}")
     print(f"ngspice op/s: {ops:.0f}")
+    print(f"ngspice op per CPU second: {ops_cpu:.0f}")
     print(f"ngspice sweep points per delivered point: {solver.stats['solved'] / solver.stats['points']:.2f}")
     print(f"plain op/s: {plain_ops:.1f}")
     print(f"speedup vs plain: {ops / plain_ops:.1f}")
