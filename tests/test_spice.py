@@ -188,3 +188,27 @@ def test_memory_flat_over_thousands_of_operating_points():
         pair()
     assert solver.stats["points"] == 10 + 2000
     assert _rss_kb() - after_200 < 3 * 1024
+
+
+@pytest.mark.parametrize("level", ["behavioural", "crossbar"])
+def test_clamped_circuits_agree(spice, level):
+    """Node clamps (projected dynamics): ngspice, the fast solver and, at zero mismatch, the ideal model."""
+    net = saturating_network(SIZES, seed=7)
+    x, y = batch(SIZES, 25, 7)
+    small = Mismatch(g_dtod=0.1, gain_dtod=0.05, offset_dtod=1e-4, leak_dtod=0.05)
+    for mismatch in (Mismatch(), small):
+        circuit = compile_circuit(SIZES, net.params, level, mismatch, die=2, clamp=True)
+        fast = CircuitSolver(tol=1e-12)
+        f_free = fast.solve(circuit, x)
+        f_nudged = fast.solve(circuit, x, y, 0.5, start=f_free.states)
+        s_free = spice.solve(circuit, x)
+        s_nudged = spice.solve(circuit, x, y, 0.5, start=s_free.states)
+        assert s_free.converged.all() and s_nudged.converged.all()
+        assert max_diff(f_free.states, s_free.states) < 1e-5
+        assert max_diff(f_nudged.states, s_nudged.states) < 1e-5
+        if level == "behavioural" and mismatch.is_zero:
+            ideal = FastSolver(tol=1e-12, max_sweeps=5000)
+            i_free = ideal.solve(net, x)
+            i_nudged = ideal.solve(net, x, y, 0.5, start=i_free.states)
+            assert max_diff(i_free.states, s_free.states) < 1e-6       # clamped nodes follow Eq. 59
+            assert max_diff(i_nudged.states, s_nudged.states) < 1e-6

@@ -30,7 +30,7 @@ def test_phases_and_local_rule_match_the_fast_circuit_driver(level, clamp):
         out[name] = (free, nudged, drv.local_update(x, free, nudged))
     for a, b in zip(out["fast"][:2], out["spice"][:2]):
         assert a.converged.all() and b.converged.all()
-        assert max(np.abs(p - q).max() for p, q in zip(a.probes["volts"], b.probes["volts"])) < 1e-5
+        assert max(np.abs(p - q).max() for p, q in zip(a.probes["V"], b.probes["V"])) < 1e-5
     for k, v in out["fast"][2].items():
         assert np.allclose(out["spice"][2][k], v, rtol=1e-4, atol=1e-6), k
 
