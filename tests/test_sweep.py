@@ -1,5 +1,8 @@
 """analogprop sweep: grid validation, serial vs Dask rows, resume after interruption, plots, CLI."""
 import json
+from unittest.mock import ANY
+
+import numpy as np
 
 import pytest
 
@@ -105,8 +108,7 @@ def test_serial_rows_and_plot(serial):
 
 def test_interrupted_sweep_resumes_without_recomputing(serial, tmp_path):
     _, full = serial
-    stored = []
-    res = run_sweep(small_spec(), tmp_path, progress=False, stop=lambda: bool(stored) or stored.append(1))
+    res = run_sweep(small_spec(), tmp_path, progress=False, stop=lambda: any((tmp_path / "rows").glob("*.json")))
     assert res["computed"] == 1 and not res["complete"]
     assert len(read_results(tmp_path / "results.csv")) == 1
     first = next((tmp_path / "rows").glob("*.json"))
@@ -122,6 +124,18 @@ def test_interrupted_sweep_resumes_without_recomputing(serial, tmp_path):
     wider = run_sweep(make_spec(None, ["g_dtod=0,0.3,0.6", "offset_dtod=0.002"], **SMALL), tmp_path,
                       progress=False, plots=False)
     assert (wider["computed"], wider["skipped"]) == (2, 4)
+
+
+def test_interrupted_reference_resumes(serial, tmp_path):
+    _, full = serial
+    calls = []
+    res = run_sweep(small_spec(), tmp_path, progress=False, stop=lambda: len(calls) > 2 or calls.append(1))
+    assert (res["computed"], res["complete"]) == (0, False)
+    ref = next((tmp_path / "references").glob("*.npz"))
+    with np.load(ref) as z:
+        assert json.loads(str(z["meta"]))["state"] == {"epoch": 0, "batch": 4, "stats": ANY}
+    res = run_sweep(small_spec(), tmp_path, progress=False, plots=False)
+    assert res["computed"] == 4 and strip(res["rows"]) == strip(full["rows"])
 
 
 def test_dask_local_cluster_matches_serial(serial, tmp_path):

@@ -59,12 +59,17 @@ def _run_config(task: dict, **extra) -> dict:
     return complete({**{k: task[k] for k in keys}, **extra})
 
 
-def train_reference(task: dict, directory: Path) -> dict:
+class Stopped(Exception):
+    """Training of a reference was stopped on request (its checkpoint is written)."""
+
+
+def train_reference(task: dict, directory: Path, stop=None) -> dict:
     """Train (or load) the ideal reference of ``task``'s (architecture, seed, budget) in ``directory``.
 
-    The checkpoint ``<digest>.npz`` is written every epoch, so an interrupted
-    reference resumes; a finished one is reused.  Returns ``{"params",
-    "test_accuracy", "key"}``.
+    The checkpoint ``<digest>.npz`` is written every epoch and when
+    ``stop()`` turns True (then :class:`Stopped` is raised), so an
+    interrupted reference resumes; a finished one is reused.  Returns
+    ``{"params", "test_accuracy", "key"}``.
     """
     ref = reference_config(task)
     key = digest(ref)
@@ -84,7 +89,12 @@ def train_reference(task: dict, directory: Path) -> dict:
         def checkpoint(st):
             save_checkpoint(path, driver.get_parameters(), {"state": st.to_dict(), "config": ref})
 
-        trainer.fit(data, state, on_checkpoint=checkpoint)
+        def on_batch(st, stats):
+            if stop is not None and stop():
+                checkpoint(st)
+                raise Stopped
+
+        trainer.fit(data, state, on_batch=on_batch, on_checkpoint=checkpoint)
     test = trainer.evaluate(data.x_test, data.y_test)
     return {"params": driver.get_parameters(), "test_accuracy": round(1.0 - test["error"], 9), "key": key}
 

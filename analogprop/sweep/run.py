@@ -11,7 +11,7 @@ import sys
 
 from .execute import dask_client, run_dask, run_serial
 from .grid import SweepSpec
-from .point import train_reference
+from .point import Stopped, train_reference
 from .store import SweepDir
 
 
@@ -31,16 +31,21 @@ def run_sweep(spec: SweepSpec, out, workers: int = 0, scheduler: str | None = No
     tasks = spec.points()
     stored = sweep.finished()
     todo = [t for t in tasks if t["key"] not in stored]
+    skipped = len(tasks) - len(todo)
     references = {}
-    for t in todo:
-        if t["seed"] not in references:
-            if progress:
-                print(f"ideal reference, seed {t['seed']}: training {spec.epochs} epochs", file=sys.stderr)
-            references[t["seed"]] = train_reference(t, sweep.references_dir)
-        t["reference"] = t["seed"]
+    try:
+        for t in todo:
+            if t["seed"] not in references:
+                if progress:
+                    print(f"ideal reference, seed {t['seed']}: {spec.epochs} epochs (cached in {sweep.references_dir})",
+                          file=sys.stderr)
+                references[t["seed"]] = train_reference(t, sweep.references_dir, stop)
+            t["reference"] = t["seed"]
+    except Stopped:
+        todo = []
     rows = dict(stored)
     computed = []
-    bar = tqdm(total=len(tasks), initial=len(tasks) - len(todo), disable=not progress, file=sys.stderr,
+    bar = tqdm(total=len(tasks), initial=skipped, disable=not progress, file=sys.stderr,
                desc="sweep", unit="row", dynamic_ncols=True)
 
     def on_row(row):
@@ -67,7 +72,7 @@ def run_sweep(spec: SweepSpec, out, workers: int = 0, scheduler: str | None = No
         from .plots import plot_sweep
 
         images = plot_sweep(sweep.csv_path, sweep.path, spec.knob_names())
-    return {"rows": ordered, "computed": len(computed), "skipped": len(tasks) - len(todo), "total": len(tasks),
+    return {"rows": ordered, "computed": len(computed), "skipped": skipped, "total": len(tasks),
             "complete": len(ordered) == len(tasks), "csv": sweep.csv_path, "plots": images}
 
 
