@@ -47,6 +47,9 @@ def test_grid_file(tmp_path):
     spec = make_spec(read_spec_file(f), ["offset_dtod=0,0.001"], epochs=4)
     assert spec.grid == {"g_dtod": [0, 0.15], "resolution_bits": [6], "offset_dtod": [0.0, 0.001]}
     assert spec.epochs == 4 and spec.level == "crossbar" and len(spec.points()) == 2 * 2 * 2
+    same = make_spec(None, ["g_dtod=0.0,0.15", "resolution_bits=6.0", "offset_dtod=0,1e-3"], level="crossbar",
+                     dies=2, epochs=4)
+    assert [p["key"] for p in same.points()] == [p["key"] for p in spec.points()]
 
 
 @pytest.mark.parametrize("grid, kw, message", [

@@ -93,14 +93,18 @@ def parse_grid_option(text: str) -> tuple[str, list]:
     return name.strip(), [_number(name.strip(), v) for v in values.split(",")]
 
 
-def _number(knob, text):
-    if isinstance(text, (int, float)) and not isinstance(text, bool):
-        return text
-    try:
-        v = float(str(text).strip())
-    except ValueError:
-        raise ConfigError(f"grid knob {knob}: value {text!r} is not a number") from None
-    return int(v) if v.is_integer() and knob == "resolution_bits" else v
+def _number(knob, value):
+    """A knob value as float (``resolution_bits``: int when whole), so that 0, 0.0 and "0" give the same key."""
+    if isinstance(value, str):
+        try:
+            value = float(value.strip())
+        except ValueError:
+            raise ConfigError(f"grid knob {knob}: value {value!r} is not a number") from None
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"grid knob {knob}: value {value!r} is not a number")
+    if knob == "resolution_bits":
+        return int(value) if float(value).is_integer() else value
+    return float(value)
 
 
 def read_spec_file(path) -> dict:
