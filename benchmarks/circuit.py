@@ -8,7 +8,9 @@ operating points of a batch, and report operating points per second
 (free + nudged points / time), sweeps, Newton use and unconverged samples,
 next to the ideal fixed-point solver on the same weights and inputs.  Then
 one epoch of training on the embedded digits through the circuit driver
-and through the ideal driver.  Inputs: MNIST test images when
+and through the ideal driver.  Batches: 1000 / 500 / 100 samples for
+64-32-10 / 784-128-128-10 / 784-512-512-10 (the last only without
+``--quick``).  Inputs: MNIST test images when
 ``--data-dir`` is given (784 inputs), else sparse random images.
 Prints ``name: value`` lines; ``--quick`` uses small batches (about 30 s).
 
@@ -110,15 +112,18 @@ def main():
     ap.add_argument("--gain-dtod", type=float, default=0.02, help="gain spread (default 0.02)")
     ap.add_argument("--tol", type=float, default=1e-6, help="tolerance on states in network units (default 1e-6)")
     ap.add_argument("--repeat", type=int, default=2, help="timing repeats, best kept (default 2)")
+    ap.add_argument("--arch", action="append", help="only this architecture (repeatable; skips the training rows)")
     args = ap.parse_args()
-    n_small, n_big = (200, 100) if args.quick else (1000, 500)
+    n = {"64-32-10": 200, "784-128-128-10": 100} if args.quick else \
+        {"64-32-10": 1000, "784-128-128-10": 500, "784-512-512-10": 100}
     print(f"g_dtod: {args.g_dtod}")
     print(f"gain_dtod: {args.gain_dtod}")
-    solver_rows(args, (64, 32, 10), n_small)
-    solver_rows(args, (784, 128, 128, 10), n_big)
-    if not args.quick:
-        solver_rows(args, (784, 512, 512, 10), n_big)
-    training_rows(args)
+    for arch in args.arch or n:
+        if arch not in n:
+            ap.error(f"--arch {arch!r}: choose from {', '.join(n)}")
+        solver_rows(args, tuple(int(s) for s in arch.split("-")), n[arch])
+    if not args.arch:
+        training_rows(args)
 
 
 if __name__ == "__main__":
