@@ -38,9 +38,10 @@ def inputs(args, n_in, n, n_out):
 
         d = load_mnist(args.data_dir)
         return d.x_test[:n], np.eye(10)[d.y_test[:n]]
-    if n_in == 64:
+    if n_in == 64:  # the embedded digits, all 1797 images
         d = load_digits()
-        return d.x_test[:n], np.eye(10)[d.y_test[:n]]
+        x, labels = np.concatenate([d.x_train, d.x_test])[:n], np.concatenate([d.y_train, d.y_test])[:n]
+        return x, np.eye(10)[labels]
     x = rng.uniform(0, 1, (n, n_in)) * (rng.uniform(0, 1, (n, n_in)) < 0.2)
     return x, np.eye(n_out)[rng.integers(0, n_out, n)]
 
@@ -57,7 +58,9 @@ def timed(fn, repeat):
 def solver_rows(args, arch, n):
     net = Network.create(arch, seed=0)
     x, y = inputs(args, arch[0], n, arch[-1])
+    n = len(x)
     name = "-".join(map(str, arch))
+    print(f"{name} samples: {n}")
     ideal = FastSolver(tol=args.tol)
 
     def run_ideal():
