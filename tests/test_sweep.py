@@ -146,3 +146,19 @@ def test_dask_local_cluster_matches_serial(serial, tmp_path):
     res = run_sweep(small_spec(), tmp_path, workers=2, progress=False, plots=False)
     assert res["computed"] == 4
     assert strip(res["rows"]) == strip(full["rows"])
+
+
+def test_cli_sweep_serial(tmp_path, capsys):
+    args = ["sweep", "--serial", "--quiet", "--level", "crossbar", "--grid", "g_dtod=0.1", "--bits", "3,8",
+            "--dies", "1", "--arch", "64-8-10", "--train-samples", "100", "--test-samples", "50", "--epochs", "1",
+            "--out", str(tmp_path)]
+    assert main(args) == 0
+    out = capsys.readouterr().out.splitlines()
+    assert out[0].split() == ["g_dtod", "resolution_bits", "dies", "ideal", "transferred", "write-verified",
+                              "in-circuit", "recovered"]
+    assert out[-2] == f"2/2 rows (2 computed, 0 already stored) in {tmp_path / 'results.csv'}"
+    assert out[-1] == str(tmp_path / "accuracy_vs_resolution_bits.png")
+    rows = read_results(tmp_path / "results.csv")
+    assert [r["resolution_bits"] for r in rows] == [3, 8] and rows[0]["finetune_accuracy"] is None
+    assert main(args) == 0
+    assert "(0 computed, 2 already stored)" in capsys.readouterr().out
