@@ -233,6 +233,7 @@ def test_training_through_the_circuit_lowers_the_error(digits, level, lrs):
     (lambda: from_config({"driver_level": 1, "driver_gdtod": 0.1}, Network.create((4, 3))), "driver_gdtod"),
     (lambda: from_config({"driver_resolution_bits": 2.5}, Network.create((4, 3))), "resolution_bits"),
     (lambda: CircuitSolver(tol=-1), "tolerance"),
+    (lambda: from_config({"driver_newton_iters": -1}, Network.create((4, 3))), "Newton"),
 ])
 def test_bad_knobs_are_refused(make, match):
     with pytest.raises(ConfigError, match=match):

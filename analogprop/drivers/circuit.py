@@ -224,15 +224,15 @@ def from_config(cfg: dict, network) -> CircuitDriver:
     drv = CircuitDriver.from_network(network.sizes, network.params, level, mismatch, die, design,
                                      clamp=True if clamp is None else bool(clamp))
     drv.solver = CircuitSolver(tol=solver_tol / max(drv.circuit.unit_gain), max_sweeps=cfg.get("max_steps", 200),
-                               newton_iters=cfg.get("driver_newton_iters") or 30)
+                               newton_iters=30 if cfg.get("driver_newton_iters") is None else cfg["driver_newton_iters"])
     return drv
 
 
 def add_circuit_options(p) -> None:
     """Options of ``train --driver circuit`` (config keys ``driver_*``)."""
     g = p.add_argument_group("circuit (--driver circuit)")
-    g.add_argument("--level", dest="driver_level", help="behavioural (0, default) or crossbar (1)")
-    g.add_argument("--die", dest="driver_die", type=int, help="die seed of the device mismatch (default 0)")
+    g.add_argument("--level", dest="driver_level", metavar="LEVEL", help="behavioural (0, default) or crossbar (1)")
+    g.add_argument("--die", dest="driver_die", type=int, metavar="SEED", help="die seed of the device mismatch (default 0)")
     for name, help in (("g_dtod", "log-normal spread of conductances/transconductances"),
                        ("gain_dtod", "log-normal spread of buffer and inverter gains"),
                        ("offset_dtod", "std of buffer/inverter offsets (V)"),
@@ -243,10 +243,10 @@ def add_circuit_options(p) -> None:
                        ("g_min", "crossbar: smallest programmable conductance (g_unit, default 0.1)"),
                        ("g_max", "crossbar: largest programmable conductance (g_unit, default 1.0)"),
                        ("w_max", "crossbar: largest |weight| of the nominal mapping (default 2)")):
-        g.add_argument(f"--{name.replace('_', '-')}", dest=f"driver_{name}", type=float, help=help)
-    g.add_argument("--resolution-bits", dest="driver_resolution_bits", type=int,
+        g.add_argument(f"--{name.replace('_', '-')}", dest=f"driver_{name}", type=float, metavar="X", help=help)
+    g.add_argument("--resolution-bits", dest="driver_resolution_bits", type=int, metavar="BITS",
                    help="crossbar: programming resolution, 2**bits levels (default continuous)")
     g.add_argument("--no-clamp", dest="driver_clamp", action="store_false", default=None,
                    help="no node clamps: node voltages run past the buffers' range (default: clamped)")
-    g.add_argument("--newton-iters", dest="driver_newton_iters", type=int,
+    g.add_argument("--newton-iters", dest="driver_newton_iters", type=int, metavar="N",
                    help="Newton iterations after the sweeps for unconverged samples (default 30)")
