@@ -65,7 +65,7 @@ Crossbar level (resistive pairs, weight-dependent leak):
   rb{k+1}_j -> h{k}_i.
 * ``bias{k}_p`` / ``bias{k}_n`` (n_k,): conductance vp -> h{k}_i / vn -> h{k}_i.
 * ``inv_gain{k}``, ``inv_offset{k}`` (n_k,), k = 0..L: the inverters.
-  Nominal mapping of a weight W (:meth:`CrossbarDesign`): ``Gp = g_c + g_w W / 2``,
+  Nominal mapping of a weight W (:class:`CrossbarDesign`): ``Gp = g_c + g_w W / 2``,
   ``Gn = g_c - g_w W / 2`` (programmed: clipped to [g_min, g_max] and
   quantised); every node then has the nominal total conductance
   ``g_node[k] = leak + 2 g_c (fan-in incl. the bias pair)``, and the buffer
@@ -73,6 +73,12 @@ Crossbar level (resistive pairs, weight-dependent leak):
   pre-activation ``u = unit_gain * V_h`` equals ``W rho + b`` of the
   network.  The nudge resistor is ``nudge_i = g_node[L]`` (beta is relative
   to the node's conductance) and the target voltage is ``y / unit_gain[L]``.
+
+Programmable elements (both levels) are built as
+``nominal * exp(g_dtod * z) + write noise`` (z fixed per die and device,
+write noise fresh per programming; crossbar conductances floored at 0); the
+other devices as ``nominal * exp(spread * z)`` (offsets and clamp levels:
+``nominal + offset_dtod * z``); see :mod:`.mismatch`.
 
 Kirchhoff's current law (:meth:`Circuit.currents`)
 --------------------------------------------------
