@@ -40,6 +40,11 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         state = TrainState.from_dict(meta["state"])
     cfg = complete(cfg)
     data, driver, tc = build(cfg, params)
+    try:  # refuses a bad rule or probe before anything is written
+        trainer = make_trainer(cfg, driver, tc, data)
+    except BaseException:
+        driver.close()
+        raise
     run.write_config(cfg)
     if stop is None:
         from .cli import STOP
@@ -47,7 +52,6 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
     records = run.metrics()
     if state is not None:
         records = records[:state.epoch]
-    trainer = make_trainer(cfg, driver, tc, data)
     n_batches = -(-len(data.y_train) // tc.batch_size)
     bar = _progress(n_batches, progress)
 
