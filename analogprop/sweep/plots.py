@@ -53,10 +53,11 @@ def plot_sweep(csv_path, out_dir, knobs, dpi: int = 120) -> list[Path]:
                             color=c if others else colours[j % len(colours)],
                             capsize=3, label=f"{name} ({_label(combo)})" if others else name)
         ax.axhline(np.mean([r["ideal_accuracy"] for r in rows]), color="0.5", lw=1, label="ideal reference")
-        n_dies = len({(r["seed"], r["die"]) for r in rows})
+        n = len({(r["seed"], r["die"]) for r in rows})
+        over = f"{n} dies" if len({r["seed"] for r in rows}) == 1 else f"{n} (seed, die) pairs"
         ax.set_xlabel(knob)
         ax.set_ylabel("test accuracy")
-        ax.set_title(f"accuracy vs {knob} ({rows[0]['level']}, mean ± std over {n_dies} dies x seeds)", fontsize=9)
+        ax.set_title(f"accuracy vs {knob} ({rows[0]['level']}, mean ± std over {over})", fontsize=9)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=7)
         fig.tight_layout()
