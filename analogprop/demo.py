@@ -69,7 +69,6 @@ def plot_transient(res, path: Path) -> Path:
 
 def run_demo(out: Path, epochs: int = 15, circuit_epochs: int = 4, progress: bool = True) -> dict:
     from .build import build
-    from .data import load_dataset
     from .plots import plot_runs
     from .spice.netlist import netlist
     from .spice.transient import simulate

@@ -87,13 +87,6 @@ def _matrix(prefix, W, out_node, in_node, scale, kind):
     return [f"r{prefix}_{i}_{j} {in_node}{j} {out_node}{i} {1.0 / v!r}" for i, j, v in zip(rows.tolist(), cols.tolist(), vals)]
 
 
-def node_names(circuit) -> dict[str, list[str]]:
-    """Names of the state nodes h{k}_i and buffer outputs r{k}_i per dynamic layer k = 1..L."""
-    L = circuit.n_layers
-    return {"h": [[f"h{k}_{i}" for i in range(circuit.sizes[k])] for k in range(1, L + 1)],
-            "r": [[f"r{k}_{i}" for i in range(circuit.sizes[k])] for k in range(1, L + 1)]}
-
-
 def header(circuit, title: str, n_samples: int) -> list[str]:
     s, L = circuit.sizes, circuit.n_layers
     tau = circuit.c_unit / circuit.g_unit

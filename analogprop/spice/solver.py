@@ -29,7 +29,7 @@ import numpy as np
 
 from ..errors import ConfigError, check_finite
 from ..relax import Relaxation
-from .engine import SpiceError, engine
+from .engine import engine
 from .netlist import netlist
 
 #: Options of the second rung of the ladder (ngspice's own op ladder, longer).
@@ -189,12 +189,3 @@ class SpiceSolver:
         eng.release()
         return rows[-1] if rows.shape[0] else None
 
-
-def require_engine() -> None:
-    """Raise SpiceError when ngspice cannot be loaded (clear message for the CLI)."""
-    try:
-        engine()
-    except SpiceError:
-        raise
-    except OSError as e:
-        raise SpiceError(f"cannot load the ngspice shared library: {e}") from None
