@@ -96,6 +96,39 @@ def test_unconverged_samples_are_reported():
     assert np.isfinite(res.residual).all() and (res.steps == 1).all()
 
 
+def kcl_volts(c, V, x, y, beta):
+    """Per sample max |I| / g from Circuit.currents, g counting every clamp that conducts at V."""
+    out = []
+    for k, (i, v) in enumerate(zip(c.currents(V, x, y, beta), V), start=1):
+        g = c.conductance(k, beta) + c.values[f"clamp{k}"] * (
+            (v > c.values[f"clamp_hi{k}"]) * 1.0 + (v < c.values[f"clamp_lo{k}"]))
+        out.append(np.abs(i / g).max(axis=1))
+    return np.max(out, axis=0)
+
+
+@pytest.mark.parametrize("max_sweeps", [200, 3])
+def test_inverted_clamp_windows_satisfy_kcl(max_sweeps):
+    """offset_dtod ~ 1/unit_gain inverts some clamp windows (hi < lo): both clamps conduct between the levels."""
+    net = saturating_network((20, 12, 5), 0, gain=2.0, feedback=0.5)
+    mm = Mismatch(g_dtod=0.1, gain_dtod=0.05, offset_dtod=0.01, leak_dtod=0.05)
+    c = compile_circuit(net.sizes, net.params, "crossbar", mm, die=4, clamp=True)
+    assert np.count_nonzero(c.values["clamp_hi1"] < c.values["clamp_lo1"]) >= 2
+    x = np.random.default_rng(0).uniform(0, 1, (30, 20))
+    y = np.eye(5)[np.arange(30) % 5]
+    solver = CircuitSolver(tol=1e-11, max_sweeps=max_sweeps)
+    free = solver.solve(c, x)
+    nudged = solver.solve(c, x, y, 0.5, start=free.states)
+    inside = 0
+    for phase, yy, beta in ((free, None, 0.0), (nudged, y, 0.5)):
+        true = kcl_volts(c, phase.states, x, yy, beta)
+        assert phase.converged.all()
+        np.testing.assert_array_equal(phase.converged, true <= 1e-11)   # judged by the true residual
+        np.testing.assert_allclose(phase.residual, true, rtol=1e-6, atol=1e-15)
+        v, lo, hi = phase.states[0], c.values["clamp_lo1"], c.values["clamp_hi1"]
+        inside += np.count_nonzero((hi < lo) & (v > hi) & (v < lo))
+    assert inside > 0   # some nodes do sit inside an inverted window, held by both clamps
+
+
 def test_same_seed_same_devices():
     net = Network.create((10, 6, 4), seed=1)
     mm = Mismatch(g_dtod=0.1, gain_dtod=0.02, offset_dtod=1e-3, leak_dtod=0.05, cap_dtod=0.1, write_noise_std=0.01)

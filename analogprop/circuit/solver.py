@@ -2,12 +2,16 @@
 
 Every node's KCL equation (see :mod:`.description`) is linear in its own
 voltage given the driven outputs of its neighbours, piecewise linear with
-clamps: ``V_k = clamp(inj_k(r_{k-1}, r_{k+1}) / gtot_k)``.  The solver sweeps the layers
+clamps: ``V_k = clamp(inj_k(r_{k-1}, r_{k+1}) / gtot_k)`` (both clamps of a
+node conduct between its levels when offsets invert its window, see
+:class:`_ClampWindow`).  The solver sweeps the layers
 (block Gauss-Seidel, input side first) solving each one in closed
 form, which is the circuit analogue of :class:`analogprop.relax.FastSolver`,
 and stops per sample once the KCL residual, expressed in volts as
-``max |I| / gtot`` (how far each node is from the voltage its currents
-balance at), is below ``tol``.  The nudged phase starts from the free
+``max |I| / g`` (g: gtot plus the clamps conducting at V; how far each node
+is from the voltage its currents balance at), is below ``tol``.  A sample
+is reported converged only if :meth:`Circuit.currents` at the answer
+meets ``tol`` (:func:`kcl_residual`).  The nudged phase starts from the free
 solution.  Device values are folded once per programming into per-layer
 affine maps (crossbar inverters and conductance pairs included).  Samples
 the sweeps do not settle (strong feedback loops) are finished by a batched
@@ -122,6 +126,7 @@ class CircuitSolver:
                 for o, vk in zip(out, V):
                     o[rows] = vk
                 residual[rows], steps[rows] = res, steps[rows] + its
+        residual = kcl_residual(circuit, out, x, y, beta)  # the verdict: the definitive KCL equations
         return Relaxation(out, residual, steps, residual <= self.tol)
 
     def _sweeps(self, p: "_Problem", V):
@@ -184,8 +189,9 @@ class CircuitSolver:
         rows = np.arange(n)
         F = flat - np.concatenate(p.targets(split(flat), rows), axis=1)
         norm = np.abs(F).max(axis=1)
+        residual = p.residual(split(flat), rows)
         its = np.zeros(n, dtype=np.int64)
-        active = np.flatnonzero(norm > self.tol)
+        active = np.flatnonzero(residual > self.tol)
         checked = norm.copy()
         for it in range(1, max_iter + 1):
             if active.size == 0:
@@ -216,13 +222,69 @@ class CircuitSolver:
                     break
                 t = np.where(better, t, 0.5 * t)
             flat[active], F[active], norm[active] = trial, Ft, nt
+            residual[active] = p.residual(split(trial), rows[active])
             its[active] = it
-            keep = nt > self.tol
+            keep = residual[active] > self.tol
             if it % 5 == 0:
                 keep &= nt < 0.5 * checked[active]
                 checked[active] = nt
             active = active[keep]
-        return split(flat), norm, its
+        return split(flat), residual, its
+
+
+def kcl_residual(circuit: Circuit, V, x, y=None, beta: float = 0.0) -> np.ndarray:
+    """Per sample max |I| / g over the free nodes (volts) from :meth:`Circuit.currents`: 0 at an operating point.
+
+    ``g`` is the conductance the node sees with every clamp that conducts at
+    V (both of them inside an inverted window), so the residual is how far
+    the node is from the voltage its currents balance at.
+    """
+    out = []
+    for k, i in enumerate(circuit.currents(V, x, y, beta), start=1):
+        g = circuit.conductance(k, beta)
+        if circuit.clamped:
+            c, v = circuit.values, V[k - 1]
+            g = g + c[f"clamp{k}"] * ((v > c[f"clamp_hi{k}"]) * 1.0 + (v < c[f"clamp_lo{k}"]))
+        out.append(np.abs(i / g).max(axis=1))
+    return np.max(out, axis=0)
+
+
+class _ClampWindow:
+    """A layer's clamps in units of the node's conductance gtot: f(V) = V - t + q (max(V - hi, 0) + min(V - lo, 0)).
+
+    ``f`` (I / gtot with the sign flipped) is increasing and piecewise linear
+    in V; its root is the node's voltage.  Below min(lo, hi) only the lower
+    clamp conducts and above max(lo, hi) only the upper one; in between
+    neither does (lo <= hi) or, when offsets invert the window (hi < lo),
+    both do: V = (t + q (lo + hi)) / (1 + 2 q).
+    """
+
+    def __init__(self, q, lo, hi):
+        self.q, self.lo, self.hi = q, lo, hi
+        self.shrink = 1.0 / (1.0 + q)                 # dV/dt with one clamp conducting
+        both = hi < lo
+        self.mid_sum = np.where(both, q * (lo + hi), 0.0)
+        self.mid_shrink = np.where(both, 1.0 / (1.0 + 2 * q), 1.0)
+        a, b = np.minimum(lo, hi), np.maximum(lo, hi)
+        self.t_lo = a + q * (a - lo)                  # f(a) > 0 <=> t < t_lo: root below a
+        self.t_hi = b + q * (b - hi)                  # f(b) < 0 <=> t > t_hi: root above b
+
+    def solve(self, t, slope: bool = False):
+        """Root of f given the unclamped balance voltage t (and dV/dt when ``slope``)."""
+        below, above = t < self.t_lo, t > self.t_hi
+        v = np.where(below, self.lo + (t - self.lo) * self.shrink,
+                     np.where(above, self.hi + (t - self.hi) * self.shrink, (t + self.mid_sum) * self.mid_shrink))
+        if not slope:
+            return v
+        return v, np.where(below | above, self.shrink, self.mid_shrink)
+
+    def current(self, v):
+        """Clamp current drawn from the nodes at V, over gtot."""
+        return self.q * (np.maximum(v - self.hi, 0.0) + np.minimum(v - self.lo, 0.0))
+
+    def conductance(self, v):
+        """Node conductance at V over gtot: 1 plus every conducting clamp's q."""
+        return 1.0 + self.q * ((v > self.hi) * 1.0 + (v < self.lo))
 
 
 class _Problem:
@@ -238,9 +300,8 @@ class _Problem:
             self.top_lin = g / (g + beta * nu)            # t_L = top_lin * a_L + top_shift
             self.top_shift = beta * nu * circuit.target(y) / (g + beta * nu)
             gt[-1] = g + beta * nu
-        # clamps: a node whose unclamped voltage t is past a level sits at (t + q level) / (1 + q)
-        self.q = [None if lk.clamp is None else lk.clamp[0] / g for lk, g in zip(layers, gt)]
-        self.shrink = [None if q is None else 1.0 / (1.0 + q) for q in self.q]
+        self.windows = [None if lk.clamp is None else _ClampWindow(lk.clamp[0] / g, *lk.clamp[1:])
+                        for lk, g in zip(layers, gt)]
 
     def subset(self, rows) -> "_Problem":
         q = object.__new__(_Problem)
@@ -260,18 +321,11 @@ class _Problem:
         return a
 
     def clamp(self, k, t, slope: bool = False):
-        """Node voltage given its unclamped balance voltage t (and dV/dt when ``slope``).
-
-        Past a level the clamp's conductance q g joins the node's:
-        V = level + (t - level) / (1 + q).
-        """
-        q = self.q[k - 1]
-        if q is None:
+        """Node voltage given its unclamped balance voltage t (and dV/dt when ``slope``); see :class:`_ClampWindow`."""
+        w = self.windows[k - 1]
+        if w is None:
             return (t, 1.0) if slope else t
-        _, lo, hi = self.layers[k - 1].clamp
-        inside = np.minimum(np.maximum(t, lo), hi)
-        v = inside + (t - inside) * self.shrink[k - 1]
-        return (v, np.where(t == inside, 1.0, self.shrink[k - 1])) if slope else v
+        return w.solve(t, slope)
 
     def target(self, k, r, rows):
         """Voltage at which node layer k's currents balance, given its neighbours' outputs r."""
@@ -282,8 +336,16 @@ class _Problem:
         return [self.target(k, r, rows) for k in range(1, self.L + 1)]
 
     def residual(self, V, rows):
-        """Per sample max |T(V) - V| = max |I| / gtot (volts)."""
-        return np.max([np.abs(t - v).max(axis=1) for t, v in zip(self.targets(V, rows), V)], axis=0)
+        """Per sample max |I| / g (volts), g the node's conductance with its conducting clamps (see :func:`kcl_residual`)."""
+        r = [None] + [self.circuit.buffer(k, V[k - 1]) for k in range(1, self.L + 1)]
+        out = []
+        for k in range(1, self.L + 1):
+            w, v = self.windows[k - 1], V[k - 1]
+            i = self.unclamped(k, r, rows) - v           # I / gtot without the clamps
+            if w is not None:
+                i = (i - w.current(v)) / w.conductance(v)
+            out.append(np.abs(i).max(axis=1))
+        return np.max(out, axis=0)
 
     def slope(self, k, v):
         """dr/dV of layer k's buffers: gain inside the rails, 0 when saturated."""
