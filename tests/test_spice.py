@@ -196,7 +196,7 @@ def test_clamped_circuits_agree(spice, level):
     net = saturating_network(SIZES, seed=7)
     x, y = batch(SIZES, 25, 7)
     small = Mismatch(g_dtod=0.1, gain_dtod=0.05, offset_dtod=1e-4, leak_dtod=0.05)
-    for mismatch in (Mismatch(), small):
+    for mismatch in (Mismatch(), small, MISMATCH):   # MISMATCH's offsets invert crossbar clamp windows
         circuit = compile_circuit(SIZES, net.params, level, mismatch, die=2, clamp=True)
         fast = CircuitSolver(tol=1e-12)
         f_free = fast.solve(circuit, x)

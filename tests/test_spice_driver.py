@@ -16,7 +16,8 @@ from conftest import saturating_network
 MISMATCH = Mismatch(g_dtod=0.1, gain_dtod=0.05, offset_dtod=0.01, leak_dtod=0.05)
 
 
-@pytest.mark.parametrize("level,clamp", [("behavioural", True), ("behavioural", False), ("crossbar", False)])
+@pytest.mark.parametrize("level,clamp", [("behavioural", True), ("behavioural", False), ("crossbar", False),
+                                         ("crossbar", True)])   # offsets invert some crossbar clamp windows
 def test_phases_and_local_rule_match_the_fast_circuit_driver(level, clamp):
     net = saturating_network((20, 12, 5), seed=0, gain=2.0, feedback=0.3)   # unique fixed points
     x = np.random.default_rng(0).uniform(0, 1, (30, 20))
