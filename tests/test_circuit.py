@@ -129,6 +129,22 @@ def test_inverted_clamp_windows_satisfy_kcl(max_sweeps):
     assert inside > 0   # some nodes do sit inside an inverted window, held by both clamps
 
 
+def test_stiff_clamped_crossbar_converges():
+    """Strong feedback: samples the sweeps leave are carried over the clamps' corners by pseudo-transient Newton."""
+    net = saturating_network((30, 20, 12, 5), 1, gain=4.0, feedback=2.0)
+    mm = Mismatch(g_dtod=0.1, gain_dtod=0.05, offset_dtod=0.01, leak_dtod=0.05)
+    c = compile_circuit(net.sizes, net.params, "crossbar", mm, die=1, clamp=True)
+    x = np.random.default_rng(1).uniform(-0.2, 1.2, (60, 30))
+    y = np.eye(5)[np.arange(60) % 5]
+    solver = CircuitSolver(tol=1e-10)
+    free = solver.solve(c, x)
+    nudged = solver.solve(c, x, y, 0.5, start=free.states)
+    assert free.steps.max() > solver.max_sweeps // 10   # some samples did need Newton
+    for phase, yy, beta in ((free, None, 0.0), (nudged, y, 0.5)):
+        assert phase.converged.all()
+        assert kcl_volts(c, phase.states, x, yy, beta).max() <= 1e-10
+
+
 def test_same_seed_same_devices():
     net = Network.create((10, 6, 4), seed=1)
     mm = Mismatch(g_dtod=0.1, gain_dtod=0.02, offset_dtod=1e-3, leak_dtod=0.05, cap_dtod=0.1, write_noise_std=0.01)
