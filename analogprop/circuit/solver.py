@@ -265,6 +265,7 @@ class _ClampWindow:
         self.q, self.lo, self.hi = q, lo, hi
         self.shrink = 1.0 / (1.0 + q)                 # dV/dt with one clamp conducting
         both = hi < lo
+        self.inverted = bool(both.any())
         self.mid_sum = np.where(both, q * (lo + hi), 0.0)
         self.mid_shrink = np.where(both, 1.0 / (1.0 + 2 * q), 1.0)
         a, b = np.minimum(lo, hi), np.maximum(lo, hi)
@@ -272,13 +273,17 @@ class _ClampWindow:
         self.t_hi = b + q * (b - hi)                  # f(b) < 0 <=> t > t_hi: root above b
 
     def solve(self, t, slope: bool = False):
-        """Root of f given the unclamped balance voltage t (and dV/dt when ``slope``)."""
-        below, above = t < self.t_lo, t > self.t_hi
-        v = np.where(below, self.lo + (t - self.lo) * self.shrink,
-                     np.where(above, self.hi + (t - self.hi) * self.shrink, (t + self.mid_sum) * self.mid_shrink))
+        """Root of f given the unclamped balance voltage t (and dV/dt when ``slope``).
+
+        V is continuous and piecewise linear in t with corners at t_lo <= t_hi:
+        V = V_mid(c) + (t - c) / (1 + q), c = t clipped to [t_lo, t_hi].
+        """
+        c = np.minimum(np.maximum(t, self.t_lo), self.t_hi)
+        mid = (c + self.mid_sum) * self.mid_shrink if self.inverted else c
+        v = mid + (t - c) * self.shrink
         if not slope:
             return v
-        return v, np.where(below | above, self.shrink, self.mid_shrink)
+        return v, np.where(t == c, self.mid_shrink, self.shrink)
 
     def current(self, v):
         """Clamp current drawn from the nodes at V, over gtot."""
