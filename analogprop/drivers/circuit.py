@@ -224,7 +224,7 @@ def from_config(cfg: dict, network) -> CircuitDriver:
     drv = CircuitDriver.from_network(network.sizes, network.params, level, mismatch, die, design,
                                      clamp=True if clamp is None else bool(clamp))
     drv.solver = CircuitSolver(tol=solver_tol / max(drv.circuit.unit_gain), max_sweeps=cfg.get("max_steps", 200),
-                               newton_iters=30 if cfg.get("driver_newton_iters") is None else cfg["driver_newton_iters"])
+                               newton_iters=CircuitSolver.newton_iters if cfg.get("driver_newton_iters") is None else cfg["driver_newton_iters"])
     return drv
 
 
@@ -249,4 +249,4 @@ def add_circuit_options(p) -> None:
     g.add_argument("--no-clamp", dest="driver_clamp", action="store_false", default=None,
                    help="no node clamps: node voltages run past the buffers' range (default: clamped)")
     g.add_argument("--newton-iters", dest="driver_newton_iters", type=int, metavar="N",
-                   help="Newton iterations after the sweeps for unconverged samples (default 30)")
+                   help="Newton iterations after the sweeps for unconverged samples (default 100)")
