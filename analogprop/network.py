@@ -163,3 +163,19 @@ class Network:
             den = np.linalg.norm(f) * np.linalg.norm(b)
             out.append(float(np.sum(f * b.T) / den) if den > 0 else 0.0)
         return out
+
+
+def saturate(net: Network, seed: int, gain: float = 3.0, feedback: float = 0.3,
+             bias_mean: float = 0.3, bias_std: float = 0.8) -> Network:
+    """Scale forward weights by `gain`, feedback by `feedback` and draw biases
+    N(bias_mean, bias_std): a random untied network whose fixed points include
+    units clipped at 0 and at 1 (for tests and benchmarks).  Modifies `net`."""
+    rng = np.random.default_rng(seed + 1000)
+    for name, w in net.params.items():
+        if name.startswith("fwd"):
+            w *= gain
+        elif name.startswith("bwd"):
+            w *= feedback
+        else:
+            w[:] = rng.normal(bias_mean, bias_std, w.shape)
+    return net

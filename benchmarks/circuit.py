@@ -100,7 +100,6 @@ def training_rows(args):
     for name, drv in drivers.items():
         lr = (0.25, 0.1) if name == "crossbar" else (0.5, 0.2)
         tr = TwoPhaseTrainer(drv, TrainConfig(lrs=lr, beta=cfg.beta, epochs=1))
-        t0 = time.perf_counter()
         rec = []
         tr.fit(data, on_epoch=rec.append)
         print(f"digits 64-32-10 {name} epoch seconds: {rec[0]['train_seconds']:.2f}")

@@ -17,7 +17,7 @@ import numpy as np
 
 from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.solver import CircuitSolver, kcl_residual
-from analogprop.network import Network
+from analogprop.network import Network, saturate
 
 CASES = {  # name: (sizes, gain, feedback, offset_dtod, samples, seeds)
     "moderate_20-12-5": ((20, 12, 5), 2.0, (0.5, 1.0, 2.0), 0.01, 300, range(10)),
@@ -27,16 +27,7 @@ CASES = {  # name: (sizes, gain, feedback, offset_dtod, samples, seeds)
 
 def saturating(sizes, seed, gain, feedback):
     """Random untied network with fixed points in both rails (as tests/conftest.py)."""
-    net = Network.create(sizes, seed=seed)
-    rng = np.random.default_rng(seed + 1000)
-    for name, w in net.params.items():
-        if name.startswith("fwd"):
-            w *= gain
-        elif name.startswith("bwd"):
-            w *= feedback
-        else:
-            w[:] = rng.normal(0.3, 0.8, w.shape)
-    return net
+    return saturate(Network.create(sizes, seed=seed), seed, gain, feedback)
 
 
 def main():

@@ -14,7 +14,6 @@ and ``alignment.png`` (Fig. 3 right) and prints ``name: value`` lines.
 import argparse
 import sys
 import time
-from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 

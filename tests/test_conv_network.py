@@ -8,7 +8,7 @@ from analogprop.conv_network import ConvNetwork, arch_sizes, create_network, nor
 from analogprop.conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose
 from analogprop.dynamics import mu_beta, rho
 from analogprop.errors import ConfigError
-from analogprop.network import Network
+from analogprop.network import Network, saturate
 from analogprop.relax import EulerSolver, FastSolver
 
 # pooling; stride 2 with an unused last row; two dense layers on top
@@ -17,16 +17,7 @@ ARCHS = ["1x8x8-c3k3p2-c4k2-5", "2x8x8-c3k3s2-c2k2-6-4"]
 
 def saturating_conv(arch, seed, gain=1.5, feedback=0.3):
     """A random untied conv network whose fixed points include units clipped at 0 and at 1."""
-    net = ConvNetwork.create(arch, seed=seed)
-    rng = np.random.default_rng(seed + 1000)
-    for name, w in net.params.items():
-        if name.startswith("fwd"):
-            w *= gain
-        elif name.startswith("bwd"):
-            w *= feedback
-        else:
-            w[:] = rng.normal(0.3, 0.6, w.shape)
-    return net
+    return saturate(ConvNetwork.create(arch, seed=seed), seed, gain, feedback, bias_std=0.6)
 
 
 def linear_maps(net):
