@@ -11,9 +11,10 @@ from .trainer import TrainState, TwoPhaseTrainer
 
 
 def _progress(total, enabled):
+    """A progress bar on stderr when it is a terminal (``disable=None``) and ``enabled``."""
     from tqdm import tqdm
 
-    return tqdm(total=total, disable=not enabled, leave=False, file=sys.stderr, dynamic_ncols=True)
+    return tqdm(total=total, disable=None if enabled else True, leave=False, file=sys.stderr, dynamic_ncols=True)
 
 
 def _angle(rec) -> str:
@@ -64,10 +65,9 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
     def on_batch(st, stats):
         if bar.n > st.batch or bar.n == 0:
             bar.reset()
-            bar.set_description(f"epoch {st.epoch + 1}/{tc.epochs}")
-        bar.n = st.batch
+            bar.set_description(f"epoch {st.epoch + 1}/{tc.epochs}", refresh=False)
         bar.set_postfix(err=f"{st.stats.errors / max(st.stats.samples, 1):.2%}", refresh=False)
-        bar.refresh()
+        bar.update(st.batch - bar.n)
         if stop():
             checkpoint(st)
             raise Stopped
