@@ -26,6 +26,12 @@ def batch(sizes, n, seed=0):
     return x, np.eye(sizes[-1])[rng.integers(0, sizes[-1], n)]
 
 
+def two_phases(solver, model, x, y, beta=0.5):
+    """Free relaxation, then the nudged one continued from it."""
+    free = solver.solve(model, x)
+    return free, solver.solve(model, x, y, beta, start=free.states)
+
+
 def max_diff(a, b):
     return max(float(np.max(np.abs(p - q))) for p, q in zip(a, b))
 
@@ -40,13 +46,10 @@ def test_ideal_fast_circuit_and_ngspice_agree_behavioural_zero_mismatch(spice):
     x, y = batch(SIZES, 40)
     circuit = compile_circuit(SIZES, net.params, "behavioural")
     ideal = FastSolver(tol=1e-12, max_sweeps=5000)
-    i_free = ideal.solve(net, x)
-    i_nudged = ideal.solve(net, x, y, 0.5, start=i_free.states)
+    i_free, i_nudged = two_phases(ideal, net, x, y)
     fast = CircuitSolver(tol=1e-12)
-    f_free = fast.solve(circuit, x)
-    f_nudged = fast.solve(circuit, x, y, 0.5, start=f_free.states)
-    s_free = spice.solve(circuit, x)
-    s_nudged = spice.solve(circuit, x, y, 0.5, start=s_free.states)
+    f_free, f_nudged = two_phases(fast, circuit, x, y)
+    s_free, s_nudged = two_phases(spice, circuit, x, y)
     assert s_free.converged.all() and s_nudged.converged.all()
     sat = np.mean([np.mean((h <= 0) | (h >= 1)) for h in i_free.states])
     assert 0.2 < sat < 0.9                      # saturated and linear units both present
@@ -64,10 +67,8 @@ def test_fast_circuit_and_ngspice_agree_with_mismatch(spice, level):
         x, y = batch(SIZES, 25, seed)
         circuit = compile_circuit(SIZES, net.params, level, MISMATCH, die=seed)
         fast = CircuitSolver(tol=1e-12)
-        f_free = fast.solve(circuit, x)
-        f_nudged = fast.solve(circuit, x, y, -0.4, start=f_free.states)
-        s_free = spice.solve(circuit, x)
-        s_nudged = spice.solve(circuit, x, y, -0.4, start=s_free.states)
+        f_free, f_nudged = two_phases(fast, circuit, x, y, -0.4)
+        s_free, s_nudged = two_phases(spice, circuit, x, y, -0.4)
         assert s_free.converged.all() and s_nudged.converged.all()
         assert max_diff(f_free.states, s_free.states) < 1e-5
         assert max_diff(f_nudged.states, s_nudged.states) < 1e-5
@@ -199,16 +200,13 @@ def test_clamped_circuits_agree(spice, level):
     for mismatch in (Mismatch(), small, MISMATCH):   # MISMATCH's offsets invert crossbar clamp windows
         circuit = compile_circuit(SIZES, net.params, level, mismatch, die=2, clamp=True)
         fast = CircuitSolver(tol=1e-12)
-        f_free = fast.solve(circuit, x)
-        f_nudged = fast.solve(circuit, x, y, 0.5, start=f_free.states)
-        s_free = spice.solve(circuit, x)
-        s_nudged = spice.solve(circuit, x, y, 0.5, start=s_free.states)
+        f_free, f_nudged = two_phases(fast, circuit, x, y)
+        s_free, s_nudged = two_phases(spice, circuit, x, y)
         assert s_free.converged.all() and s_nudged.converged.all()
         assert max_diff(f_free.states, s_free.states) < 1e-5
         assert max_diff(f_nudged.states, s_nudged.states) < 1e-5
         if level == "behavioural" and mismatch.is_zero:
             ideal = FastSolver(tol=1e-12, max_sweeps=5000)
-            i_free = ideal.solve(net, x)
-            i_nudged = ideal.solve(net, x, y, 0.5, start=i_free.states)
+            i_free, i_nudged = two_phases(ideal, net, x, y)
             assert max_diff(i_free.states, s_free.states) < 1e-6       # clamped nodes follow Eq. 59
             assert max_diff(i_nudged.states, s_nudged.states) < 1e-6
