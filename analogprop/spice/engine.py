@@ -50,7 +50,7 @@ _lock = threading.Lock()
 _instance = None
 
 
-def engine() -> "Engine":
+def engine():
     """The process's ngspice instance (created on first use)."""
     global _instance
     with _lock:
