@@ -4,7 +4,8 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .build import build, complete
+from .build import build, complete, train_config
+from .errors import ConfigError
 from .rules import make_trainer
 from .runs import RunDir, load_checkpoint, save_checkpoint
 from .trainer import TrainState, TwoPhaseTrainer
@@ -21,24 +22,48 @@ def _angle(rec) -> str:
     return f" angle(nu, -dJ/dW) {rec['angle_nu_grad']:.1f} deg" if "angle_nu_grad" in rec else ""
 
 
+SCHEDULE_KEYS = ("lr_decay", "lr_decay_start")
+
+
+def resumed_config(saved: dict, cfg: dict, state: TrainState) -> dict:
+    """The configuration a resumed run continues with: ``saved``, with ``epochs`` and the
+    learning-rate schedule taken from ``cfg`` when given.
+
+    A new schedule must give the same learning rates as the saved one in every
+    epoch already (partly) trained, so the resumed run is the run that would
+    have used it from the start.
+    """
+    out = dict(saved)
+    if cfg.get("epochs") is not None:
+        out["epochs"] = cfg["epochs"]
+    new = {k: cfg[k] for k in SCHEDULE_KEYS if cfg.get(k) is not None}
+    if new:
+        out.update(new)
+        old_tc, new_tc = train_config(complete(saved)), train_config(complete(out))
+        done = state.epoch + (1 if state.batch else 0)
+        changed = [e + 1 for e in range(done) if old_tc.lr_scale(e) != new_tc.lr_scale(e)]
+        if changed:
+            raise ConfigError(f"the new learning-rate schedule changes epoch {changed[0]}, which the checkpoint "
+                              f"has already trained; a resumed run may only change epochs after {done}")
+    return out
+
+
 def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, stop=None) -> dict | None:
     """Train per ``cfg`` into run directory ``out``; returns the last epoch record
     (None when stopped before any epoch finished).
 
     With ``resume`` the configuration and checkpoint in ``out`` are used
-    (``cfg`` may only raise ``epochs``); the run ends with the same
+    (``cfg`` may only raise ``epochs`` and change the learning-rate schedule
+    of epochs still to come, see :func:`resumed_config`); the run ends with the same
     parameters as an uninterrupted one.  ``stop()`` returning True ends the
     run after the current minibatch, with a checkpoint.
     """
     run = RunDir(out)
     state, params = None, None
     if resume:
-        saved = run.read_config()
-        if "epochs" in cfg:
-            saved["epochs"] = cfg["epochs"]
-        cfg = saved
         params, meta = load_checkpoint(run.checkpoint_path)
         state = TrainState.from_dict(meta["state"])
+        cfg = resumed_config(run.read_config(), cfg, state)
     cfg = complete(cfg)
     data, driver, tc = build(cfg, params)
     try:  # refuses a bad rule or probe before anything is written

@@ -5,7 +5,9 @@ s_beta; ask the driver for ``sum_batch dmu/dtheta(s0) . (s_beta - s0)`` and
 step every parameter by ``lr[pair] * that / (beta * batch)``.  With
 ``symmetric`` nudging the difference is taken between +beta and -beta
 phases (divided by 2 beta), with ``random_sign`` the sign of beta is drawn
-per minibatch.
+per minibatch.  ``lr_decay`` multiplies every learning rate by a factor per
+epoch from epoch ``lr_decay_start`` on (1-based); the schedule is a function
+of the epoch alone, so a run resumes onto it exactly.
 """
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ class TrainConfig:
     symmetric: bool = False
     random_sign: bool = False
     checkpoint_every: int = 0  # minibatches between mid-epoch checkpoints (0: per epoch only)
+    lr_decay: float = 1.0  # learning-rate factor per epoch from lr_decay_start on (1: constant)
+    lr_decay_start: int = 1  # first (1-based) epoch trained with a decayed learning rate
 
     def validate(self, n_pairs: int) -> "TrainConfig":
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -44,9 +48,17 @@ class TrainConfig:
         for name in ("batch_size", "epochs"):
             if int(getattr(self, name)) < 1:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
+        if not (np.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
+            raise ConfigError(f"lr_decay must be a factor in (0, 1], got {self.lr_decay}")
+        if int(self.lr_decay_start) < 1:
+            raise ConfigError(f"lr_decay_start must be an epoch >= 1, got {self.lr_decay_start}")
         if self.checkpoint_every < 0:
             raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
         return self
+
+    def lr_scale(self, epoch: int) -> float:
+        """Factor on every learning rate in 0-based ``epoch``."""
+        return float(self.lr_decay) ** max(0, epoch + 2 - int(self.lr_decay_start))
 
     def to_dict(self):
         d = asdict(self)
@@ -114,6 +126,11 @@ class TwoPhaseTrainer:
         self.config = config.validate(len(driver.sizes) - 1)
         self.groups = driver.parameter_groups()
         self.diagnostics = diagnostics
+        self.lr_scale = 1.0  # set per epoch by fit() from the schedule
+
+    def lr(self, name: str) -> float:
+        """Learning rate of parameter ``name`` in the current epoch."""
+        return self.lr_scale * self.config.lrs[self.groups[name]]
 
     # -- one minibatch -------------------------------------------------------
     def step(self, x, labels, sign: float = 1.0) -> dict:
@@ -133,7 +150,7 @@ class TwoPhaseTrainer:
             unconv_n += other.n_unconverged
             scale = 2 * beta
         n = len(labels)
-        delta = {k: (self.config.lrs[self.groups[k]] / (scale * n)) * v for k, v in upd.items()}
+        delta = {k: (self.lr(k) / (scale * n)) * v for k, v in upd.items()}
         self.driver.update_parameters(delta)
         return {"samples": n,
                 "errors": int(np.count_nonzero(free.output.argmax(axis=1) != labels)),
@@ -179,6 +196,7 @@ class TwoPhaseTrainer:
         n = len(data.y_train)
         while state.epoch < cfg.epochs:
             order, signs = self.epoch_plan(state.epoch, n)
+            self.lr_scale = cfg.lr_scale(state.epoch)
             for b in range(state.batch, len(signs)):
                 t0 = time.perf_counter()
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
@@ -211,6 +229,7 @@ class TwoPhaseTrainer:
                   "unconverged_nudged": s.unconverged_nudged,
                   "unconverged_test": test["unconverged"],
                   "alignment": self.driver.alignment(),
+                  "lr_scale": self.lr_scale,
                   "train_seconds": s.seconds}
         if self.diagnostics is not None:
             record.update(self.diagnostics(self.driver))

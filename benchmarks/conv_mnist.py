@@ -30,6 +30,8 @@ def main():
     ap.add_argument("--lrs", default="0.1,0.05,0.02")
     ap.add_argument("--beta", type=float, default=1.0)
     ap.add_argument("--batch-size", type=int, default=20)
+    ap.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
+    ap.add_argument("--lr-decay-start", type=int, help="first epoch (1-based) with a decayed learning rate")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads")
@@ -38,7 +40,8 @@ def main():
     args = ap.parse_args()
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch, "epochs": args.epochs,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "batch_size": args.batch_size,
-           "dtype": args.dtype, "tol": args.tol, "checkpoint_every": 500}
+           "dtype": args.dtype, "tol": args.tol, "checkpoint_every": 500,
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start}
     with threadpool_limits(args.threads):
         train(cfg, Path(args.out), resume=args.resume, progress=False)
     records = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines() if line]

@@ -6,7 +6,8 @@ evaluate`` and ``examples/evaluate_mnist_checkpoint.py`` read
 (``config.json``, ``checkpoint.npz`` after every epoch, ``metrics.jsonl`` /
 ``metrics.csv``), the figures ``errors.png`` (train/test error per epoch)
 and ``alignment.png`` (Fig. 3 right) and prints ``name: value`` lines.
-``--resume`` continues an interrupted run from its checkpoint.
+``--resume`` continues an interrupted run from its checkpoint (and may
+change the learning-rate schedule of the epochs still to come).
 
     python benchmarks/mnist.py --data-dir ../shared/datasets/mnist --arch 784-512-512-10 \\
         --lrs 0.4,0.1,0.01 --beta 1.0 --tol 1e-4 --dtype float32 --epochs 40 --out benchmarks/out/mnist2
@@ -21,6 +22,7 @@ from analogprop.build import build, complete
 from analogprop.errors import AnalogpropError
 from analogprop.plots import plot_runs
 from analogprop.runs import RunDir, load_checkpoint, save_checkpoint
+from analogprop.train_run import resumed_config
 from analogprop.trainer import TrainState, TwoPhaseTrainer
 
 
@@ -36,6 +38,8 @@ def parse_args(argv=None):
     ap.add_argument("--max-steps", type=int, default=500, help="sweep limit of a relaxation")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--batch-size", type=int, default=20)
+    ap.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
+    ap.add_argument("--lr-decay-start", type=int, help="first epoch (1-based) with a decayed learning rate")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-subset", type=int, help="first N training samples (default all 60,000)")
@@ -53,16 +57,17 @@ def run(args) -> list[dict]:
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
            "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
-           "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed}
+           "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start}
     subsets = (args.train_subset, args.test_subset)
     state, params, records = None, None, []
     if args.init:
         params, _ = load_checkpoint(args.init)
     if args.resume:
         params, meta = load_checkpoint(rundir.checkpoint_path)
-        cfg = {**rundir.read_config(), "epochs": args.epochs}
         subsets = tuple(meta.get("subsets", (None, None)))
         state = TrainState.from_dict(meta["state"])
+        cfg = resumed_config(rundir.read_config(), cfg, state)
         records = rundir.metrics()[:state.epoch]
     cfg = complete(cfg)
     data, driver, tc = build(cfg, params)

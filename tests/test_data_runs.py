@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from analogprop import data as D
-from analogprop.errors import DataError
+from analogprop.errors import ConfigError, DataError
 from analogprop.runs import load_checkpoint, save_checkpoint
 from analogprop.train_run import train
 
@@ -125,3 +125,23 @@ def test_resume_matches_uninterrupted_run(tmp_path):
     cut = [json.loads(line) for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert [r["train_error"] for r in full] == [r["train_error"] for r in cut]
     assert (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[0].startswith("epoch,")
+
+
+def test_resume_onto_a_new_schedule_is_the_run_that_used_it_throughout(tmp_path):
+    """A constant run resumed with a decay that starts after its checkpoint ends exactly where a run
+    with that decay from the start ends; a schedule that rewrites trained epochs is refused."""
+    decayed = {**CFG, "lr_decay": 0.5, "lr_decay_start": 3}
+    train(decayed, tmp_path / "full", progress=False)
+    train({**CFG, "epochs": 2}, tmp_path / "cut", progress=False)
+    with pytest.raises(ConfigError, match="changes epoch 2"):
+        train({"lr_decay": 0.5, "lr_decay_start": 2}, tmp_path / "cut", resume=True, progress=False)
+    train({"epochs": 3, "lr_decay": 0.5, "lr_decay_start": 3}, tmp_path / "cut", resume=True, progress=False)
+    a, _ = load_checkpoint(tmp_path / "full" / "checkpoint.npz")
+    b, _ = load_checkpoint(tmp_path / "cut" / "checkpoint.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    train(CFG, tmp_path / "const", progress=False)
+    c, _ = load_checkpoint(tmp_path / "const" / "checkpoint.npz")
+    assert not np.array_equal(a["fwd0"], c["fwd0"])
+    scales = [json.loads(line)["lr_scale"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
+    assert scales == [1.0, 1.0, 0.5]

@@ -43,6 +43,12 @@ def test_nudging_variants_learn(digits, opts):
     assert rec[-1]["train_error"] < rec[0]["train_error"]
 
 
+def test_lr_schedule_decays_from_its_start_epoch():
+    cfg = TrainConfig(lr_decay=0.5, lr_decay_start=3)
+    assert [cfg.lr_scale(e) for e in range(5)] == [1.0, 1.0, 0.5, 0.25, 0.125]
+    assert TrainConfig().lr_scale(7) == 1.0
+
+
 def test_update_is_eq56():
     """The driver's update equals rho(h_j^0)(h_i^beta - h_i^0) summed over the batch."""
     rng = np.random.default_rng(0)
@@ -73,7 +79,8 @@ def test_tied_network_stays_tied(digits):
 @pytest.mark.parametrize("cfg, match", [
     ({"beta": 0.0}, "beta"), ({"beta": -0.5}, "beta"), ({"beta": float("nan")}, "beta"),
     ({"lrs": (0.1, -0.2)}, "learning rate 1"), ({"lrs": (0.1, 0.1, 0.1)}, "3 learning rates"),
-    ({"batch_size": 0}, "batch_size"),
+    ({"batch_size": 0}, "batch_size"), ({"lr_decay": 1.5}, "lr_decay"), ({"lr_decay": 0.0}, "lr_decay"),
+    ({"lr_decay_start": 0}, "lr_decay_start"),
 ])
 def test_bad_hyperparameters_refused(cfg, match):
     with pytest.raises(ConfigError, match=match):
