@@ -14,7 +14,7 @@ from .trainer import TrainConfig
 
 DEFAULTS = {
     "dataset": "digits", "data_dir": None, "download": False,
-    "arch": "64-32-10", "seed": 0, "bias": True, "tied": False,
+    "arch": "64-32-10", "seed": 0, "bias": True, "tied": False, "linear_output": False,
     "driver": "ideal", "solver": "fast", "tol": 1e-5, "max_steps": 500, "euler_step": 0.5,
     "dtype": "float64",
     "beta": 0.5, "lrs": [0.5, 0.2], "batch_size": 20, "epochs": 10,
@@ -100,7 +100,11 @@ def build(cfg: dict, params: dict | None = None):
     make_solver(cfg)  # validate solver settings before loading anything
     data = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["download"])
     check_fit(sizes, data)
-    net = create_network(cfg["arch"], seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"])
+    if cfg["linear_output"] and cfg["driver"] != "ideal":
+        raise ConfigError(f"linear_output needs the ideal driver: the {cfg['driver']} driver's output "
+                          "nodes are clamped to [0, 1]")
+    net = create_network(cfg["arch"], seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"],
+                         linear_output=cfg["linear_output"])
     driver = DRIVERS[cfg["driver"]](cfg, net)
     if params is not None:
         driver.set_parameters(params)

@@ -42,6 +42,8 @@ def add_model_options(p):
     g.add_argument("--seed", type=int, help="seed of initial weights and sample order")
     g.add_argument("--no-bias", dest="bias", action="store_false", default=None, help="no bias units")
     g.add_argument("--tied", action="store_true", default=None, help="tie feedback to forward weights (symmetric EP case)")
+    g.add_argument("--linear-output", action="store_true", default=None,
+                   help="leave the output state unclipped (Eq. 6; the default clips every layer as Eq. 59)")
     g.add_argument("--driver", help="ideal (default), or another registered driver")
     g.add_argument("--solver", choices=["fast", "euler"], help="fixed-point solver of the ideal driver")
     g.add_argument("--tol", type=float, help="residual tolerance of a relaxation")
@@ -66,7 +68,7 @@ def add_train_options(p):
     g.add_argument("--probe", type=int, help="probe batch size for per-epoch gradient diagnostics (0: off, default)")
 
 
-CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "driver", "solver", "tol",
+CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "linear_output", "driver", "solver", "tol",
                "max_steps", "euler_step", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
                "random_sign", "checkpoint_every", "lr_decay", "lr_decay_start", "rule", "probe"]
 

@@ -112,11 +112,11 @@ def arch_sizes(text) -> tuple[int, ...]:
     return parse_sizes(text)
 
 
-def create_network(text, seed: int = 0, bias: bool = True, tied: bool = False) -> Network:
+def create_network(text, seed: int = 0, bias: bool = True, tied: bool = False, linear_output: bool = False) -> Network:
     """A :class:`ConvNetwork` for convolutional architecture text, else a dense :class:`Network`."""
     if _is_conv_text(text):
-        return ConvNetwork.create(text, seed=seed, bias=bias, tied=tied)
-    return Network.create(text, seed=seed, bias=bias, tied=tied)
+        return ConvNetwork.create(text, seed=seed, bias=bias, tied=tied, linear_output=linear_output)
+    return Network.create(text, seed=seed, bias=bias, tied=tied, linear_output=linear_output)
 
 
 @dataclass
@@ -129,11 +129,12 @@ class ConvNetwork(Network):
         self.sizes = tuple(int(np.prod(s)) for s in self.shapes)
 
     @classmethod
-    def create(cls, arch, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64) -> "ConvNetwork":
+    def create(cls, arch, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64,
+               linear_output: bool = False) -> "ConvNetwork":
         """Uniform init, all tensors independent: Glorot-Bengio for dense pairs; kernels
         +-sqrt(6 / fan_in), fan_in = C K^2 (Glorot's fan-out term, M K^2, would shrink the
         drive of a 5x5 kernel several-fold and leave the hard-sigmoid units nearly silent)."""
-        net = cls((), {}, tied, arch)
+        net = cls((), {}, tied, linear_output, arch)
         rng = np.random.default_rng(seed)
         for name, shape in net.expected_shapes(bias).items():
             if name.startswith("bias"):
@@ -171,7 +172,7 @@ class ConvNetwork(Network):
         return out
 
     def copy(self) -> "ConvNetwork":
-        return ConvNetwork(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.arch)
+        return ConvNetwork(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.linear_output, self.arch)
 
     def _mirror(self, k: int, w):
         """The feedback parameter that ties to forward parameter w of pair k (and back)."""

@@ -37,13 +37,15 @@ def cost(output, y):
     return 0.5 * np.sum((y - output) ** 2, axis=1)
 
 
-def projected_residual(h, field):
+def projected_residual(h, field, bounds=None):
     """Per-sample max |h - clip(h + mu)|: zero exactly at a fixed point of Eq. 59.
 
     It is |mu| on unsaturated units and vanishes on a unit held at 0 (1) when
-    mu <= 0 (mu >= 0) there, the clipping conditions.
+    mu <= 0 (mu >= 0) there, the clipping conditions.  ``bounds`` gives each
+    layer's range (default [0, 1] for all, see :meth:`Network.bounds`).
     """
     r = np.zeros(h[0].shape[0])
-    for hk, mk in zip(h, field):
-        np.maximum(r, np.max(np.abs(hk - np.clip(hk + mk, 0.0, 1.0)), axis=1), out=r)
+    for k, (hk, mk) in enumerate(zip(h, field)):
+        lo, hi = (0.0, 1.0) if bounds is None else bounds[k]
+        np.maximum(r, np.max(np.abs(hk - np.clip(hk + mk, lo, hi)), axis=1), out=r)
     return r

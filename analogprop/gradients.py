@@ -39,15 +39,27 @@ class FixedPoint:
 
     x: np.ndarray
     states: list[np.ndarray]
-    active: list[np.ndarray]  # boolean (batch, n_k) per dynamic layer
+    active: list[np.ndarray]  # boolean (batch, n_k) per dynamic layer: the state follows its drive
+    slope: list[np.ndarray] | None = None  # boolean (batch, n_k): rho'(h) = 1 (default: ``active``)
+
+    def __post_init__(self):
+        if self.slope is None:
+            self.slope = self.active
 
     @classmethod
     def at(cls, net: Network, x, states) -> "FixedPoint":
-        """Active units: drive strictly inside (0, 1), the range where Eq. 59 does not clip."""
+        """Active units: drive strictly inside the layer's range, where Eq. 59 does not clip.
+
+        On a clipped layer the active units are those with ``rho' = 1``; an
+        unclipped output (``linear_output``) is active everywhere but passes
+        changes on to the layer below only where ``0 < h < 1``.
+        """
         x = np.asarray(x, float)
+        states = [np.asarray(h, float) for h in states]
         field = mu_beta(net, x, states)
         drive = [f + h for f, h in zip(field, states)]
-        return cls(x, [np.asarray(h, float) for h in states], [(d > 0) & (d < 1) for d in drive])
+        return cls(x, states, [(d > lo) & (d < hi) for d, (lo, hi) in zip(drive, net.bounds())],
+                   [(h > 0) & (h < 1) for h in states])
 
     def rates(self) -> list[np.ndarray]:
         """[rho(x), rho(h_1), ..., rho(h_L)]: the presynaptic factors dmu_i/dW_ij."""
@@ -66,15 +78,18 @@ def _check_network(net: Network):
                           f"not {type(net).__name__}")
 
 
-def _sweep_layer(net: Network, z, c, mask, k: int, transpose: bool):
-    """Layer k (1-based) of (I - P W P) z = c, or of its transpose, solved given its neighbours."""
+def _sweep_layer(net: Network, z, c, mask, slope, k: int, transpose: bool):
+    """Layer k (1-based) of ``z = A (c + W R z)``, or of ``z = A (c + R W^T z)``
+    (``A``: active mask, ``R``: rho' mask), solved given its neighbours."""
     p, L = net.params, net.n_layers
-    acc = c[k - 1].copy()
+    acc = np.zeros_like(c[k - 1])
     if k >= 2:  # from layer k-1: W_{k,k-1} = fwd{k-1}; transposed: W_{k-1,k}^T = bwd{k-1}
-        acc += z[k - 2] @ (p[f"bwd{k - 1}"] if transpose else p[f"fwd{k - 1}"].T)
+        acc += z[k - 2] @ p[f"bwd{k - 1}"] if transpose else (z[k - 2] * slope[k - 2]) @ p[f"fwd{k - 1}"].T
     if k < L:  # from layer k+1: W_{k,k+1} = bwd{k}; transposed: W_{k+1,k}^T = fwd{k}
-        acc += z[k] @ (p[f"fwd{k}"] if transpose else p[f"bwd{k}"].T)
-    return acc * mask[k - 1]
+        acc += z[k] @ p[f"fwd{k}"] if transpose else (z[k] * slope[k]) @ p[f"bwd{k}"].T
+    if transpose:
+        acc *= slope[k - 1]
+    return (c[k - 1] + acc) * mask[k - 1]
 
 
 def _dense(net: Network, transpose: bool) -> np.ndarray:
@@ -93,12 +108,15 @@ def solve_active(net: Network, fp: FixedPoint, c, transpose: bool = False,
                  tol: float = 1e-10, max_sweeps: int = 1000) -> list[np.ndarray]:
     """Solve ``(I - W_AA) z = c_A`` (or with ``W^T``) per sample; ``z = 0`` off the active set.
 
+    ``W`` carries the rho' factor of its presynaptic unit (:class:`FixedPoint`).
+
     ``c`` is a list of (batch, n_k) arrays.  Block Gauss-Seidel for the batch,
     then a dense LU solve for the samples it did not converge on (least
     squares if ``I - W_AA`` is singular, a degenerate fixed point).
     """
     L = net.n_layers
     mask = [m.astype(float) for m in fp.active]
+    slope = [m.astype(float) for m in fp.slope]
     c = [ck * mk for ck, mk in zip(c, mask)]
     z = [np.zeros_like(ck) for ck in c]
     if c[0].shape[0] == 0:
@@ -109,7 +127,7 @@ def solve_active(net: Network, fp: FixedPoint, c, transpose: bool = False,
         for sweep in range(max_sweeps):
             change[:] = 0.0
             for k in (range(1, L + 1) if sweep % 2 == 0 else range(L, 0, -1)):
-                new = _sweep_layer(net, z, c, mask, k, transpose)
+                new = _sweep_layer(net, z, c, mask, slope, k, transpose)
                 np.maximum(change, np.max(np.abs(new - z[k - 1]), axis=1), out=change)
                 z[k - 1] = new
             if not np.max(change) < 1e8 * scale or np.max(change) <= tol * scale:
@@ -119,9 +137,11 @@ def solve_active(net: Network, fp: FixedPoint, c, transpose: bool = False,
         w = _dense(net, transpose)
         for s in bad:
             act = np.concatenate([m[s] for m in fp.active])
+            r = np.concatenate([m[s] for m in fp.slope]).astype(float)
             rhs = np.concatenate([ck[s] for ck in c])[act]
             sol = np.zeros(act.size)
-            a = np.eye(act.sum()) - w[np.ix_(act, act)]
+            wr = w * r[:, None] if transpose else w * r[None, :]
+            a = np.eye(act.sum()) - wr[np.ix_(act, act)]
             try:
                 sol[act] = scipy.linalg.solve(a, rhs)
             except scipy.linalg.LinAlgError:
@@ -178,11 +198,12 @@ def recurrent_backprop(net: Network, fp: FixedPoint, y, step: float = 0.5, steps
     """
     _check_network(net)
     mask = [m.astype(float) for m in fp.active]
+    slope = [m.astype(float) for m in fp.slope]
     err = [-s * m for s, m in zip(_output_source(net, fp, y), mask)]  # dC/ds on the active set
     zero = [np.zeros_like(e) for e in err]
     acc = [np.zeros_like(e) for e in err]
     for _ in range(steps):
-        back = [_sweep_layer(net, err, zero, mask, k, True) for k in range(1, net.n_layers + 1)]
+        back = [_sweep_layer(net, err, zero, mask, slope, k, True) for k in range(1, net.n_layers + 1)]
         for a, e, b in zip(acc, err, back):
             a -= step * e
             e += step * (b - e)

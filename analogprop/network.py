@@ -51,9 +51,11 @@ class Network:
     sizes: tuple[int, ...]
     params: dict[str, np.ndarray] = field(default_factory=dict)
     tied: bool = False
+    linear_output: bool = False  # Eq. 6 read literally: the output state is not clipped to [0, 1]
 
     @classmethod
-    def create(cls, sizes, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64) -> "Network":
+    def create(cls, sizes, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64,
+               linear_output: bool = False) -> "Network":
         """Glorot-Bengio uniform initialisation; every matrix drawn independently."""
         sizes = parse_sizes(sizes)
         rng = np.random.default_rng(seed)
@@ -67,7 +69,7 @@ class Network:
                                      else rng.uniform(-lim, lim, (a, b)).astype(dtype))
             if bias:
                 params[f"bias{k + 1}"] = np.zeros(b, dtype)
-        return cls(sizes, params, tied)
+        return cls(sizes, params, tied, linear_output)
 
     @property
     def n_layers(self) -> int:
@@ -100,7 +102,15 @@ class Network:
         return self
 
     def copy(self) -> "Network":
-        return Network(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied)
+        return Network(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.linear_output)
+
+    def bounds(self) -> list[tuple[float, float]]:
+        """Range of each dynamic layer's state: [0, 1] (the clip of Eq. 59), the output
+        unbounded when ``linear_output``."""
+        out = [(0.0, 1.0)] * self.n_layers
+        if self.linear_output:
+            out[-1] = (-np.inf, np.inf)
+        return out
 
     def apply_update(self, delta: dict[str, np.ndarray]) -> None:
         """Add `delta` to the parameters; for tied networks both directions move together."""

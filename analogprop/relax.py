@@ -1,7 +1,8 @@
 """Solvers for the fixed points of mu^beta (Eq. 13, 25), batched over samples.
 
 * :class:`EulerSolver` is the reference: the physical dynamics discretised
-  with the clipped Euler step of Eq. 59, ``h <- 0 v (h + eps mu^beta) ^ 1``.
+  with the clipped Euler step of Eq. 59, ``h <- 0 v (h + eps mu^beta) ^ 1``
+  (a ``linear_output`` network leaves the output layer unclipped, Eq. 6).
 * :class:`FastSolver` finds the same fixed points with projected block
   Gauss-Seidel sweeps over layers (each layer solved exactly given its
   neighbours), input side first, stopping on the residual tolerance; float32
@@ -18,7 +19,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dynamics import rho
+from .dynamics import projected_residual, rho
 from .errors import ConfigError
 from .network import Network
 
@@ -59,6 +60,7 @@ class _Batch:
                               "(mu^beta_0 = drive - (1 + beta) h_0 needs beta > -1)")
         net = _cast(net, np.dtype(dtype))
         self.net, self.beta = net, float(beta)
+        self.bounds = net.bounds()
         n = x.shape[0]
         sizes = net.sizes[1:]
         if start is None:
@@ -106,13 +108,6 @@ class _Batch:
         return Relaxation(self.out, self.residual, self.steps, self.residual <= tol)
 
 
-def _residual(h, f):
-    r = np.zeros(h[0].shape[0])
-    for hk, fk in zip(h, f):
-        np.maximum(r, np.max(np.abs(hk - np.clip(hk + fk, 0.0, 1.0)), axis=1), out=r)
-    return r
-
-
 def _check(tol, max_steps, name):
     if not (tol >= 0) or not np.isfinite(tol):
         raise ConfigError(f"{name} tolerance must be a finite number >= 0, got {tol}")
@@ -141,7 +136,7 @@ class EulerSolver:
             if b.idx.size == 0:
                 break
             f = b.field()
-            r = _residual(b.h, f)
+            r = projected_residual(b.h, f, b.bounds)
             done = r <= self.tol if self.stop_early else np.zeros(r.shape, bool)
             if step == self.max_steps:
                 done[:] = True
@@ -150,7 +145,7 @@ class EulerSolver:
                 f = [fk[~done] for fk in f]
             if b.idx.size == 0:
                 break
-            b.h = [np.clip(hk + self.step * fk, 0.0, 1.0) for hk, fk in zip(b.h, f)]
+            b.h = [np.clip(hk + self.step * fk, *bk) for hk, fk, bk in zip(b.h, f, b.bounds)]
             b.steps[b.idx] = step + 1
         return b.result(self.tol)
 
@@ -182,7 +177,7 @@ class FastSolver:
                 d = b.drive(k)
                 if k == L and b.beta:
                     d = (d + b.beta * b.y) / (1.0 + b.beta)
-                new = np.clip(d, 0.0, 1.0)
+                new = np.clip(d, *b.bounds[k - 1])
                 np.maximum(change, np.max(np.abs(new - b.h[k - 1]), axis=1), out=change)
                 b.h[k - 1] = new
             b.steps[b.idx] = sweep
@@ -191,7 +186,7 @@ class FastSolver:
                 cand = np.arange(b.idx.size)
             if cand.size:
                 sub = [hk[cand] for hk in b.h]
-                r = _residual(sub, b.field(sub, cand))
+                r = projected_residual(sub, b.field(sub, cand), b.bounds)
                 done = np.zeros(b.idx.size, bool)
                 ok = r <= self.tol if sweep < self.max_sweeps else np.ones(cand.size, bool)
                 done[cand[ok]] = True

@@ -61,9 +61,10 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
     run = RunDir(out)
     state, params = None, None
     if resume:
+        saved = run.read_config()
         params, meta = load_checkpoint(run.checkpoint_path)
         state = TrainState.from_dict(meta["state"])
-        cfg = resumed_config(run.read_config(), cfg, state)
+        cfg = resumed_config(saved, cfg, state)
     cfg = complete(cfg)
     data, driver, tc = build(cfg, params)
     try:  # refuses a bad rule or probe before anything is written

@@ -57,6 +57,10 @@ def main():
     ap.add_argument("--gradient-lrs", default=None, help="baseline learning rates (default: same as --lrs)")
     ap.add_argument("--beta", type=float, default=0.5)
     ap.add_argument("--symmetric", action="store_true", help="symmetric nudging for the two-phase rule")
+    ap.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor per epoch (both rules)")
+    ap.add_argument("--lr-decay-start", type=int, default=1, help="first epoch with a decayed learning rate")
+    ap.add_argument("--linear-output", action="store_true",
+                    help="unclipped output layer (Eq. 6) for both rules: the true gradient then never vanishes there")
     ap.add_argument("--probe", type=int, default=100, help="probe batch size for the diagnostics")
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="default benchmarks/out/diagnostics-<dataset>")
@@ -65,7 +69,8 @@ def main():
     arch = args.arch or ("64-32-10" if args.dataset == "digits" else "784-256-10")
     out = Path(args.out or f"benchmarks/out/diagnostics-{args.dataset}")
     base = {"dataset": args.dataset, "data_dir": args.data_dir, "arch": arch, "epochs": args.epochs,
-            "beta": args.beta, "symmetric": args.symmetric, "probe": args.probe, "seed": args.seed}
+            "beta": args.beta, "symmetric": args.symmetric, "probe": args.probe, "seed": args.seed,
+            "linear_output": args.linear_output, "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start}
     lrs = {"two-phase": [float(v) for v in args.lrs.split(",")],
            "gradient": [float(v) for v in (args.gradient_lrs or args.lrs).split(",")]}
     results = {}
@@ -74,6 +79,7 @@ def main():
     print(f"dataset: {args.dataset}")
     print(f"architecture: {arch}")
     print(f"epochs: {args.epochs}")
+    print(f"output layer: {'unclipped (Eq. 6)' if args.linear_output else 'clipped to [0, 1] (Eq. 59)'}")
     for rule, (rec, sec, dead) in results.items():
         angles = np.array([r["angle_nu_grad"] for r in rec if "angle_nu_grad" in r])
         print(f"{rule} lrs: {lrs[rule]}")

@@ -25,6 +25,8 @@ def test_help_everywhere(cmd):
     (["--arch", "60-32-10"], "64 inputs but the architecture's input layer has 60"),
     (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist does not exist"),
     (["--driver", "quantum"], "unknown driver 'quantum'"),
+    (["--driver", "circuit", "--linear-output"], "linear_output needs the ideal driver"),
+    (["--lr-decay", "2"], "lr_decay must be a factor in (0, 1]"),
 ])
 def test_user_errors_are_one_line(tmp_path, args, message):
     r = run("train", "--out", str(tmp_path / "r"), "--quiet", *args)

@@ -65,3 +65,19 @@ def test_nudging_at_or_below_minus_one_is_refused(solver, rng):
     with pytest.raises(ConfigError, match="beta=-1.0 .*stable fixed point"):
         solver.solve(net, x, y, -1.0)
     assert solver.solve(net, x, y, -0.5).converged.all()
+
+
+def test_unclipped_output_solvers_agree(rng):
+    """linear_output (Eq. 6): both solvers reach h_0 = drive (nudged: (drive + beta y)/(1 + beta)), beyond [0, 1]."""
+    sizes = (30, 25, 20, 8)
+    net = saturating_network(sizes, seed=1, gain=2.0, feedback=0.4)
+    net.linear_output = True
+    x, y = _data(rng, sizes)
+    for beta in (0.0, 0.8):
+        euler = EulerSolver(step=0.5, tol=1e-10, max_steps=100000).solve(net, x, y, beta)
+        fast = FastSolver(tol=1e-10).solve(net, x, y, beta)
+        assert euler.converged.all() and fast.converged.all()
+        assert np.any((fast.output < 0) | (fast.output > 1))
+        field = mu_beta(net, x, fast.states, y, beta)
+        assert np.max(np.abs(field[-1])) <= 1e-10
+        assert max(np.max(np.abs(a - b)) for a, b in zip(fast.states, euler.states)) <= 1e-8

@@ -12,9 +12,10 @@ from conftest import saturating_network
 SOLVER = FastSolver(tol=1e-14, max_sweeps=5000)
 
 
-def problem(seed, sizes=(6, 5, 4, 3), n=7):
+def problem(seed, sizes=(6, 5, 4, 3), n=7, linear_output=False):
     """A small untied network with units saturated at 0 and at 1 at its (converged) free fixed points."""
     net = saturating_network(sizes, seed=seed, gain=1.5)
+    net.linear_output = linear_output
     for name, w in net.params.items():
         if name.startswith("bias"):
             w *= 0.3
@@ -55,6 +56,30 @@ def test_gradient_matches_finite_differences_with_saturated_units(seed):
     scale = max(np.abs(v).max() for v in fd.values())
     for name in net.params:
         np.testing.assert_allclose(grad[name], fd[name], atol=1e-7 * scale, err_msg=name)
+
+
+@pytest.mark.parametrize("seed", [0, 4])
+def test_gradient_with_unclipped_output_matches_finite_differences(seed):
+    """linear_output (Eq. 6): outputs beyond [0, 1] still carry the cost's gradient, but pass
+    nothing back through rho(h_0) to the layer below."""
+    net, x, y, fp = problem(seed, linear_output=True)
+    out = fp.states[-1]
+    assert np.any((out < 0) | (out > 1)) and np.all(fp.active[-1])
+    assert not np.array_equal(fp.slope[-1], fp.active[-1])
+    grad, fd = G.neg_gradient(net, fp, y), central_difference(net, x, y)
+    scale = max(np.abs(v).max() for v in fd.values())
+    for name in net.params:
+        np.testing.assert_allclose(grad[name], fd[name], atol=1e-7 * scale, err_msg=name)
+    long = G.flat(G.recurrent_backprop(net, fp, y, step=0.5, steps=400))
+    assert np.linalg.norm(long - G.flat(grad)) <= 1e-9 * np.linalg.norm(G.flat(grad))
+
+
+def test_two_phase_estimate_with_unclipped_output_tends_to_nu():
+    net, x, y, fp = problem(0, linear_output=True)
+    target = G.flat(G.nu(net, fp, y))
+    betas = np.array([4e-3, 2e-3, 1e-3, 5e-4])
+    errors = [np.linalg.norm(G.flat(G.two_phase_estimate(net, SOLVER, x, y, b)[0]) - target) for b in betas]
+    assert slope(betas, errors) == pytest.approx(1.0, abs=0.05)
 
 
 def test_rows_of_saturated_units_are_zero():
@@ -113,23 +138,29 @@ def test_untied_network_nu_differs_from_gradient():
 
 @pytest.mark.parametrize("transpose", [False, True])
 @pytest.mark.parametrize("gain", [0.5, 4.0])
-def test_linear_solve_matches_dense_even_when_sweeps_diverge(transpose, gain):
-    """Gauss-Seidel for contracting systems, the dense fallback for the rest."""
+@pytest.mark.parametrize("own_slope", [False, True])
+def test_linear_solve_matches_dense_even_when_sweeps_diverge(transpose, gain, own_slope):
+    """Gauss-Seidel for contracting systems, the dense fallback for the rest; with a rho' mask
+    of its own, W carries it on its presynaptic side."""
     net = Network.create((3, 6, 5, 4), seed=7)
     for name in net.params:
         net.params[name] *= gain
     rng = np.random.default_rng(0)
     n = 4
     active = [rng.uniform(0, 1, (n, s)) < 0.8 for s in net.sizes[1:]]
-    fp = G.FixedPoint(np.zeros((n, 3)), [np.zeros((n, s)) for s in net.sizes[1:]], active)
+    rates = [rng.uniform(0, 1, (n, s)) < 0.6 for s in net.sizes[1:]] if own_slope else active
+    fp = G.FixedPoint(np.zeros((n, 3)), [np.zeros((n, s)) for s in net.sizes[1:]], active, rates)
     c = [rng.normal(size=(n, s)) for s in net.sizes[1:]]
     z = G.solve_active(net, fp, c, transpose=transpose)
-    w = G._dense(net, transpose)
+    w = G._dense(net, False)
     for s in range(n):
         act = np.concatenate([m[s] for m in active])
+        r = np.concatenate([m[s] for m in rates]).astype(float)
+        m = w * r[None, :]  # W diag(R)
+        m = m.T if transpose else m
         rhs = np.concatenate([ck[s] for ck in c])
         expect = np.zeros(act.size)
-        expect[act] = np.linalg.solve(np.eye(act.sum()) - w[np.ix_(act, act)], rhs[act])
+        expect[act] = np.linalg.solve(np.eye(act.sum()) - m[np.ix_(act, act)], rhs[act])
         np.testing.assert_allclose(np.concatenate([zk[s] for zk in z]), expect, atol=1e-9)
 
 
