@@ -197,23 +197,23 @@ class ConvNetwork(Network):
         c, h, w = self.shapes[k]
         return v.reshape(v.shape[0], h, w, c)
 
-    def _forward(self, k: int, r):
-        """A_k rho(h_k) + bias_{k+1}: layer k to layer k+1, flattened."""
+    def _forward(self, k: int, r, w=None, bias: bool = True):
+        """A_k rho(h_k) + bias_{k+1}: layer k to layer k+1, flattened (``w``: another fwd-shaped kernel)."""
         p, link = self.params, self.links[k]
-        w = p[f"fwd{k}"].astype(r.dtype, copy=False)
+        w = (p[f"fwd{k}"] if w is None else w).astype(r.dtype, copy=False)
         if link is None:
             d = r @ w.T
         else:
             d = avg_pool(conv2d(self._maps(k, r), w, link.stride), link.pool)
-        if f"bias{k + 1}" in p:
+        if bias and f"bias{k + 1}" in p:
             b = p[f"bias{k + 1}"].astype(d.dtype, copy=False)
             d = d + b
         return d.reshape(r.shape[0], -1)
 
-    def _feedback(self, k: int, r):
-        """B_k rho(h_{k+1}): layer k+1 to layer k through bwd{k}, flattened."""
+    def _feedback(self, k: int, r, w=None):
+        """B_k rho(h_{k+1}): layer k+1 to layer k through bwd{k} (or another bwd-shaped ``w``), flattened."""
         link = self.links[k]
-        w = self.params[f"bwd{k}"].astype(r.dtype, copy=False)
+        w = (self.params[f"bwd{k}"] if w is None else w).astype(r.dtype, copy=False)
         if link is None:
             return r @ w.T
         u = avg_pool_transpose(self._maps(k + 1, r), link.pool)
@@ -228,6 +228,24 @@ class ConvNetwork(Network):
             d = self._forward(k - 1, r_prev)
         if r_next is not None:
             d = d + self._feedback(k, r_next)
+        return d
+
+    def transfer(self, k: int, v_prev, v_next):
+        d = 0.0
+        if v_prev is not None:
+            d = self._forward(k - 1, v_prev, bias=False)
+        if v_next is not None:
+            d = d + self._feedback(k, v_next)
+        return d
+
+    def transfer_T(self, k: int, z_prev, z_next):
+        """Adjoints: of the feedback map B_{k-1}, the forward-shaped map with kernel mirror(bwd{k-1});
+        of the forward map A_k, the feedback-shaped map with mirror(fwd{k})."""
+        p, d = self.params, 0.0
+        if z_prev is not None:
+            d = self._forward(k - 1, z_prev, self._mirror(k - 1, p[f"bwd{k - 1}"]), bias=False)
+        if z_next is not None:
+            d = d + self._feedback(k, z_next, self._mirror(k, p[f"fwd{k}"]))
         return d
 
     def hebbian(self, r, dh) -> dict[str, np.ndarray]:

@@ -19,7 +19,10 @@ With ``g = dC/dh = h_L - y`` on the output layer, Eq. 17-18 become
 the network's Hebbian product (Eq. 56) with ``lam`` or ``delta`` in place of
 ``h_beta - h0``.  The linear systems are block tridiagonal with identity
 diagonal blocks; they are solved for the whole batch by block Gauss-Seidel
-sweeps, and any sample whose sweeps do not converge is solved directly.
+sweeps, and any sample whose sweeps do not converge is solved directly
+(dense LU; GMRES for convolutional networks).  Only the network's
+``transfer`` / ``transfer_T`` / ``hebbian`` are used, so convolutional
+networks are handled the same way.
 """
 from __future__ import annotations
 
@@ -27,6 +30,7 @@ from dataclasses import dataclass
 
 import numpy as np
 import scipy.linalg
+import scipy.sparse.linalg
 
 from .dynamics import cost, mu_beta, rho
 from .errors import ConfigError
@@ -67,28 +71,25 @@ class FixedPoint:
 
 
 def supports(net) -> bool:
-    """True for the dense layered :class:`Network` these formulas are written for."""
-    return (isinstance(net, Network) and type(net).hebbian is Network.hebbian
-            and set(net.expected_shapes()) <= set(net.params))
+    """True for a layered :class:`Network` (dense or convolutional) with all its fwd/bwd parameters."""
+    return isinstance(net, Network) and set(net.expected_shapes()) <= set(net.params)
 
 
 def _check_network(net: Network):
     if not supports(net):
-        raise ConfigError(f"gradient diagnostics need a dense layered network with fwd/bwd/bias parameters, "
+        raise ConfigError(f"gradient diagnostics need a layered network with fwd/bwd/bias parameters, "
                           f"not {type(net).__name__}")
 
 
 def _sweep_layer(net: Network, z, c, mask, slope, k: int, transpose: bool):
     """Layer k (1-based) of ``z = A (c + W R z)``, or of ``z = A (c + R W^T z)``
     (``A``: active mask, ``R``: rho' mask), solved given its neighbours."""
-    p, L = net.params, net.n_layers
-    acc = np.zeros_like(c[k - 1])
-    if k >= 2:  # from layer k-1: W_{k,k-1} = fwd{k-1}; transposed: W_{k-1,k}^T = bwd{k-1}
-        acc += z[k - 2] @ p[f"bwd{k - 1}"] if transpose else (z[k - 2] * slope[k - 2]) @ p[f"fwd{k - 1}"].T
-    if k < L:  # from layer k+1: W_{k,k+1} = bwd{k}; transposed: W_{k+1,k}^T = fwd{k}
-        acc += z[k] @ p[f"fwd{k}"] if transpose else (z[k] * slope[k]) @ p[f"bwd{k}"].T
+    L = net.n_layers
+    prev, nxt = (z[k - 2] if k >= 2 else None), (z[k] if k < L else None)
     if transpose:
-        acc *= slope[k - 1]
+        acc = net.transfer_T(k, prev, nxt) * slope[k - 1]
+    else:
+        acc = net.transfer(k, None if prev is None else prev * slope[k - 2], None if nxt is None else nxt * slope[k])
     return (c[k - 1] + acc) * mask[k - 1]
 
 
@@ -133,7 +134,9 @@ def solve_active(net: Network, fp: FixedPoint, c, transpose: bool = False,
             if not np.max(change) < 1e8 * scale or np.max(change) <= tol * scale:
                 break  # diverging (the dense solve takes over) or converged
     bad = np.flatnonzero(~(change <= tol * scale))
-    if bad.size:
+    if bad.size and type(net).transfer is not Network.transfer:
+        _krylov(net, fp, c, z, bad, transpose, tol)
+    elif bad.size:
         w = _dense(net, transpose)
         for s in bad:
             act = np.concatenate([m[s] for m in fp.active])
@@ -150,6 +153,28 @@ def solve_active(net: Network, fp: FixedPoint, c, transpose: bool = False,
             for k in range(L):
                 z[k][s] = parts[k]
     return z
+
+
+def _krylov(net: Network, fp: FixedPoint, c, z, rows, transpose: bool, tol: float):
+    """GMRES per sample in ``rows`` on the operator ``z -> z - A (W R z)`` (or transposed), for
+    networks whose W is not a dense matrix (convolutions); writes into ``z``."""
+    sizes = list(net.sizes[1:])
+    cut = np.cumsum(sizes)[:-1]
+    for s in rows:
+        mask = [m[s:s + 1].astype(float) for m in fp.active]
+        slope = [m[s:s + 1].astype(float) for m in fp.slope]
+        zero = [np.zeros((1, n)) for n in sizes]
+
+        def matvec(v, mask=mask, slope=slope, zero=zero):
+            parts = [p[None, :] for p in np.split(np.ravel(v), cut)]
+            w = [_sweep_layer(net, parts, zero, mask, slope, k, transpose) for k in range(1, net.n_layers + 1)]
+            return np.concatenate([(p - q).ravel() for p, q in zip(parts, w)])
+
+        op = scipy.sparse.linalg.LinearOperator((sum(sizes),) * 2, matvec=matvec, dtype=float)
+        rhs = np.concatenate([ck[s] for ck in c])
+        sol, _ = scipy.sparse.linalg.gmres(op, rhs, rtol=tol, atol=0.0, restart=200, maxiter=50)
+        for k, part in enumerate(np.split(sol, cut)):
+            z[k][s] = part * mask[k][0]
 
 
 def _output_source(net: Network, fp: FixedPoint, y):

@@ -126,7 +126,7 @@ class Network:
 
     # -- the connections, as the solvers and drivers use them ---------------
     # A subclass with other connection types (e.g. convolutions) overrides
-    # these three methods; states are always (batch, n_k) arrays.
+    # these methods; states are always (batch, n_k) arrays.
     def input_drive(self, rx):
         """Input to layer 1 from the clamped input, rho(x) -> W_{1,0} rho(x) + bias_1."""
         d = rx @ self.params["fwd0"].T
@@ -148,6 +148,25 @@ class Network:
                 d = d + p[f"bias{k}"]
         if r_next is not None:
             d = d + r_next @ p[f"bwd{k}"].T
+        return d
+
+    def transfer(self, k: int, v_prev, v_next):
+        """The linear part of :meth:`drive` (no bias): ``W_{k,k-1} v_prev + W_{k,k+1} v_next``
+        into dynamic layer k; ``v_prev`` is None for k = 1, ``v_next`` for the output."""
+        p, d = self.params, 0.0
+        if v_prev is not None:
+            d = v_prev @ p[f"fwd{k - 1}"].T
+        if v_next is not None:
+            d = d + v_next @ p[f"bwd{k}"].T
+        return d
+
+    def transfer_T(self, k: int, z_prev, z_next):
+        """The transpose: ``W_{k-1,k}^T z_prev + W_{k+1,k}^T z_next`` into dynamic layer k."""
+        p, d = self.params, 0.0
+        if z_prev is not None:
+            d = z_prev @ p[f"bwd{k - 1}"]
+        if z_next is not None:
+            d = d + z_next @ p[f"fwd{k}"]
         return d
 
     def hebbian(self, r, dh) -> dict[str, np.ndarray]:

@@ -37,11 +37,12 @@ def main():
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads")
     ap.add_argument("--out", default="benchmarks/out/conv_mnist")
     ap.add_argument("--resume", action="store_true")
+    ap.add_argument("--probe", type=int, help="probe batch for per-epoch gradient diagnostics (angle nu / -dJ/dW)")
     args = ap.parse_args()
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch, "epochs": args.epochs,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "batch_size": args.batch_size,
            "dtype": args.dtype, "tol": args.tol, "checkpoint_every": 500,
-           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start}
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "probe": args.probe}
     with threadpool_limits(args.threads):
         train(cfg, Path(args.out), resume=args.resume, progress=False)
     records = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines() if line]
@@ -51,6 +52,8 @@ def main():
         print(f"epoch {r['epoch']} test error: {r['test_error']:.4f}")
         print(f"epoch {r['epoch']} train seconds: {r['train_seconds']:.0f}")
         print(f"epoch {r['epoch']} eval seconds: {r['eval_seconds']:.0f}")
+        if "angle_nu_grad" in r:
+            print(f"epoch {r['epoch']} angle nu/-dJ/dW deg: {r['angle_nu_grad']:.1f}")
     print(f"best test error: {min(r['test_error'] for r in records):.4f}")
     print(f"mean train seconds per epoch: {sum(r['train_seconds'] for r in records) / len(records):.0f}")
 

@@ -203,6 +203,71 @@ def test_two_phase_estimate_matches_closed_form_nu(arch, rng):
         np.testing.assert_allclose(est[name], nu[name], atol=1e-3 * scale, err_msg=name)
 
 
+@pytest.mark.parametrize("arch", ARCHS)
+def test_transfer_T_is_the_adjoint_of_transfer(arch, rng):
+    """<z, W v> = <W^T z, v> over all dynamic layers: the transposed connections of Eq. 17's adjoint."""
+    net = ConvNetwork.create(arch, seed=3)
+    sizes, L = net.sizes[1:], net.n_layers
+    v = [rng.normal(size=(2, s)) for s in sizes]
+    z = [rng.normal(size=(2, s)) for s in sizes]
+    wv = [net.transfer(k, v[k - 2] if k >= 2 else None, v[k] if k < L else None) for k in range(1, L + 1)]
+    wtz = [net.transfer_T(k, z[k - 2] if k >= 2 else None, z[k] if k < L else None) for k in range(1, L + 1)]
+    lhs = sum(np.sum(a * b, axis=1) for a, b in zip(z, wv))
+    rhs = sum(np.sum(a * b, axis=1) for a, b in zip(wtz, v))
+    np.testing.assert_allclose(lhs, rhs, rtol=1e-12)
+
+
+@pytest.mark.parametrize("arch", ARCHS)
+def test_true_gradient_of_a_conv_network_matches_finite_differences(arch, rng):
+    """Eq. 17 through transfer_T, with saturated units, against central differences of J."""
+    from analogprop import gradients as G
+
+    net = saturating_conv(arch, seed=7, gain=1.0)
+    solver = FastSolver(tol=1e-14, max_sweeps=5000)
+    x = rng.uniform(0, 1, (4, net.sizes[0]))
+    y = np.eye(net.sizes[-1])[rng.integers(0, net.sizes[-1], 4)]
+    free = solver.solve(net, x)
+    assert free.converged.all()
+    fp = G.FixedPoint.at(net, x, free.states)
+    assert 0 < np.mean(np.concatenate([m.ravel() for m in fp.active])) < 1
+    grad = G.neg_gradient(net, fp, y)
+    eps = 1e-6
+    for name, w in net.params.items():
+        fd = np.zeros_like(w)
+        for i in np.ndindex(w.shape):
+            old = w[i]
+            w[i] = old + eps
+            jp = G.objective(net, solver, x, y)
+            w[i] = old - eps
+            jm = G.objective(net, solver, x, y)
+            w[i] = old
+            fd[i] = -(jp - jm) / (2 * eps)
+        np.testing.assert_allclose(grad[name], fd, atol=1e-6 * max(np.abs(fd).max(), 1e-3), err_msg=name)
+
+
+def test_conv_linear_solve_falls_back_to_gmres_when_sweeps_diverge(rng, monkeypatch):
+    from analogprop import gradients as G
+
+    rows = []
+    krylov = G._krylov
+    monkeypatch.setattr(G, "_krylov", lambda *a: (rows.append(len(a[4])), krylov(*a))[1])
+
+    net = ConvNetwork.create(ARCHS[0], seed=1)
+    for name in net.params:
+        net.params[name] *= 6.0
+    n = 3
+    active = [rng.uniform(0, 1, (n, s)) < 0.8 for s in net.sizes[1:]]
+    fp = G.FixedPoint(np.zeros((n, net.sizes[0])), [np.zeros((n, s)) for s in net.sizes[1:]], active)
+    c = [rng.normal(size=(n, s)) for s in net.sizes[1:]]
+    for transpose in (False, True):
+        z = G.solve_active(net, fp, c, transpose=transpose, max_sweeps=50)
+        mask = [m.astype(float) for m in active]
+        rhs = [ck * mk for ck, mk in zip(c, mask)]
+        again = [G._sweep_layer(net, z, rhs, mask, mask, k, transpose) for k in range(1, net.n_layers + 1)]
+        assert max(np.max(np.abs(a - b)) for a, b in zip(z, again)) < 1e-7 * max(np.abs(r).max() for r in rhs)
+    assert rows == [n, n]  # every sample went to GMRES, in both directions
+
+
 # -- end to end: CLI, trainer, ideal driver, checkpoints ----------------------------
 def test_conv_network_learns_digits_through_the_cli(tmp_path, capsys):
     from analogprop.cli import main

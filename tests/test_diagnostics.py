@@ -146,15 +146,19 @@ def test_plot_refuses_missing_or_corrupt_runs(tmp_path, capsys):
     assert "malformed" in capsys.readouterr().err
 
 
-def test_convolutional_networks_are_refused_by_the_gradient_rule_and_skipped_by_diagnostics(small):
+def test_convolutional_networks_get_diagnostics_and_the_gradient_rule(small):
     from analogprop.conv_network import ConvNetwork
 
-    drv = IdealDriver(ConvNetwork.create("1x8x8-c2k3-10", seed=0), FastSolver(tol=1e-8))
-    with pytest.raises(ConfigError, match="dense layered network"):
-        GradientTrainer(drv, TrainConfig(lrs=(0.1,)))
-    x, labels = probe_batch(small, 5)
-    assert ProbeDiagnostics(x, labels, 10, 0.5)(drv) == {}
-    assert make_trainer({"probe": 5}, drv, TrainConfig(lrs=(0.1,)), small).diagnostics is None
+    drv = IdealDriver(ConvNetwork.create("1x8x8-c4k3p2-10", seed=0), FastSolver(tol=1e-8))
+    x, labels = probe_batch(small, 20)
+    rec = ProbeDiagnostics(x, labels, 10, 0.5)(drv)
+    assert 0 < rec["angle_nu_grad"] < 90 and len(rec["angle_nu_grad_layers"]) == 2
+    tr = make_trainer({"probe": 20, "rule": "gradient"}, drv, TrainConfig(lrs=(0.2, 0.1), epochs=2), small)
+    assert isinstance(tr, GradientTrainer) and tr.diagnostics is not None
+    before = tr.evaluate(small.x_test, small.y_test)["cost"]
+    records = []
+    tr.fit(small, on_epoch=records.append)
+    assert records[-1]["test_cost"] < before and "angle_nu_grad" in records[-1]
 
 
 def test_gradient_run_resumes_like_an_uninterrupted_one(tmp_path):
