@@ -13,6 +13,10 @@ class DataError(AnalogpropError):
     """A dataset file is missing, corrupt or inconsistent."""
 
 
+class DivergedError(AnalogpropError):
+    """Training produced a non-finite update: the learning rates (or beta) are too large."""
+
+
 def check_finite(name, array):
     """Raise ConfigError naming `name` if `array` holds NaN or infinity."""
     import numpy as np

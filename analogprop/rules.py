@@ -32,7 +32,7 @@ class GradientTrainer(TwoPhaseTrainer):
         y = one_hot(labels, self.driver.sizes[-1])
         free = self.driver.relax_free(x)
         grad = neg_gradient(net, FixedPoint.at(net, x, free.states), y)
-        self.driver.update_parameters({k: self.lr(k) * v for k, v in grad.items()})
+        self.apply({k: self.lr(k) * v for k, v in grad.items()})
         return {"samples": len(labels),
                 "errors": int(np.count_nonzero(free.output.argmax(axis=1) != labels)),
                 "cost": float(cost(free.output, y).sum()),

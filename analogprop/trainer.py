@@ -17,7 +17,7 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from .dynamics import cost
-from .errors import ConfigError, check_finite
+from .errors import ConfigError, DivergedError, check_finite
 
 
 @dataclass
@@ -128,6 +128,15 @@ class TwoPhaseTrainer:
         self.diagnostics = diagnostics
         self.lr_scale = 1.0  # set per epoch by fit() from the schedule
 
+    def apply(self, delta: dict) -> None:
+        """Move the parameters by ``delta``, refusing a non-finite step (the last checkpoint stays good)."""
+        bad = sorted(k for k, v in delta.items() if not np.all(np.isfinite(v)))
+        if bad:
+            raise DivergedError(f"training diverged: the update of {', '.join(bad)} is not finite "
+                                f"(learning rates {list(self.config.lrs)}, beta {self.config.beta}); "
+                                "lower them and resume from the last checkpoint")
+        self.driver.update_parameters(delta)
+
     def lr(self, name: str) -> float:
         """Learning rate of parameter ``name`` in the current epoch."""
         return self.lr_scale * self.config.lrs[self.groups[name]]
@@ -150,8 +159,7 @@ class TwoPhaseTrainer:
             unconv_n += other.n_unconverged
             scale = 2 * beta
         n = len(labels)
-        delta = {k: (self.lr(k) / (scale * n)) * v for k, v in upd.items()}
-        self.driver.update_parameters(delta)
+        self.apply({k: (self.lr(k) / (scale * n)) * v for k, v in upd.items()})
         return {"samples": n,
                 "errors": int(np.count_nonzero(free.output.argmax(axis=1) != labels)),
                 "cost": float(cost(free.output, y).sum()),

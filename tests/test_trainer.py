@@ -87,6 +87,26 @@ def test_bad_hyperparameters_refused(cfg, match):
         make(**cfg)
 
 
+def test_diverging_training_stops_with_a_clear_error(digits, monkeypatch):
+    from analogprop.errors import DivergedError
+
+    tr = make()
+    tr.step(digits.x_train[:20], digits.y_train[:20])
+    before = tr.driver.get_parameters()
+    local_update = tr.driver.local_update
+
+    def overflowing(*a):
+        out = local_update(*a)
+        out["fwd0"][0, 0] = np.inf
+        return out
+
+    monkeypatch.setattr(tr.driver, "local_update", overflowing)
+    with pytest.raises(DivergedError, match=r"training diverged: the update of fwd0 is not finite"):
+        tr.step(digits.x_train[20:40], digits.y_train[20:40])
+    after = tr.driver.get_parameters()
+    assert all(np.array_equal(before[k], after[k]) for k in before)  # nothing was applied
+
+
 def test_bad_data_refused(digits):
     tr = make()
     x = digits.x_train[:10].copy()
