@@ -51,8 +51,9 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def run(args) -> list[dict]:
-    """Train per ``args``; returns the epoch records (all of them, also those of a resumed run)."""
+def run(args) -> tuple[list[dict], dict]:
+    """Train per ``args``; returns the epoch records (all of them, also those of a resumed run)
+    and the run's configuration."""
     rundir = RunDir(args.out)
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
@@ -102,7 +103,7 @@ def run(args) -> list[dict]:
 
     with driver:
         trainer.fit(data, state, on_checkpoint=checkpoint, on_epoch=on_epoch)
-    return records
+    return records, cfg
 
 
 def main(argv=None):
@@ -110,14 +111,15 @@ def main(argv=None):
     try:
         t0, c0 = time.perf_counter(), time.process_time()
         with threadpool_limits(args.threads):
-            records = run(args)
+            records, cfg = run(args)
         figures = plot_runs([args.out], args.out)
     except AnalogpropError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     last = records[-1]
     epoch_s = [r["train_seconds"] + r["eval_seconds"] for r in records]
-    print(f"architecture: {args.arch}")
+    print(f"architecture: {cfg['arch']}")
+    print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}, lr decay {cfg['lr_decay']} from epoch {cfg['lr_decay_start']}")
     print(f"epochs: {last['epoch']}")
     print(f"final train error %: {100 * last['train_error']:.2f}")
     print(f"final test error %: {100 * last['test_error']:.2f}")

@@ -60,7 +60,11 @@ def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path
 
     # one epoch, then resume to two: same parameters as the uninterrupted run
     assert bench.main(_args(fake_mnist, part, 1)) == 0
-    assert bench.main(_args(fake_mnist, part, 2) + ["--resume"]) == 0
+    capsys.readouterr()
+    resume = ["--data-dir", str(fake_mnist), "--out", str(part), "--epochs", "2", "--resume"]  # no --arch
+    assert bench.main(resume) == 0
+    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    assert printed["architecture"] == "784-24-16-10"  # the run's, not the option's default
     a, meta = load_checkpoint(full / "checkpoint.npz")
     b, _ = load_checkpoint(part / "checkpoint.npz")
     assert meta["state"]["epoch"] == 2 and meta["subsets"] == [60, 30]
