@@ -7,7 +7,7 @@ from analogprop.errors import ConfigError
 from analogprop.network import Network
 from analogprop.relax import FastSolver
 
-from conftest import saturating_network
+from conftest import central_difference, saturating_network
 
 SOLVER = FastSolver(tol=1e-14, max_sweeps=5000)
 
@@ -29,30 +29,13 @@ def problem(seed, sizes=(6, 5, 4, 3), n=7, linear_output=False):
     return net, x, y, G.FixedPoint.at(net, x, free.states)
 
 
-def central_difference(net, x, y, eps=1e-6):
-    """-dJ/dtheta by central differences of J, one parameter entry at a time."""
-    out = {}
-    for name, w in net.params.items():
-        g = np.zeros_like(w)
-        for i in np.ndindex(w.shape):
-            old = w[i]
-            w[i] = old + eps
-            jp = G.objective(net, SOLVER, x, y)
-            w[i] = old - eps
-            jm = G.objective(net, SOLVER, x, y)
-            w[i] = old
-            g[i] = -(jp - jm) / (2 * eps)
-        out[name] = g
-    return out
-
-
 @pytest.mark.parametrize("seed", [0, 4])
 def test_gradient_matches_finite_differences_with_saturated_units(seed):
     net, x, y, fp = problem(seed)
     states = np.concatenate([h.ravel() for h in fp.states])
     assert np.any(states == 0.0) and np.any(states == 1.0)
     assert 0 < np.mean(np.concatenate([m.ravel() for m in fp.active])) < 1
-    grad, fd = G.neg_gradient(net, fp, y), central_difference(net, x, y)
+    grad, fd = G.neg_gradient(net, fp, y), central_difference(net, SOLVER, x, y)
     scale = max(np.abs(v).max() for v in fd.values())
     for name in net.params:
         np.testing.assert_allclose(grad[name], fd[name], atol=1e-7 * scale, err_msg=name)
@@ -66,7 +49,7 @@ def test_gradient_with_unclipped_output_matches_finite_differences(seed):
     out = fp.states[-1]
     assert np.any((out < 0) | (out > 1)) and np.all(fp.active[-1])
     assert not np.array_equal(fp.slope[-1], fp.active[-1])
-    grad, fd = G.neg_gradient(net, fp, y), central_difference(net, x, y)
+    grad, fd = G.neg_gradient(net, fp, y), central_difference(net, SOLVER, x, y)
     scale = max(np.abs(v).max() for v in fd.values())
     for name in net.params:
         np.testing.assert_allclose(grad[name], fd[name], atol=1e-7 * scale, err_msg=name)
@@ -126,7 +109,7 @@ def test_tied_network_nu_is_minus_the_gradient():
     y = np.eye(3)[rng.integers(0, 3, 5)]
     free = SOLVER.solve(net, x)
     fp = G.FixedPoint.at(net, x, free.states)
-    field, fd = G.flat(G.nu(net, fp, y)), G.flat(central_difference(net, x, y))
+    field, fd = G.flat(G.nu(net, fp, y)), G.flat(central_difference(net, SOLVER, x, y))
     assert np.linalg.norm(field - fd) <= 1e-6 * np.linalg.norm(fd)
     assert G.angle(G.nu(net, fp, y), G.neg_gradient(net, fp, y)) < 1e-4
 
