@@ -7,7 +7,10 @@ step every parameter by ``lr[pair] * that / (beta * batch)``.  With
 phases (divided by 2 beta), with ``random_sign`` the sign of beta is drawn
 per minibatch.  ``lr_decay`` multiplies every learning rate by a factor per
 epoch from epoch ``lr_decay_start`` on (1-based); the schedule is a function
-of the epoch alone, so a run resumes onto it exactly.
+of the epoch alone, so a run resumes onto it exactly.  ``weight_decay``
+(lambda) adds the regulariser ``lambda/2 ||W||^2`` to the cost, whose
+measured term in nu is the back-moving force ``-lambda W`` (Appendix A,
+after Eq. 18: synaptic depression); it acts on the weights, not the biases.
 """
 from __future__ import annotations
 
@@ -32,6 +35,7 @@ class TrainConfig:
     checkpoint_every: int = 0  # minibatches between mid-epoch checkpoints (0: per epoch only)
     lr_decay: float = 1.0  # learning-rate factor per epoch from lr_decay_start on (1: constant)
     lr_decay_start: int = 1  # first (1-based) epoch trained with a decayed learning rate
+    weight_decay: float = 0.0  # lambda of the regulariser lambda/2 ||W||^2 on every weight (not biases)
 
     def validate(self, n_pairs: int) -> "TrainConfig":
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -50,6 +54,8 @@ class TrainConfig:
                 raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
         if not (np.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
             raise ConfigError(f"lr_decay must be a factor in (0, 1], got {self.lr_decay}")
+        if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
+            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if int(self.lr_decay_start) < 1:
             raise ConfigError(f"lr_decay_start must be an epoch >= 1, got {self.lr_decay_start}")
         if self.checkpoint_every < 0:
@@ -129,7 +135,11 @@ class TwoPhaseTrainer:
         self.lr_scale = 1.0  # set per epoch by fit() from the schedule
 
     def apply(self, delta: dict) -> None:
-        """Move the parameters by ``delta``, refusing a non-finite step (the last checkpoint stays good)."""
+        """Move the parameters by ``delta`` plus the weight-decay step ``-lr lambda W``, refusing a
+        non-finite step (the last checkpoint stays good)."""
+        if self.config.weight_decay:
+            params, lam = self.driver.get_parameters(), self.config.weight_decay
+            delta = {k: v if k.startswith("bias") else v - (self.lr(k) * lam) * params[k] for k, v in delta.items()}
         bad = sorted(k for k, v in delta.items() if not np.all(np.isfinite(v)))
         if bad:
             raise DivergedError(f"training diverged: the update of {', '.join(bad)} is not finite "

@@ -32,6 +32,7 @@ def main():
     ap.add_argument("--batch-size", type=int, default=20)
     ap.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
     ap.add_argument("--lr-decay-start", type=int, help="first epoch (1-based) with a decayed learning rate")
+    ap.add_argument("--weight-decay", type=float, help="lambda of lambda/2 ||W||^2 on the weights (default 0)")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads")
@@ -42,7 +43,8 @@ def main():
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch, "epochs": args.epochs,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "batch_size": args.batch_size,
            "dtype": args.dtype, "tol": args.tol, "checkpoint_every": 500,
-           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "probe": args.probe}
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
+           "probe": args.probe}
     with threadpool_limits(args.threads):
         train(cfg, Path(args.out), resume=args.resume, progress=False)
     records = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines() if line]

@@ -59,6 +59,7 @@ def main():
     ap.add_argument("--symmetric", action="store_true", help="symmetric nudging for the two-phase rule")
     ap.add_argument("--lr-decay", type=float, default=1.0, help="learning-rate factor per epoch (both rules)")
     ap.add_argument("--lr-decay-start", type=int, default=1, help="first epoch with a decayed learning rate")
+    ap.add_argument("--weight-decay", type=float, default=0.0, help="lambda of lambda/2 ||W||^2 (both rules)")
     ap.add_argument("--linear-output", action="store_true",
                     help="unclipped output layer (Eq. 6) for both rules: the true gradient then never vanishes there")
     ap.add_argument("--probe", type=int, default=100, help="probe batch size for the diagnostics")
@@ -70,7 +71,8 @@ def main():
     out = Path(args.out or f"benchmarks/out/diagnostics-{args.dataset}")
     base = {"dataset": args.dataset, "data_dir": args.data_dir, "arch": arch, "epochs": args.epochs,
             "beta": args.beta, "symmetric": args.symmetric, "probe": args.probe, "seed": args.seed,
-            "linear_output": args.linear_output, "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start}
+            "linear_output": args.linear_output, "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start,
+            "weight_decay": args.weight_decay}
     lrs = {"two-phase": [float(v) for v in args.lrs.split(",")],
            "gradient": [float(v) for v in (args.gradient_lrs or args.lrs).split(",")]}
     results = {}

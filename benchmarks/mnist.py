@@ -40,6 +40,7 @@ def parse_args(argv=None):
     ap.add_argument("--batch-size", type=int, default=20)
     ap.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
     ap.add_argument("--lr-decay-start", type=int, help="first epoch (1-based) with a decayed learning rate")
+    ap.add_argument("--weight-decay", type=float, help="lambda of lambda/2 ||W||^2 on the weights (default 0)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-subset", type=int, help="first N training samples (default all 60,000)")
@@ -59,7 +60,7 @@ def run(args) -> tuple[list[dict], dict]:
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
            "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
-           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start}
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay}
     subsets = (args.train_subset, args.test_subset)
     state, params, records = None, None, []
     if args.init:
@@ -119,7 +120,8 @@ def main(argv=None):
     last = records[-1]
     epoch_s = [r["train_seconds"] + r["eval_seconds"] for r in records]
     print(f"architecture: {cfg['arch']}")
-    print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}, lr decay {cfg['lr_decay']} from epoch {cfg['lr_decay_start']}")
+    print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}{' symmetric' if cfg['symmetric'] else ''}, "
+          f"lr decay {cfg['lr_decay']} from epoch {cfg['lr_decay_start']}, weight decay {cfg['weight_decay']}")
     print(f"epochs: {last['epoch']}")
     print(f"final train error %: {100 * last['train_error']:.2f}")
     print(f"final test error %: {100 * last['test_error']:.2f}")

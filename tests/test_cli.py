@@ -1,4 +1,5 @@
 """Command line: help, clean one-line errors, train/evaluate round trip."""
+import json
 import subprocess
 import sys
 
@@ -27,6 +28,7 @@ def test_help_everywhere(cmd):
     (["--driver", "quantum"], "unknown driver 'quantum'"),
     (["--driver", "circuit", "--linear-output"], "linear_output needs the ideal driver"),
     (["--lr-decay", "2"], "lr_decay must be a factor in (0, 1]"),
+    (["--weight-decay", "-0.1"], "weight_decay must be a finite number >= 0, got -0.1"),
 ])
 def test_user_errors_are_one_line(tmp_path, args, message):
     r = run("train", "--out", str(tmp_path / "r"), "--quiet", *args)
@@ -38,12 +40,13 @@ def test_user_errors_are_one_line(tmp_path, args, message):
 
 def test_train_then_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
-    assert main(["train", "--arch", "64-16-10", "--epochs", "2", "--lrs", "0.5,0.2", "--out", str(out), "--quiet"]) == 0
+    assert main(["train", "--arch", "64-16-10", "--epochs", "2", "--lrs", "0.5,0.2", "--weight-decay", "1e-4",
+                 "--out", str(out), "--quiet"]) == 0
     assert "final: train error" in capsys.readouterr().out
     for name in ("config.json", "checkpoint.npz", "metrics.jsonl", "metrics.csv"):
         assert (out / name).exists()
+    assert json.loads((out / "config.json").read_text())["weight_decay"] == 1e-4
     assert main(["evaluate", str(out), "--json"]) == 0
-    import json
 
     res = json.loads(capsys.readouterr().out)
     assert res["test_error"] < 0.5 and res["dataset"] == "digits"

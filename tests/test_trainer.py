@@ -67,6 +67,20 @@ def test_update_is_eq56():
     np.testing.assert_allclose(upd["fwd0"], sum(np.outer(hb[0][s] - h0[0][s], x[s]) for s in range(6)), atol=1e-14)
 
 
+def test_weight_decay_adds_the_back_moving_force(digits):
+    """With lambda the step gains exactly -lr * lambda * W on every weight, nothing on the biases."""
+    x, labels = digits.x_train[:20], digits.y_train[:20]
+    plain, decayed = make(), make(weight_decay=0.01)
+    w = plain.driver.get_parameters()
+    plain.step(x, labels)
+    decayed.step(x, labels)
+    a, b = plain.driver.get_parameters(), decayed.driver.get_parameters()
+    for k in w:
+        expect = 0.0 if k.startswith("bias") else -plain.lr(k) * 0.01 * w[k]
+        np.testing.assert_allclose(b[k] - a[k], expect, atol=1e-12, err_msg=k)
+    assert any(np.abs(b[k] - a[k]).max() > 1e-5 for k in w if not k.startswith("bias"))
+
+
 def test_tied_network_stays_tied(digits):
     driver = IdealDriver(Network.create((64, 20, 10), seed=0, tied=True))
     tr = TwoPhaseTrainer(driver, TrainConfig(lrs=(0.5, 0.2), epochs=1))
@@ -80,7 +94,8 @@ def test_tied_network_stays_tied(digits):
     ({"beta": 0.0}, "beta"), ({"beta": -0.5}, "beta"), ({"beta": float("nan")}, "beta"),
     ({"lrs": (0.1, -0.2)}, "learning rate 1"), ({"lrs": (0.1, 0.1, 0.1)}, "3 learning rates"),
     ({"batch_size": 0}, "batch_size"), ({"lr_decay": 1.5}, "lr_decay"), ({"lr_decay": 0.0}, "lr_decay"),
-    ({"lr_decay_start": 0}, "lr_decay_start"),
+    ({"lr_decay_start": 0}, "lr_decay_start"), ({"weight_decay": -1e-4}, "weight_decay"),
+    ({"weight_decay": float("nan")}, "weight_decay"),
 ])
 def test_bad_hyperparameters_refused(cfg, match):
     with pytest.raises(ConfigError, match=match):
