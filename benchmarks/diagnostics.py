@@ -18,6 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from analogprop.build import build, complete
+from analogprop.errors import DivergedError
 from analogprop.plots import plot_runs
 from analogprop.rules import make_trainer
 from analogprop.runs import RunDir
@@ -38,14 +39,17 @@ def run(cfg, out, n_train, n_test):
               f"angle {rec.get('angle_nu_grad', float('nan')):.1f} align {rec['alignment']}", file=sys.stderr)
 
     t0 = time.perf_counter()
-    trainer.fit(data, on_epoch=on_epoch)
+    try:
+        trainer.fit(data, on_epoch=on_epoch)
+    except DivergedError as e:  # reported with the epochs that finished; the other rule still runs
+        return records, None, None, str(e)
     seconds = (time.perf_counter() - t0) / len(records)
     out = driver.relax_free(data.x_train).output
     dead = [c for c in range(out.shape[1]) if np.all(out[data.y_train == c, c] <= 0)]
-    return records, seconds, dead
+    return records, seconds, dead, None
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--dataset", default="digits", choices=["digits", "mnist"])
     ap.add_argument("--data-dir")
@@ -66,7 +70,7 @@ def main():
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--out", default=None, help="default benchmarks/out/diagnostics-<dataset>")
     ap.add_argument("--plot", action="store_true", help="write PNG figures into --out")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     arch = args.arch or ("64-32-10" if args.dataset == "digits" else "784-256-10")
     out = Path(args.out or f"benchmarks/out/diagnostics-{args.dataset}")
     base = {"dataset": args.dataset, "data_dir": args.data_dir, "arch": arch, "epochs": args.epochs,
@@ -82,9 +86,12 @@ def main():
     print(f"architecture: {arch}")
     print(f"epochs: {args.epochs}")
     print(f"output layer: {'unclipped (Eq. 6)' if args.linear_output else 'clipped to [0, 1] (Eq. 59)'}")
-    for rule, (rec, sec, dead) in results.items():
-        angles = np.array([r["angle_nu_grad"] for r in rec if "angle_nu_grad" in r])
+    for rule, (rec, sec, dead, diverged) in results.items():
         print(f"{rule} lrs: {lrs[rule]}")
+        if diverged:
+            print(f"{rule} diverged after {len(rec)} epochs: {diverged}")
+            continue
+        angles = np.array([r["angle_nu_grad"] for r in rec if "angle_nu_grad" in r])
         print(f"{rule} final train error %: {100 * rec[-1]['train_error']:.2f}")
         print(f"{rule} final test error %: {100 * rec[-1]['test_error']:.2f}")
         print(f"{rule} best test error %: {100 * min(r['test_error'] for r in rec):.2f}")
@@ -95,8 +102,9 @@ def main():
         print(f"{rule} output units at 0 on every training sample of their class: {dead}")
         print(f"{rule} seconds per epoch: {sec:.2f}")
         print(f"{rule} diagnostics seconds per epoch: {np.mean([r['probe_seconds'] for r in rec]):.2f}")
-    gap = 100 * (results["two-phase"][0][-1]["test_error"] - results["gradient"][0][-1]["test_error"])
-    print(f"final test error gap two-phase minus gradient pp: {gap:+.2f}")
+    if not any(r[3] for r in results.values()):
+        gap = 100 * (results["two-phase"][0][-1]["test_error"] - results["gradient"][0][-1]["test_error"])
+        print(f"final test error gap two-phase minus gradient pp: {gap:+.2f}")
     if args.plot:
         for path in plot_runs([out / "two-phase", out / "gradient"], out):
             print(f"figure: {path}")

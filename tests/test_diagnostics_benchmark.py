@@ -1,0 +1,48 @@
+"""benchmarks/diagnostics.py on a digits slice: both rules report, and a diverged rule is reported, not raised."""
+import importlib.util
+from pathlib import Path
+
+from analogprop.errors import DivergedError
+from analogprop.trainer import TwoPhaseTrainer
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def _bench():
+    spec = importlib.util.spec_from_file_location("diagnostics_bench", ROOT / "benchmarks/diagnostics.py")
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+ARGS = ["--epochs", "2", "--train-subset", "200", "--test-subset", "60", "--probe", "10", "--lrs", "0.5,0.2"]
+
+
+def _printed(capsys):
+    return dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+
+
+def test_both_rules_report_and_gap_is_their_difference(tmp_path, capsys):
+    _bench().main(ARGS + ["--out", str(tmp_path)])
+    p = _printed(capsys)
+    gap = float(p["two-phase final test error %"]) - float(p["gradient final test error %"])
+    assert abs(float(p["final test error gap two-phase minus gradient pp"]) - gap) < 0.011
+    assert p["two-phase angle below 90 every epoch"] in ("True", "False")
+    assert (tmp_path / "two-phase" / "metrics.jsonl").exists() and (tmp_path / "gradient" / "metrics.jsonl").exists()
+
+
+def test_a_diverged_rule_is_reported_and_the_other_still_runs(tmp_path, capsys, monkeypatch):
+    step = TwoPhaseTrainer.step
+
+    def diverging(self, *a, **k):  # only the two-phase rule (the gradient trainer has its own step)
+        if getattr(self, "_calls", 0) >= 3:
+            raise DivergedError("training diverged: the update of fwd0 is not finite")
+        self._calls = getattr(self, "_calls", 0) + 1
+        return step(self, *a, **k)
+
+    monkeypatch.setattr(TwoPhaseTrainer, "step", diverging)
+    _bench().main(ARGS + ["--out", str(tmp_path)])
+    p = _printed(capsys)
+    assert p["two-phase diverged after 0 epochs"] == "training diverged: the update of fwd0 is not finite"
+    assert "gradient final test error %" in p
+    assert "final test error gap two-phase minus gradient pp" not in p
