@@ -14,6 +14,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import NamedTuple
 
 import numpy as np
 
@@ -24,7 +25,14 @@ from analogprop.rules import make_trainer
 from analogprop.runs import RunDir
 
 
-def run(cfg, out, n_train, n_test):
+class RuleResult(NamedTuple):
+    records: list  # epoch records (those finished, if the rule diverged)
+    seconds: float | None  # wall seconds per epoch
+    dead: list | None  # classes whose output unit is at 0 on every training sample of the class
+    diverged: str | None  # the divergence message, if training stopped on one
+
+
+def run(cfg, out, n_train, n_test) -> RuleResult:
     cfg = complete(cfg)
     data, driver, tc = build(cfg)
     data = data.subset(n_train, n_test)
@@ -42,11 +50,11 @@ def run(cfg, out, n_train, n_test):
     try:
         trainer.fit(data, on_epoch=on_epoch)
     except DivergedError as e:  # reported with the epochs that finished; the other rule still runs
-        return records, None, None, str(e)
+        return RuleResult(records, None, None, str(e))
     seconds = (time.perf_counter() - t0) / len(records)
     out = driver.relax_free(data.x_train).output
     dead = [c for c in range(out.shape[1]) if np.all(out[data.y_train == c, c] <= 0)]
-    return records, seconds, dead, None
+    return RuleResult(records, seconds, dead, None)
 
 
 def main(argv=None):
@@ -102,8 +110,8 @@ def main(argv=None):
         print(f"{rule} output units at 0 on every training sample of their class: {dead}")
         print(f"{rule} seconds per epoch: {sec:.2f}")
         print(f"{rule} diagnostics seconds per epoch: {np.mean([r['probe_seconds'] for r in rec]):.2f}")
-    if not any(r[3] for r in results.values()):
-        gap = 100 * (results["two-phase"][0][-1]["test_error"] - results["gradient"][0][-1]["test_error"])
+    if not any(r.diverged for r in results.values()):
+        gap = 100 * (results["two-phase"].records[-1]["test_error"] - results["gradient"].records[-1]["test_error"])
         print(f"final test error gap two-phase minus gradient pp: {gap:+.2f}")
     if args.plot:
         for path in plot_runs([out / "two-phase", out / "gradient"], out):

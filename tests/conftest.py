@@ -1,7 +1,25 @@
+import importlib.util
+from pathlib import Path
+
 import numpy as np
 import pytest
 
 from analogprop.network import Network, saturate
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def load_script(relpath):
+    """A script of the repository (``benchmarks/...``, ``examples/...``) as a module, to call its ``main``."""
+    spec = importlib.util.spec_from_file_location(Path(relpath).stem, ROOT / relpath)
+    mod = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(mod)
+    return mod
+
+
+def printed_values(text):
+    """The ``name: value`` lines a benchmark prints, as a dict."""
+    return dict(line.split(": ", 1) for line in text.splitlines())
 
 
 def saturating_network(sizes, seed, gain=3.0, feedback=0.3):

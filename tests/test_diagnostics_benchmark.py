@@ -1,30 +1,15 @@
 """benchmarks/diagnostics.py on a digits slice: both rules report, and a diverged rule is reported, not raised."""
-import importlib.util
-from pathlib import Path
-
 from analogprop.errors import DivergedError
 from analogprop.trainer import TwoPhaseTrainer
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _bench():
-    spec = importlib.util.spec_from_file_location("diagnostics_bench", ROOT / "benchmarks/diagnostics.py")
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
+from conftest import load_script, printed_values
 
 
 ARGS = ["--epochs", "2", "--train-subset", "200", "--test-subset", "60", "--probe", "10", "--lrs", "0.5,0.2"]
 
 
-def _printed(capsys):
-    return dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
-
-
 def test_both_rules_report_and_gap_is_their_difference(tmp_path, capsys):
-    _bench().main(ARGS + ["--out", str(tmp_path)])
-    p = _printed(capsys)
+    load_script("benchmarks/diagnostics.py").main(ARGS + ["--out", str(tmp_path)])
+    p = printed_values(capsys.readouterr().out)
     gap = float(p["two-phase final test error %"]) - float(p["gradient final test error %"])
     assert abs(float(p["final test error gap two-phase minus gradient pp"]) - gap) < 0.011
     assert p["two-phase angle below 90 every epoch"] in ("True", "False")
@@ -41,8 +26,8 @@ def test_a_diverged_rule_is_reported_and_the_other_still_runs(tmp_path, capsys, 
         return step(self, *a, **k)
 
     monkeypatch.setattr(TwoPhaseTrainer, "step", diverging)
-    _bench().main(ARGS + ["--out", str(tmp_path)])
-    p = _printed(capsys)
+    load_script("benchmarks/diagnostics.py").main(ARGS + ["--out", str(tmp_path)])
+    p = printed_values(capsys.readouterr().out)
     assert p["two-phase diverged after 0 epochs"] == "training diverged: the update of fwd0 is not finite"
     assert "gradient final test error %" in p
     assert "final test error gap two-phase minus gradient pp" not in p

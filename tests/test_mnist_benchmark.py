@@ -1,24 +1,14 @@
 """benchmarks/mnist.py end to end on a small slice of a fake MNIST directory, and the checkpoint example."""
 import hashlib
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
 import pytest
 
 from analogprop import data as D
 from analogprop.runs import load_checkpoint
+from conftest import load_script, printed_values
 from test_data_runs import idx_bytes
-
-ROOT = Path(__file__).resolve().parents[1]
-
-
-def _load(relpath):
-    spec = importlib.util.spec_from_file_location(Path(relpath).stem, ROOT / relpath)
-    mod = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(mod)
-    return mod
 
 
 @pytest.fixture
@@ -46,10 +36,10 @@ def _args(data_dir, out, epochs):
 
 
 def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path, capsys):
-    bench = _load("benchmarks/mnist.py")
+    bench = load_script("benchmarks/mnist.py")
     full, part = tmp_path / "full", tmp_path / "part"
     assert bench.main(_args(fake_mnist, full, 2)) == 0
-    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    printed = printed_values(capsys.readouterr().out)
     assert printed["epochs"] == "2"
     records = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
@@ -63,7 +53,7 @@ def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path
     capsys.readouterr()
     resume = ["--data-dir", str(fake_mnist), "--out", str(part), "--epochs", "2", "--resume"]  # no --arch
     assert bench.main(resume) == 0
-    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    printed = printed_values(capsys.readouterr().out)
     assert printed["architecture"] == "784-24-16-10"  # the run's, not the option's default
     a, meta = load_checkpoint(full / "checkpoint.npz")
     b, _ = load_checkpoint(part / "checkpoint.npz")
@@ -76,14 +66,14 @@ def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path
     assert all(np.array_equal(a[k], c[k]) for k in a)
     capsys.readouterr()
 
-    example = _load("examples/evaluate_mnist_checkpoint.py")
+    example = load_script("examples/evaluate_mnist_checkpoint.py")
     assert example.main([str(full), "--limit", "30"]) == 0
-    printed = dict(line.split(": ", 1) for line in capsys.readouterr().out.splitlines())
+    printed = printed_values(capsys.readouterr().out)
     assert printed["epochs_trained"] == "2"
     assert printed["test_error"] == f"{100 * records[-1]['test_error']:.2f}%"  # same checkpoint, same 30 samples
 
 
 def test_mnist_benchmark_reports_missing_data(tmp_path, capsys):
-    bench = _load("benchmarks/mnist.py")
+    bench = load_script("benchmarks/mnist.py")
     assert bench.main(["--data-dir", str(tmp_path / "nowhere"), "--epochs", "1", "--out", str(tmp_path / "r")]) == 2
     assert "does not exist" in capsys.readouterr().err
