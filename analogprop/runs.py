@@ -33,23 +33,34 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def save_checkpoint(path, params: dict[str, np.ndarray], meta: dict) -> None:
+def save_checkpoint(path, params: dict[str, np.ndarray], meta: dict, device: dict | None = None) -> None:
+    """Parameters, the JSON-able ``meta`` and a driver's device state (:meth:`Driver.device_state`)."""
     arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
+    arrays.update({f"device/{k}": np.asarray(v) for k, v in (device or {}).items()})
     arrays["meta"] = np.array(json.dumps(meta))
     atomic_write(Path(path), lambda f: np.savez(f, **arrays))
 
 
-def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
+def _read(path, read):
     path = Path(path)
     if not path.exists():
         raise DataError(f"{path}: checkpoint not found")
     try:
         with np.load(path, allow_pickle=False) as z:
-            params = {k[6:]: z[k] for k in z.files if k.startswith("param/")}
-            meta = json.loads(str(z["meta"]))
+            return read(z)
     except (OSError, ValueError, KeyError) as e:
         raise DataError(f"{path}: not a readable analogprop checkpoint ({e})") from None
-    return params, meta
+
+
+def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
+    """(parameters, meta) of a checkpoint."""
+    return _read(path, lambda z: ({k[6:]: z[k] for k in z.files if k.startswith("param/")},
+                                  json.loads(str(z["meta"]))))
+
+
+def load_device_state(path) -> dict[str, np.ndarray]:
+    """The driver device state saved with a checkpoint (empty if none was)."""
+    return _read(path, lambda z: {k[7:]: z[k] for k in z.files if k.startswith("device/")})
 
 
 def _flatten(record: dict) -> dict:

@@ -7,7 +7,7 @@ from pathlib import Path
 from .build import build, complete, train_config
 from .errors import ConfigError
 from .rules import make_trainer
-from .runs import RunDir, load_checkpoint, save_checkpoint
+from .runs import RunDir, load_checkpoint, load_device_state, save_checkpoint
 from .trainer import TrainState, TwoPhaseTrainer
 
 
@@ -67,7 +67,9 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         cfg = resumed_config(saved, cfg, state)
     cfg = complete(cfg)
     data, driver, tc = build(cfg, params)
-    try:  # refuses a bad rule or probe before anything is written
+    try:  # refuses a bad rule, probe or device state before anything is written
+        if resume:
+            driver.restore_device_state(load_device_state(run.checkpoint_path))
         trainer = make_trainer(cfg, driver, tc, data)
     except BaseException:
         driver.close()
@@ -86,7 +88,8 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         pass
 
     def checkpoint(st):
-        save_checkpoint(run.checkpoint_path, driver.get_parameters(), {"state": st.to_dict(), "config": cfg})
+        save_checkpoint(run.checkpoint_path, driver.get_parameters(), {"state": st.to_dict(), "config": cfg},
+                        driver.device_state())
 
     def on_batch(st, stats):
         if bar.n > st.batch or bar.n == 0:
@@ -128,6 +131,7 @@ def evaluate(path: Path, dataset=None, data_dir=None) -> dict:
     params, _ = load_checkpoint(run.checkpoint_path)
     data, driver, tc = build(cfg, params)
     with driver:
+        driver.restore_device_state(load_device_state(run.checkpoint_path))
         trainer = TwoPhaseTrainer(driver, tc)
         test = trainer.evaluate(data.x_test, data.y_test)
         train = trainer.evaluate(data.x_train, data.y_train)

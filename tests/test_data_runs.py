@@ -9,8 +9,8 @@ import pytest
 
 from analogprop import data as D
 from analogprop.errors import ConfigError, DataError
-from analogprop.runs import load_checkpoint, save_checkpoint
-from analogprop.train_run import train
+from analogprop.runs import load_checkpoint, load_device_state, save_checkpoint
+from analogprop.train_run import evaluate, train
 
 
 def idx_bytes(arr):
@@ -145,3 +145,49 @@ def test_resume_onto_a_new_schedule_is_the_run_that_used_it_throughout(tmp_path)
     assert not np.array_equal(a["fwd0"], c["fwd0"])
     scales = [json.loads(line)["lr_scale"] for line in (tmp_path / "cut" / "metrics.jsonl").read_text().splitlines()]
     assert scales == [1.0, 1.0, 0.5]
+
+
+NOISY = {"arch": "64-16-10", "epochs": 2, "checkpoint_every": 7, "lrs": [0.5, 0.2], "driver": "circuit",
+         "driver_g_dtod": 0.05, "driver_write_noise_std": 0.01, "driver_read_noise_std": 1e-3}
+
+
+def _stop_at(n):
+    calls = {"n": 0}
+
+    def stop():
+        calls["n"] += 1
+        return calls["n"] == n
+    return stop
+
+
+def test_noisy_circuit_run_resumes_bit_for_bit(tmp_path):
+    """Write noise (as-built devices) and the read-noise stream are checkpointed with the parameters,
+    so a circuit run stopped mid-epoch and resumed ends exactly like an uninterrupted one."""
+    train(NOISY, tmp_path / "full", progress=False, stop=lambda: False)
+    train(NOISY, tmp_path / "cut", progress=False, stop=_stop_at(60))
+    device = load_device_state(tmp_path / "cut" / "checkpoint.npz")
+    assert int(device["writes"]) == 61 and "values/fwd0" in device  # 1 deployment + 60 updates
+    train({}, tmp_path / "cut", resume=True, progress=False, stop=lambda: False)
+    a, _ = load_checkpoint(tmp_path / "full" / "checkpoint.npz")
+    b, _ = load_checkpoint(tmp_path / "cut" / "checkpoint.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    for name in ("full", "cut"):
+        np.testing.assert_array_equal(load_device_state(tmp_path / "full" / "checkpoint.npz")["values/fwd0"],
+                                      load_device_state(tmp_path / name / "checkpoint.npz")["values/fwd0"])
+    full, cut = (evaluate(tmp_path / name) for name in ("full", "cut"))
+    assert full == cut
+
+
+def test_resume_refuses_a_corrupt_device_state(tmp_path):
+    train(NOISY, tmp_path / "run", progress=False, stop=_stop_at(20))
+    params, meta = load_checkpoint(tmp_path / "run" / "checkpoint.npz")
+    device = load_device_state(tmp_path / "run" / "checkpoint.npz")
+    device["values/fwd0"] = device["values/fwd0"][:, :3]
+    save_checkpoint(tmp_path / "run" / "checkpoint.npz", params, meta, device)
+    with pytest.raises(ConfigError, match="device state of fwd0 has shape"):
+        train({}, tmp_path / "run", resume=True, progress=False)
+    del device["values/fwd0"]
+    save_checkpoint(tmp_path / "run" / "checkpoint.npz", params, meta, device)
+    with pytest.raises(ConfigError, match="lacks the programmable elements \\['fwd0'\\]"):
+        train({}, tmp_path / "run", resume=True, progress=False)

@@ -162,7 +162,8 @@ class Circuit:
     target_scale: float = 1.0
     g_unit: float = 1e-5
     c_unit: float = 1e-12
-    writes: int = 0
+    writes: int = 0      # programming operations so far: the index of each write's noise draw
+    revision: int = 0    # changes whenever ``values`` do (solvers cache on it)
 
     @property
     def n_layers(self) -> int:
@@ -208,6 +209,26 @@ class Circuit:
             self.nominal[k] = targets[k]
             v = targets[k] * _lognormal(self.die, k, targets[k].shape, self.mismatch.g_dtod) + noise[k]
             self.values[k] = np.maximum(v, 0.0) if self.crossbar else v
+        self.revision += 1
+
+    def restore(self, values: dict[str, np.ndarray], writes: int) -> None:
+        """Put back the as-built programmable devices and write count of a checkpoint.
+
+        Programming the checkpoint's parameters again would draw fresh write
+        noise; this restores the devices as they were, so that a resumed run
+        continues as if never stopped.
+        """
+        missing = sorted(set(self.programmable) - set(values))
+        if missing:
+            raise ConfigError(f"device state lacks the programmable elements {missing}")
+        for k in self.programmable:
+            v = np.array(values[k], dtype=float)
+            if v.shape != self.values[k].shape:
+                raise ConfigError(f"device state of {k} has shape {v.shape}, expected {self.values[k].shape}")
+            check_finite(f"device state of {k}", v)
+            self.values[k] = v
+        self.writes = int(writes)
+        self.revision += 1
 
     # -- the device equations (shared by every solver) ----------------------
     def inputs(self, x) -> np.ndarray:

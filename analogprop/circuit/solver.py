@@ -89,7 +89,7 @@ class CircuitSolver:
 
     def layers(self, circuit: Circuit) -> list[_Layer]:
         """Folded layers, recomputed when the circuit is reprogrammed."""
-        key = (id(circuit), circuit.writes)
+        key = (id(circuit), circuit.revision)
         if self._cache[0] != key or self._cache[1] is not circuit:
             self._cache = (key, circuit, fold(circuit))
         return self._cache[2]

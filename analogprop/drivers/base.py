@@ -15,6 +15,8 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from ..errors import ConfigError
+
 
 @dataclass
 class Phase:
@@ -70,6 +72,19 @@ class Driver(ABC):
     @abstractmethod
     def local_update(self, x, free: Phase, nudged: Phase) -> dict[str, np.ndarray]:
         """Per parameter, sum over the batch of dmu/dtheta(s0) . (s_nudged - s0)."""
+
+    def device_state(self) -> dict[str, np.ndarray]:
+        """What a resumed run needs besides the parameters to continue bit for bit, as arrays.
+
+        Nothing for a deterministic system (the default); a simulated
+        circuit's as-built devices (write noise) and read-noise generator.
+        """
+        return {}
+
+    def restore_device_state(self, state: dict[str, np.ndarray]) -> None:
+        """Restore a :meth:`device_state`, after the parameters were set."""
+        if state:
+            raise ConfigError(f"{type(self).__name__} keeps no device state, but the checkpoint has {sorted(state)}")
 
     def update_parameters(self, delta: dict[str, np.ndarray]) -> None:
         """Add ``delta`` to the parameters (programming hardware may override)."""

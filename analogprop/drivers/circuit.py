@@ -31,6 +31,7 @@ clips/quantises and adds ``write_noise_std`` (see :mod:`analogprop.circuit`).
 """
 from __future__ import annotations
 
+import json
 import re
 
 import numpy as np
@@ -78,6 +79,22 @@ class CircuitDriver(Driver):
 
     def set_parameters(self, params):
         self.circuit.program({k: np.asarray(v, float) * self._unit for k, v in params.items()})
+
+    def device_state(self):
+        """As-built programmable devices (write noise included), write count, read-noise generator."""
+        c = self.circuit
+        state = {f"values/{k}": c.values[k].copy() for k in c.programmable}
+        state["writes"] = np.array(c.writes)
+        state["read_rng"] = np.array(json.dumps(self._reads.bit_generator.state))
+        return state
+
+    def restore_device_state(self, state):
+        try:
+            values = {k[7:]: v for k, v in state.items() if k.startswith("values/")}
+            self.circuit.restore(values, int(state["writes"]))
+            self._reads.bit_generator.state = json.loads(str(state["read_rng"]))
+        except (KeyError, TypeError, ValueError) as e:
+            raise ConfigError(f"the checkpoint's circuit device state is incomplete or malformed ({e})") from None
 
     def parameter_groups(self):
         out = {}
