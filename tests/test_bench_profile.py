@@ -53,6 +53,8 @@ def edit(old, new, text=SMALL):
     (edit("settle_free_ms = 0.3", "settle_free_ms = -1"), "field 'timing.settle_free_ms': must be >= 0"),
     (edit("repeats = 1", "repeats = 1.5"), "field 'timing.repeats': expected int"),
     (edit("[timing]", "[timing]\nsettle_ms = 1"), "field 'timing.settle_ms': unknown field"),
+    (edit("[timing]", "[timing]\nsettle_check_ms = -2"), "field 'timing.settle_check_ms': must be >= 0"),
+    (edit("[timing]", "[timing]\nsettle_tol_v = 0"), "field 'timing.settle_tol_v': must be > 0"),
     (edit("[inputs]\n", ""), "field 'instruments.board.compliance_a': unknown field"),
     (edit("seed = 7", 'seed = 7\nphysics = "spice"'), "field 'emulator.physics': expected 'ideal' or 'circuit', got 'spice'"),
     (edit("seed = 7", "seed = 7\noffset_dtod = 0.01"), "field 'emulator.offset_dtod': only used with physics = \"circuit\""),

@@ -70,6 +70,25 @@ def test_round_trips_per_phase_are_constant_per_sample():
         assert counts[2]["nudged"]["writes"] == 1 and counts[5]["nudged"]["writes"] == 0  # nudge code set once
 
 
+def test_settling_check_reports_a_board_that_has_not_settled():
+    """A second scan settle_check_ms later: its change is the residual; slow boards are flagged unconverged."""
+    check = {"settle_check_s": 0.005, "settle_tol_v": 1e-4}
+    x, labels = batch(3, 4)
+    with emulated(profile(timing=check)) as (emu, p), VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
+        before = dict(drv.traffic["free"])
+        free = drv.relax_free(x)  # tau 0: settled at once
+        assert free.converged.all() and np.all(free.residual <= 1e-5)
+        assert drv.traffic["free"]["queries"] - before["queries"] == 3 * len(x) + len(p.instruments) + 1
+        nudged = drv.relax_nudged(x, np.eye(3)[labels], 0.5, free)
+        assert nudged.converged.all() and nudged.n_unconverged == 0
+    with emulated(profile(timing=check, tau_ms=20.0)) as (emu, p), VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
+        slow = drv.relax_free(x)  # scanned at once and 5 ms later, with a 20 ms time constant
+        assert slow.n_unconverged == len(x) and np.all(slow.residual > 1e-4)
+    with emulated(profile()) as (emu, p), VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
+        unchecked = drv.relax_free(x)
+        assert unchecked.converged.all() and np.isnan(unchecked.residual).all()
+
+
 def test_out_of_limit_setpoints_are_refused_before_sending():
     with emulated(profile()) as (emu, p), VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
         x, labels = batch(0)

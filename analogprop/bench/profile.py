@@ -17,7 +17,8 @@ Sections:
 * ``[conductances]``: code range, the weight range it maps to linearly and the
   base address of each parameter block (row-major) on the board;
 * ``[supply]``: the SMU powering the board (voltage, current limit);
-* ``[timing]``: settle time per phase, repeats per read, ramp-down step;
+* ``[timing]``: settle time per phase, repeats per read, ramp-down step, and
+  the optional settling check (``settle_check_ms``, ``settle_tol_v``);
 * ``[recovery]``: reconnect attempts after a timeout or dropped connection;
 * ``[emulator]`` (optional): the simulated board's mismatch, noise and time constant.
 """
@@ -125,6 +126,8 @@ class Profile:
     reconnect_attempts: int
     reconnect_backoff_s: float
     emulation: Emulation
+    settle_check_s: float = 0.0   # > 0: scan again this much later; the change is the phase's residual
+    settle_tol_v: float = 1e-3    # a sample whose states moved more than this between the scans is unconverged
 
     def with_resources(self, resources: dict) -> "Profile":
         """A copy whose instruments use other resource strings (e.g. an emulator's ports)."""
@@ -335,6 +338,8 @@ def parse_profile(text: str, where: str = "<profile>") -> Profile:
     repeats = tt.number("repeats", 1, 1000, kind=int, default=1)
     ramp_step = tt.number("ramp_step_v", 0, 100, open_lo=True, default=0.25)
     ramp_dwell = tt.number("ramp_dwell_ms", 0, 10_000, default=1.0) / 1e3
+    settle_check = tt.number("settle_check_ms", 0, 60_000, default=0.0) / 1e3
+    settle_tol = tt.number("settle_tol_v", 0, 100, open_lo=True, default=1e-3)
     tt.done()
 
     rt = root.table("recovery", required=False) or _Table(where, "recovery", {})
@@ -359,7 +364,8 @@ def parse_profile(text: str, where: str = "<profile>") -> Profile:
     root.done()
     return Profile(where, name, sizes, instruments, inputs, targets, states_inst, states_ch, nudge_inst,
                    beta_max, nudge_codes, cond, supply_inst, volts, ilim, supply_limits, settle_free,
-                   settle_nudged, repeats, ramp_step, ramp_dwell, attempts, backoff, emu)
+                   settle_nudged, repeats, ramp_step, ramp_dwell, attempts, backoff, emu,
+                   settle_check_s=settle_check, settle_tol_v=settle_tol)
 
 
 def load_profile(path) -> Profile:

@@ -16,6 +16,13 @@ nudge in, scan, nudge out, each confirmed); per batch each phase adds one
 one ``PROG`` write and one ``CRC?`` query per changed parameter block
 (counted in :attr:`VisaDriver.traffic`).
 
+With ``settle_check_ms`` in the profile's ``[timing]``, every sample is
+scanned a second time that much later: the largest change of a state
+between the two scans is the phase's residual, and a sample that moved more
+than ``settle_tol_v`` is reported unconverged (one more round-trip per
+sample and phase).  Without it the bench cannot tell, and every sample is
+reported converged with a NaN residual.
+
 ``local_update`` uses only measured voltages: the applied inputs and the
 scanned neuron states of both phases, ``r_j = rho(measured h_j)`` (Eq. 56).
 """
@@ -317,6 +324,7 @@ class VisaDriver(Driver):
         board, dmm = self.inst[p.nudge_instrument], self.inst[p.states_instrument]
         n = x.shape[0]
         out = np.empty((n, sum(self.sizes[1:])))
+        moved = np.full(n, np.nan)
         with self._count(phase, n):
             if y is not None and nudge_code != self._nudge_code:
                 board.nudge_code = nudge_code
@@ -333,12 +341,18 @@ class VisaDriver(Driver):
                     board.switch_nudge(True)
                     time.sleep(p.settle_nudged_s)
                 out[s] = dmm.measure(*p.states_channels, p.repeats)
+                if p.settle_check_s:
+                    time.sleep(p.settle_check_s)
+                    later = dmm.measure(*p.states_channels, p.repeats)
+                    moved[s] = np.max(np.abs(later - out[s]))
+                    out[s] = later
                 if y is not None:
                     board.switch_nudge(False)
             self._check_health()
         states = np.split(out, np.cumsum(self.sizes[1:-1]), axis=1)
-        return Phase(states, residual=np.full(n, np.nan), steps=np.zeros(n, dtype=np.int64),
-                     converged=np.ones(n, dtype=bool), probes={"inputs": x.copy()})
+        converged = moved <= p.settle_tol_v if p.settle_check_s else np.ones(n, dtype=bool)
+        return Phase(states, residual=moved, steps=np.zeros(n, dtype=np.int64),
+                     converged=converged, probes={"inputs": x.copy()})
 
     # -- safe state ---------------------------------------------------------------------------
     def _shutdown(self) -> list[str]:
