@@ -18,7 +18,7 @@ DEFAULTS = {
     "driver": "ideal", "solver": "fast", "tol": 1e-5, "max_steps": 500, "euler_step": 0.5,
     "dtype": "float64",
     "beta": 0.5, "lrs": [0.5, 0.2], "batch_size": 20, "epochs": 10,
-    "symmetric": False, "random_sign": False, "checkpoint_every": 0,
+    "symmetric": False, "random_sign": False, "checkpoint_every": 0, "keep_every": 0,
     "lr_decay": 1.0, "lr_decay_start": 1, "weight_decay": 0.0,
     "rule": "two-phase", "probe": 0,
 }
@@ -76,7 +76,7 @@ def complete(cfg: dict) -> dict:
 
 def train_config(cfg: dict) -> TrainConfig:
     keys = ("beta", "lrs", "batch_size", "epochs", "seed", "symmetric", "random_sign", "checkpoint_every",
-            "lr_decay", "lr_decay_start", "weight_decay")
+            "keep_every", "lr_decay", "lr_decay_start", "weight_decay")
     tc = TrainConfig(**{k: cfg[k] for k in keys})
     return tc.validate(len(arch_sizes(cfg["arch"])) - 1)
 

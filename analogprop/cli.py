@@ -61,6 +61,8 @@ def add_train_options(p):
     g.add_argument("--symmetric", action="store_true", default=None, help="nudge with +beta and -beta")
     g.add_argument("--random-sign", action="store_true", default=None, help="random sign of beta per minibatch")
     g.add_argument("--checkpoint-every", type=int, help="minibatches between checkpoints (0: every epoch)")
+    g.add_argument("--keep-every", type=int,
+                   help="keep a snapshot of the checkpoint every N epochs, to branch from ('analogprop branch'; default 0: none)")
     g.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
     g.add_argument("--lr-decay-start", type=int, help="first epoch (1-based) with a decayed learning rate (default 1)")
     g.add_argument("--weight-decay", type=float,
@@ -72,7 +74,7 @@ def add_train_options(p):
 
 CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "linear_output", "driver", "solver", "tol",
                "max_steps", "euler_step", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
-               "random_sign", "checkpoint_every", "lr_decay", "lr_decay_start", "weight_decay", "rule", "probe"]
+               "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "rule", "probe"]
 
 
 def config_from_args(args) -> dict:
@@ -124,6 +126,22 @@ def cmd_evaluate(args):
     print(json.dumps(res) if args.json else
           f"{res['dataset']}: train error {res['train_error']:.2%}, test error {res['test_error']:.2%}, "
           f"test cost {res['test_cost']:.4f}, unconverged {res['unconverged']}")
+
+
+def _branch_options(p):
+    p.add_argument("run", help="run directory trained with --keep-every")
+    p.add_argument("--epoch", type=int, required=True, help="the kept epoch to branch after")
+    p.add_argument("--out", required=True, help="new run directory")
+
+
+@command("branch", "start a new run from a run's snapshot after a given epoch (resume it with other settings)",
+         _branch_options)
+def cmd_branch(args):
+    from .runs import branch
+
+    dst = branch(Path(args.run), args.epoch, Path(args.out))
+    print(f"{dst.path}: {args.run} after epoch {args.epoch}; continue it with: analogprop train --resume --out "
+          f"{dst.path} [--epochs N] [--lr-decay F --lr-decay-start E (E > {args.epoch})]")
 
 
 def _demo_options(p):

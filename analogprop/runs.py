@@ -85,6 +85,19 @@ class RunDir:
     metrics_path = property(lambda self: self.path / "metrics.jsonl")
     csv_path = property(lambda self: self.path / "metrics.csv")
 
+    def snapshot_path(self, epoch: int) -> Path:
+        return self.path / "snapshots" / f"epoch-{int(epoch):03d}.npz"
+
+    def snapshots(self) -> list[int]:
+        """Epochs after which a snapshot was kept."""
+        return sorted(int(p.stem[6:]) for p in (self.path / "snapshots").glob("epoch-*.npz"))
+
+    def keep_snapshot(self, state, keep_every: int) -> None:
+        """After a checkpoint at the end of every ``keep_every``-th epoch, keep a copy of it."""
+        if keep_every and state.batch == 0 and state.epoch % keep_every == 0:
+            data = self.checkpoint_path.read_bytes()
+            atomic_write(self.snapshot_path(state.epoch), lambda f: f.write(data))
+
     def write_config(self, config: dict) -> None:
         atomic_write(self.config_path, lambda f: f.write(json.dumps(config, indent=2).encode()))
 
@@ -121,3 +134,32 @@ class RunDir:
 
     def append_metrics(self, record: dict) -> None:
         self.write_metrics(self.metrics() + [record])
+
+
+def branch(source, epoch: int, out) -> RunDir:
+    """A new run in ``out`` that is ``source`` as it stood after ``epoch``: its configuration,
+    the metrics of epochs 1..epoch and that epoch's snapshot as checkpoint.
+
+    Resume it (``--resume``) with, e.g., another learning-rate schedule for
+    the epochs after ``epoch``, to compare variants without retraining
+    their common start.
+    """
+    src = RunDir(source)
+    path = src.snapshot_path(epoch)
+    if not path.exists():
+        kept = src.snapshots()
+        raise DataError(f"{path}: no snapshot after epoch {epoch} in {src.path} "
+                        f"(kept: {kept or 'none; train with --keep-every N'})")
+    config = src.read_config()
+    _, meta = load_checkpoint(path)
+    dst = RunDir(out)
+    if dst.config_path.exists() or dst.checkpoint_path.exists():
+        raise DataError(f"{dst.path} already holds a run; branch into a new directory")
+    records = src.metrics()[:epoch]
+    if meta["state"]["epoch"] != epoch or len(records) != epoch:
+        raise DataError(f"{path}: snapshot or metrics of {src.path} do not match epoch {epoch}")
+    data = path.read_bytes()
+    atomic_write(dst.checkpoint_path, lambda f: f.write(data))
+    dst.write_metrics(records)
+    dst.write_config(config)
+    return dst

@@ -23,19 +23,19 @@ def _angle(rec) -> str:
 
 
 SCHEDULE_KEYS = ("lr_decay", "lr_decay_start")
+BOOKKEEPING_KEYS = ("epochs", "checkpoint_every", "keep_every")  # change no trained parameter
 
 
 def resumed_config(saved: dict, cfg: dict, state: TrainState) -> dict:
-    """The configuration a resumed run continues with: ``saved``, with ``epochs`` and the
-    learning-rate schedule taken from ``cfg`` when given.
+    """The configuration a resumed run continues with: ``saved``, with ``epochs``, the
+    checkpoint and snapshot intervals and the learning-rate schedule taken from ``cfg`` when given.
 
     A new schedule must give the same learning rates as the saved one in every
     epoch already (partly) trained, so the resumed run is the run that would
     have used it from the start.
     """
     out = dict(saved)
-    if cfg.get("epochs") is not None:
-        out["epochs"] = cfg["epochs"]
+    out.update({k: cfg[k] for k in BOOKKEEPING_KEYS if cfg.get(k) is not None})
     new = {k: cfg[k] for k in SCHEDULE_KEYS if cfg.get(k) is not None}
     if new:
         out.update(new)
@@ -90,6 +90,7 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
     def checkpoint(st):
         save_checkpoint(run.checkpoint_path, driver.get_parameters(), {"state": st.to_dict(), "config": cfg},
                         driver.device_state())
+        run.keep_snapshot(st, tc.keep_every)
 
     def on_batch(st, stats):
         if bar.n > st.batch or bar.n == 0:

@@ -33,6 +33,7 @@ class TrainConfig:
     symmetric: bool = False
     random_sign: bool = False
     checkpoint_every: int = 0  # minibatches between mid-epoch checkpoints (0: per epoch only)
+    keep_every: int = 0  # epochs between kept snapshots of the checkpoint, to branch runs from (0: none)
     lr_decay: float = 1.0  # learning-rate factor per epoch from lr_decay_start on (1: constant)
     lr_decay_start: int = 1  # first (1-based) epoch trained with a decayed learning rate
     weight_decay: float = 0.0  # lambda of the regulariser lambda/2 ||W||^2 on every weight (not biases)
@@ -58,8 +59,9 @@ class TrainConfig:
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
         if int(self.lr_decay_start) < 1:
             raise ConfigError(f"lr_decay_start must be an epoch >= 1, got {self.lr_decay_start}")
-        if self.checkpoint_every < 0:
-            raise ConfigError(f"checkpoint_every must be >= 0, got {self.checkpoint_every}")
+        for name in ("checkpoint_every", "keep_every"):
+            if int(getattr(self, name)) < 0:
+                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
         return self
 
     def lr_scale(self, epoch: int) -> float:

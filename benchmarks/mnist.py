@@ -48,6 +48,7 @@ def parse_args(argv=None):
     ap.add_argument("--out", default="benchmarks/out/mnist", help="run directory")
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: batch-20 products gain little)")
+    ap.add_argument("--keep-every", type=int, help="keep a snapshot every N epochs (for analogprop branch)")
     ap.add_argument("--init", help="start from the parameters of this checkpoint (.npz), e.g. to time trained weights")
     return ap.parse_args(argv)
 
@@ -60,7 +61,8 @@ def run(args) -> tuple[list[dict], dict]:
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
            "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
-           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay}
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
+           "keep_every": args.keep_every}
     subsets = (args.train_subset, args.test_subset)
     state, params, records = None, None, []
     if args.init:
@@ -101,6 +103,7 @@ def run(args) -> tuple[list[dict], dict]:
     def checkpoint(st):
         save_checkpoint(rundir.checkpoint_path, driver.get_parameters(), {"state": st.to_dict(), "config": cfg,
                                                                           "subsets": list(subsets)})
+        rundir.keep_snapshot(st, tc.keep_every)
 
     with driver:
         trainer.fit(data, state, on_checkpoint=checkpoint, on_epoch=on_epoch)

@@ -52,6 +52,18 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert res["test_error"] < 0.5 and res["dataset"] == "digits"
 
 
+def test_keep_every_and_branch(tmp_path, capsys):
+    out = tmp_path / "run"
+    assert main(["train", "--arch", "64-16-10", "--epochs", "2", "--keep-every", "1", "--out", str(out), "--quiet"]) == 0
+    assert sorted(p.name for p in (out / "snapshots").iterdir()) == ["epoch-001.npz", "epoch-002.npz"]
+    assert main(["branch", str(out), "--epoch", "1", "--out", str(tmp_path / "b")]) == 0
+    assert "continue it with: analogprop train --resume" in capsys.readouterr().out
+    assert main(["train", "--resume", "--out", str(tmp_path / "b"), "--lr-decay", "0.5", "--lr-decay-start", "2",
+                 "--quiet"]) == 0
+    r = run("branch", str(out), "--epoch", "7", "--out", str(tmp_path / "c"))
+    assert r.returncode == 2 and "no snapshot after epoch 7" in r.stderr and "kept: [1, 2]" in r.stderr
+
+
 def test_resume_without_run_is_refused(tmp_path):
     r = run("train", "--out", str(tmp_path / "empty"), "--resume", "--quiet")
     assert r.returncode == 2 and "no run to resume" in r.stderr

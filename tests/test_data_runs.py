@@ -9,7 +9,7 @@ import pytest
 
 from analogprop import data as D
 from analogprop.errors import ConfigError, DataError
-from analogprop.runs import load_checkpoint, load_device_state, save_checkpoint
+from analogprop.runs import RunDir, branch, load_checkpoint, load_device_state, save_checkpoint
 from analogprop.train_run import evaluate, train
 
 
@@ -191,3 +191,28 @@ def test_resume_refuses_a_corrupt_device_state(tmp_path):
     save_checkpoint(tmp_path / "run" / "checkpoint.npz", params, meta, device)
     with pytest.raises(ConfigError, match="lacks the programmable elements \\['fwd0'\\]"):
         train({}, tmp_path / "run", resume=True, progress=False)
+
+
+def test_branch_from_a_kept_snapshot_is_the_run_with_the_new_schedule_throughout(tmp_path):
+    """Snapshots every epoch; a branch after epoch 2 resumed with a decay from epoch 3 ends exactly
+    where a run with that decay from the start ends, without retraining epochs 1-2."""
+    train({**CFG, "keep_every": 1}, tmp_path / "const", progress=False)
+    assert RunDir(tmp_path / "const").snapshots() == [1, 2, 3]
+    branch(tmp_path / "const", 2, tmp_path / "branch")
+    assert [r["epoch"] for r in RunDir(tmp_path / "branch").metrics()] == [1, 2]
+    train({"lr_decay": 0.5, "lr_decay_start": 3}, tmp_path / "branch", resume=True, progress=False)
+    train({**CFG, "lr_decay": 0.5, "lr_decay_start": 3}, tmp_path / "decayed", progress=False)
+    a, _ = load_checkpoint(tmp_path / "decayed" / "checkpoint.npz")
+    b, _ = load_checkpoint(tmp_path / "branch" / "checkpoint.npz")
+    c, _ = load_checkpoint(tmp_path / "const" / "checkpoint.npz")
+    for k in a:
+        np.testing.assert_array_equal(a[k], b[k])
+    assert not np.array_equal(b["fwd0"], c["fwd0"])
+    assert [r["lr_scale"] for r in RunDir(tmp_path / "branch").metrics()] == [1.0, 1.0, 0.5]
+    with pytest.raises(DataError, match=r"no snapshot after epoch 5 .*kept: \[1, 2, 3\]"):
+        branch(tmp_path / "const", 5, tmp_path / "other")
+    with pytest.raises(DataError, match="already holds a run"):
+        branch(tmp_path / "const", 1, tmp_path / "branch")
+    train(CFG, tmp_path / "plain", progress=False)
+    with pytest.raises(DataError, match="train with --keep-every N"):
+        branch(tmp_path / "plain", 1, tmp_path / "other")
