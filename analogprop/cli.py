@@ -144,6 +144,29 @@ def cmd_branch(args):
           f"{dst.path} [--epochs N] [--lr-decay F --lr-decay-start E (E > {args.epoch})]")
 
 
+def _diagnose_options(p):
+    p.add_argument("run", help="run directory (ideal driver)")
+    p.add_argument("--probe", type=int, default=40, help="training samples in the probe batch (default 40)")
+    p.add_argument("--seed", type=int, default=0, help="seed of the probe batch's draw")
+    p.add_argument("--json", action="store_true", help="print a JSON object")
+
+
+@command("diagnose", "angles of nu and of the two-phase update to the true gradient, per parameter, "
+         "for a run's checkpoint", _diagnose_options)
+def cmd_diagnose(args):
+    from .train_run import diagnose
+
+    res = diagnose(Path(args.run), args.probe, args.seed)
+    if args.json:
+        print(json.dumps(res))
+        return
+    print(f"{args.run}: probe {res['probe']} samples, J {res['cost']:.4f}, unconverged {res['unconverged']:.1%}")
+    print(f"{'parameter':>10} {'|-dJ/dW|':>10} {'|nu|':>10} {'angle(nu,-dJ/dW)':>17} {'angle(update,-dJ/dW)':>21}")
+    for r in res["rows"]:
+        print(f"{r['name']:>10} {r['grad_norm']:10.3g} {r['nu_norm']:10.3g} {r['angle_nu_grad']:17.1f} "
+              f"{r['angle_update_grad']:21.1f}")
+
+
 def _demo_options(p):
     p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--epochs", type=int, default=15, help="epochs of the ideal model (default 15)")

@@ -21,7 +21,7 @@ import numpy as np
 
 from .dynamics import cost
 from .errors import ConfigError
-from .gradients import FixedPoint, angle, neg_gradient, nu, supports, two_phase_estimate
+from .gradients import FixedPoint, angle, flat, neg_gradient, nu, supports, two_phase_estimate
 from .network import pair_of
 from .trainer import one_hot
 
@@ -47,24 +47,47 @@ class ProbeDiagnostics:
         return out
 
     def _measure(self, net, solver) -> dict:
-        free = solver.solve(net, self.x)
-        nudged = [solver.solve(net, self.x, self.y, s * self.beta, start=free.states)
-                  for s in ((1, -1) if self.symmetric else (1,))]
-        ok = free.converged & np.logical_and.reduce([r.converged for r in nudged])
-        out = {"probe_unconverged": 1.0 - float(ok.mean()),
-               "probe_cost": float(cost(free.output, self.y).mean())}
-        if not ok.any():
+        v = directions(net, solver, self.x, self.y, self.beta, self.symmetric)
+        out = {"probe_unconverged": v["unconverged"], "probe_cost": v["cost"]}
+        if "grad" not in v:
             return out
-        x, y = self.x[ok], self.y[ok]
-        fp = FixedPoint.at(net, x, [h[ok] for h in free.states])
-        grad, field = neg_gradient(net, fp, y), nu(net, fp, y)
-        update, _, _ = two_phase_estimate(net, solver, x, y, self.beta, self.symmetric)
+        grad, field = v["grad"], v["nu"]
         pairs = sorted({pair_of(k) for k in grad})
         out["angle_nu_grad"] = angle(field, grad)
-        out["angle_update_grad"] = angle(update, grad)
+        out["angle_update_grad"] = angle(v["update"], grad)
         out["angle_nu_grad_layers"] = [angle(field, grad, [k for k in sorted(grad) if pair_of(k) == p])
                                        for p in pairs]
         return out
+
+
+def directions(net, solver, x, y, beta: float, symmetric: bool = False) -> dict:
+    """-dJ/dW (Eq. 17), nu (Eq. 18) and the two-phase update (Eq. 56) on the samples of (x, y) whose
+    free and nudged relaxations converge (``grad``, ``nu``, ``update``: dicts per parameter; absent
+    if none did), with the fraction ``unconverged`` and the mean ``cost`` J."""
+    free = solver.solve(net, x)
+    nudged = [solver.solve(net, x, y, s * beta, start=free.states) for s in ((1, -1) if symmetric else (1,))]
+    ok = free.converged & np.logical_and.reduce([r.converged for r in nudged])
+    out = {"unconverged": 1.0 - float(ok.mean()), "cost": float(cost(free.output, y).mean())}
+    if ok.any():
+        x, y = x[ok], y[ok]
+        fp = FixedPoint.at(net, x, [h[ok] for h in free.states])
+        out["grad"], out["nu"] = neg_gradient(net, fp, y), nu(net, fp, y)
+        out["update"], _, _ = two_phase_estimate(net, solver, x, y, beta, symmetric)
+    return out
+
+
+def parameter_report(v: dict) -> list[dict]:
+    """Per parameter, then per layer pair, then over all: norms of -dJ/dW and nu and the angles of nu
+    and of the two-phase update to -dJ/dW (degrees), from :func:`directions`."""
+    grad, field, update = v["grad"], v["nu"], v["update"]
+    names = sorted(grad)
+    groups = [(k, [k]) for k in names]
+    groups += [(f"pair {p}", [k for k in names if pair_of(k) == p]) for p in sorted({pair_of(k) for k in names})]
+    groups.append(("all", names))
+    return [{"name": label, "grad_norm": float(np.linalg.norm(flat(grad, ks))),
+             "nu_norm": float(np.linalg.norm(flat(field, ks))),
+             "angle_nu_grad": angle(field, grad, ks), "angle_update_grad": angle(update, grad, ks)}
+            for label, ks in groups]
 
 
 def probe_batch(data, size: int, seed: int = 0):

@@ -138,3 +138,26 @@ def evaluate(path: Path, dataset=None, data_dir=None) -> dict:
         train = trainer.evaluate(data.x_train, data.y_train)
     return {"dataset": data.name, "train_error": train["error"], "test_error": test["error"],
             "test_cost": test["cost"], "unconverged": test["unconverged"] + train["unconverged"]}
+
+
+def diagnose(path: Path, probe: int = 40, seed: int = 0) -> dict:
+    """Gradient diagnostics of a run's checkpoint on ``probe`` training samples: per parameter, layer
+    pair and overall, |-dJ/dW|, |nu| and the angles of nu and of the two-phase update to -dJ/dW
+    (see :func:`analogprop.diagnostics.parameter_report`).  Ideal driver only."""
+    from .diagnostics import directions, parameter_report, probe_batch
+    from .trainer import one_hot
+
+    run = RunDir(path)
+    cfg = run.read_config()
+    if cfg.get("driver", "ideal") != "ideal":
+        raise ConfigError(f"diagnose needs a run of the ideal driver (the true gradient is of the ideal model); "
+                          f"{path} used the {cfg['driver']} driver")
+    if int(probe) < 1:
+        raise ConfigError(f"the probe batch needs at least 1 sample, got {probe}")
+    params, _ = load_checkpoint(run.checkpoint_path)
+    data, driver, tc = build(cfg, params)
+    x, labels = probe_batch(data, probe, seed)
+    v = directions(driver.network, driver.solver, x, one_hot(labels, driver.sizes[-1]), tc.beta, tc.symmetric)
+    if "grad" not in v:
+        raise ConfigError(f"no probe sample of {path} converged in both phases; raise --max-steps or --tol")
+    return {"probe": len(labels), "unconverged": v["unconverged"], "cost": v["cost"], "rows": parameter_report(v)}

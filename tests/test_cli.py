@@ -67,3 +67,24 @@ def test_keep_every_and_branch(tmp_path, capsys):
 def test_resume_without_run_is_refused(tmp_path):
     r = run("train", "--out", str(tmp_path / "empty"), "--resume", "--quiet")
     assert r.returncode == 2 and "no run to resume" in r.stderr
+
+
+def test_diagnose_a_checkpoint(tmp_path, capsys):
+    """Tied weights (EP): nu = -dJ/dW, so every angle is ~0; untied: the hidden pair is off the gradient."""
+    for name, extra in (("tied", ["--tied"]), ("untied", [])):
+        assert main(["train", "--arch", "64-16-10", "--epochs", "1", "--out", str(tmp_path / name), "--quiet",
+                     *extra]) == 0
+    capsys.readouterr()
+    assert main(["diagnose", str(tmp_path / "tied"), "--probe", "20", "--json"]) == 0
+    tied = json.loads(capsys.readouterr().out)
+    assert tied["probe"] == 20 and tied["rows"][-1]["name"] == "all"
+    assert max(r["angle_nu_grad"] for r in tied["rows"]) < 0.01
+    assert main(["diagnose", str(tmp_path / "untied"), "--probe", "20"]) == 0
+    text = capsys.readouterr().out
+    assert "angle(nu,-dJ/dW)" in text and "pair 0" in text and "bwd1" in text
+    untied = {r.split()[0]: float(r.split()[3]) for r in text.splitlines()[2:] if "pair" not in r}
+    assert untied["fwd0"] > 5 and untied["fwd1"] < untied["fwd0"]
+    assert main(["train", "--arch", "64-16-10", "--epochs", "1", "--driver", "circuit", "--out",
+                 str(tmp_path / "circuit"), "--quiet"]) == 0
+    r = run("diagnose", str(tmp_path / "circuit"))
+    assert r.returncode == 2 and "diagnose needs a run of the ideal driver" in r.stderr
