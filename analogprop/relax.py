@@ -194,6 +194,3 @@ class FastSolver:
             if b.idx.size == 0:
                 break
         return b.result(self.tol)
-
-
-SOLVERS = {"fast": FastSolver, "euler": EulerSolver}

@@ -132,9 +132,6 @@ class RunDir:
 
         atomic_write(self.csv_path, write_csv)
 
-    def append_metrics(self, record: dict) -> None:
-        self.write_metrics(self.metrics() + [record])
-
 
 def branch(source, epoch: int, out) -> RunDir:
     """A new run in ``out`` that is ``source`` as it stood after ``epoch``: its configuration,

@@ -46,12 +46,6 @@ def strict_range(value, limits):
     return v
 
 
-def strict_discrete_set(value, values):
-    if value not in values:
-        raise ValueError(f"{value!r} is not one of {sorted(values)}")
-    return value
-
-
 def boolean(value, _=None):
     if value not in (0, 1, True, False):
         raise ValueError(f"{value!r} is not a boolean")
