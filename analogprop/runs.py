@@ -77,8 +77,7 @@ class RunDir:
     """One training run on disk: ``config.json``, ``metrics.jsonl``, ``metrics.csv``, ``checkpoint.npz``."""
 
     def __init__(self, path):
-        self.path = Path(path)
-        self.path.mkdir(parents=True, exist_ok=True)
+        self.path = Path(path)  # created by the first write, so reading a missing run leaves nothing behind
 
     config_path = property(lambda self: self.path / "config.json")
     checkpoint_path = property(lambda self: self.path / "checkpoint.npz")
@@ -103,7 +102,7 @@ class RunDir:
 
     def read_config(self) -> dict:
         if not self.config_path.exists():
-            raise DataError(f"{self.config_path}: no run to resume here")
+            raise DataError(f"{self.path}: not a run directory (no config.json), so there is no run to resume or read")
         try:
             return json.loads(self.config_path.read_text())
         except json.JSONDecodeError as e:
@@ -142,12 +141,12 @@ def branch(source, epoch: int, out) -> RunDir:
     their common start.
     """
     src = RunDir(source)
+    config = src.read_config()
     path = src.snapshot_path(epoch)
     if not path.exists():
         kept = src.snapshots()
         raise DataError(f"{path}: no snapshot after epoch {epoch} in {src.path} "
                         f"(kept: {kept or 'none; train with --keep-every N'})")
-    config = src.read_config()
     _, meta = load_checkpoint(path)
     dst = RunDir(out)
     if dst.config_path.exists() or dst.checkpoint_path.exists():

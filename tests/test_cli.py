@@ -66,7 +66,12 @@ def test_keep_every_and_branch(tmp_path, capsys):
 
 def test_resume_without_run_is_refused(tmp_path):
     r = run("train", "--out", str(tmp_path / "empty"), "--resume", "--quiet")
-    assert r.returncode == 2 and "no run to resume" in r.stderr
+    assert r.returncode == 2 and "not a run directory (no config.json)" in r.stderr
+    for cmd in (["evaluate", str(tmp_path / "none1")], ["diagnose", str(tmp_path / "none2")],
+                ["branch", str(tmp_path / "none3"), "--epoch", "1", "--out", str(tmp_path / "b")]):
+        r = run(*cmd)
+        assert r.returncode == 2 and "not a run directory" in r.stderr, r.stderr
+    assert sorted(p.name for p in tmp_path.iterdir()) == []  # reading a missing run creates nothing
 
 
 def test_diagnose_a_checkpoint(tmp_path, capsys):
