@@ -53,9 +53,9 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
-def run(args) -> tuple[list[dict], dict]:
-    """Train per ``args``; returns the epoch records (all of them, also those of a resumed run)
-    and the run's configuration."""
+def run(args) -> tuple[list[dict], dict, dict]:
+    """Train per ``args``; returns the epoch records (all of them, also those of a resumed run),
+    the run's configuration and the final checkpoint's errors on the training set."""
     rundir = RunDir(args.out)
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
@@ -107,7 +107,9 @@ def run(args) -> tuple[list[dict], dict]:
 
     with driver:
         trainer.fit(data, state, on_checkpoint=checkpoint, on_epoch=on_epoch)
-    return records, cfg
+        # the running training error mixes weights of a whole epoch; this is the final model's
+        final = trainer.evaluate(data.x_train, data.y_train)
+    return records, cfg, {"errors": round(final["error"] * len(data.y_train)), "samples": len(data.y_train)}
 
 
 def main(argv=None):
@@ -115,7 +117,7 @@ def main(argv=None):
     try:
         t0, c0 = time.perf_counter(), time.process_time()
         with threadpool_limits(args.threads):
-            records, cfg = run(args)
+            records, cfg, final = run(args)
         figures = plot_runs([args.out], args.out)
     except AnalogpropError as e:
         print(f"error: {e}", file=sys.stderr)
@@ -127,6 +129,8 @@ def main(argv=None):
           f"lr decay {cfg['lr_decay']} from epoch {cfg['lr_decay_start']}, weight decay {cfg['weight_decay']}")
     print(f"epochs: {last['epoch']}")
     print(f"final train error %: {100 * last['train_error']:.2f}")
+    print(f"checkpoint train error %: {100 * final['errors'] / final['samples']:.3f} "
+          f"({final['errors']} of {final['samples']})")
     print(f"final test error %: {100 * last['test_error']:.2f}")
     print(f"best test error %: {100 * min(r['test_error'] for r in records):.2f}")
     print(f"alignment first/last: {records[0]['alignment']} / {last['alignment']}")

@@ -41,6 +41,7 @@ def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path
     assert bench.main(_args(fake_mnist, full, 2)) == 0
     printed = printed_values(capsys.readouterr().out)
     assert printed["epochs"] == "2"
+    bench_final = printed
     records = [json.loads(line) for line in (full / "metrics.jsonl").read_text().splitlines()]
     assert [r["epoch"] for r in records] == [1, 2]
     assert all(len(r["alignment"]) == 2 and 0 <= r["test_error"] <= 1 for r in records)
@@ -71,6 +72,11 @@ def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path
     printed = printed_values(capsys.readouterr().out)
     assert printed["epochs_trained"] == "2"
     assert printed["test_error"] == f"{100 * records[-1]['test_error']:.2f}%"  # same checkpoint, same 30 samples
+    # the benchmark's checkpoint training error is the example's on the same 60 training images
+    assert example.main([str(full), "--limit", "60", "--train"]) == 0
+    train_error = float(printed_values(capsys.readouterr().out)["train_error"].rstrip("%"))
+    errors = round(train_error * 60 / 100)
+    assert bench_final["checkpoint train error %"] == f"{100 * errors / 60:.3f} ({errors} of 60)"
 
 
 def test_mnist_benchmark_reports_missing_data(tmp_path, capsys):
