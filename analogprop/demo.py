@@ -87,7 +87,8 @@ def run_demo(out: Path, epochs: int = 15, circuit_epochs: int = 4, progress: boo
     _, driver, _ = build(cfg)
     with driver:
         driver.deploy(weights)
-        save_checkpoint(run.checkpoint_path, driver.get_parameters(), {"state": TrainState().to_dict(), "config": cfg})
+        save_checkpoint(run.checkpoint_path, driver.get_parameters(), {"state": TrainState().to_dict(), "config": cfg},
+                        driver.device_state())
     run.write_config(cfg)
     transferred = evaluate(run.path)
 

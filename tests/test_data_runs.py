@@ -191,6 +191,9 @@ def test_resume_refuses_a_corrupt_device_state(tmp_path):
     save_checkpoint(tmp_path / "run" / "checkpoint.npz", params, meta, device)
     with pytest.raises(ConfigError, match="lacks the programmable elements \\['fwd0'\\]"):
         train({}, tmp_path / "run", resume=True, progress=False)
+    # a checkpoint written without device state (older runs) resumes on freshly programmed devices
+    save_checkpoint(tmp_path / "run" / "checkpoint.npz", params, meta)
+    assert train({}, tmp_path / "run", resume=True, progress=False)["epoch"] == 2
 
 
 def test_branch_from_a_kept_snapshot_is_the_run_with_the_new_schedule_throughout(tmp_path):

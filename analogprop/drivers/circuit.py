@@ -89,6 +89,10 @@ class CircuitDriver(Driver):
         return state
 
     def restore_device_state(self, state):
+        """Restore a :meth:`device_state`; an empty one (a checkpoint written without it) keeps the
+        devices as just programmed."""
+        if not state:
+            return
         try:
             values = {k[7:]: v for k, v in state.items() if k.startswith("values/")}
             self.circuit.restore(values, int(state["writes"]))
