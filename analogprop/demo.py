@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .circuit import Mismatch
-from .runs import RunDir, load_checkpoint, save_checkpoint
+from .runs import RunDir, load_checkpoint
 from .train_run import evaluate, train
 from .trainer import TrainState
 
@@ -87,8 +87,7 @@ def run_demo(out: Path, epochs: int = 15, circuit_epochs: int = 4, progress: boo
     _, driver, _ = build(cfg)
     with driver:
         driver.deploy(weights)
-        save_checkpoint(run.checkpoint_path, driver.get_parameters(), {"state": TrainState().to_dict(), "config": cfg},
-                        driver.device_state())
+        run.save(driver, TrainState(), {"config": cfg})
     run.write_config(cfg)
     transferred = evaluate(run.path)
 

@@ -91,8 +91,11 @@ class RunDir:
         """Epochs after which a snapshot was kept."""
         return sorted(int(p.stem[6:]) for p in (self.path / "snapshots").glob("epoch-*.npz"))
 
-    def keep_snapshot(self, state, keep_every: int) -> None:
-        """After a checkpoint at the end of every ``keep_every``-th epoch, keep a copy of it."""
+    def save(self, driver, state, meta: dict, keep_every: int = 0) -> None:
+        """Checkpoint the driver's parameters and device state with the run ``state`` and ``meta``;
+        at the end of every ``keep_every``-th epoch also keep a copy as a snapshot."""
+        save_checkpoint(self.checkpoint_path, driver.get_parameters(), {"state": state.to_dict(), **meta},
+                        driver.device_state())
         if keep_every and state.batch == 0 and state.epoch % keep_every == 0:
             data = self.checkpoint_path.read_bytes()
             atomic_write(self.snapshot_path(state.epoch), lambda f: f.write(data))

@@ -7,7 +7,7 @@ from pathlib import Path
 from .build import build, complete, train_config
 from .errors import ConfigError
 from .rules import make_trainer
-from .runs import RunDir, load_checkpoint, load_device_state, save_checkpoint
+from .runs import RunDir, load_checkpoint, load_device_state
 from .trainer import TrainState, TwoPhaseTrainer
 
 
@@ -88,9 +88,7 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         pass
 
     def checkpoint(st):
-        save_checkpoint(run.checkpoint_path, driver.get_parameters(), {"state": st.to_dict(), "config": cfg},
-                        driver.device_state())
-        run.keep_snapshot(st, tc.keep_every)
+        run.save(driver, st, {"config": cfg}, tc.keep_every)
 
     def on_batch(st, stats):
         if bar.n > st.batch or bar.n == 0:

@@ -21,7 +21,7 @@ from threadpoolctl import threadpool_limits
 from analogprop.build import build, complete
 from analogprop.errors import AnalogpropError
 from analogprop.plots import plot_runs
-from analogprop.runs import RunDir, load_checkpoint, save_checkpoint
+from analogprop.runs import RunDir, load_checkpoint
 from analogprop.train_run import resumed_config
 from analogprop.trainer import TrainState, TwoPhaseTrainer
 
@@ -101,9 +101,7 @@ def run(args) -> tuple[list[dict], dict, dict]:
               f"{rec['train_seconds']:.1f}+{rec['eval_seconds']:.1f}s (cpu {rec['cpu_seconds']:.1f}s, of which eval {rec['cpu_eval_seconds']:.1f}s)", file=sys.stderr, flush=True)
 
     def checkpoint(st):
-        save_checkpoint(rundir.checkpoint_path, driver.get_parameters(), {"state": st.to_dict(), "config": cfg,
-                                                                          "subsets": list(subsets)})
-        rundir.keep_snapshot(st, tc.keep_every)
+        rundir.save(driver, st, {"config": cfg, "subsets": list(subsets)}, tc.keep_every)
 
     with driver:
         trainer.fit(data, state, on_checkpoint=checkpoint, on_epoch=on_epoch)
