@@ -14,7 +14,8 @@ from .trainer import TrainConfig
 
 DEFAULTS = {
     "dataset": "digits", "data_dir": None, "download": False,
-    "arch": "64-32-10", "seed": 0, "bias": True, "tied": False, "linear_output": False,
+    "arch": "64-32-10", "seed": 0, "bias": True, "tied": False, "feedback_init": "random",
+    "linear_output": False,
     "driver": "ideal", "solver": "fast", "tol": 1e-5, "max_steps": 500, "euler_step": 0.5,
     "dtype": "float64",
     "beta": 0.5, "lrs": [0.5, 0.2], "batch_size": 20, "epochs": 10,
@@ -104,7 +105,7 @@ def build(cfg: dict, params: dict | None = None):
         raise ConfigError(f"linear_output needs the ideal driver: the {cfg['driver']} driver's output "
                           "nodes are clamped to [0, 1]")
     net = create_network(cfg["arch"], seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"],
-                         linear_output=cfg["linear_output"])
+                         linear_output=cfg["linear_output"], feedback_init=cfg["feedback_init"])
     driver = DRIVERS[cfg["driver"]](cfg, net)
     if params is not None:
         driver.set_parameters(params)

@@ -42,6 +42,9 @@ def add_model_options(p):
     g.add_argument("--seed", type=int, help="seed of initial weights and sample order")
     g.add_argument("--no-bias", dest="bias", action="store_false", default=None, help="no bias units")
     g.add_argument("--tied", action="store_true", default=None, help="tie feedback to forward weights (symmetric EP case)")
+    g.add_argument("--feedback-init", choices=["random", "mirrored"],
+                   help="initial feedback weights: drawn independently (default) or the transposes of the "
+                        "forward ones (still untied: each then follows its own local update)")
     g.add_argument("--linear-output", action="store_true", default=None,
                    help="leave the output state unclipped (Eq. 6; the default clips every layer as Eq. 59)")
     g.add_argument("--driver", help="ideal (default), or another registered driver")
@@ -72,7 +75,7 @@ def add_train_options(p):
     g.add_argument("--probe", type=int, help="probe batch size for per-epoch gradient diagnostics (0: off, default)")
 
 
-CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "linear_output", "driver", "solver", "tol",
+CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "feedback_init", "linear_output", "driver", "solver", "tol",
                "max_steps", "euler_step", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
                "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "rule", "probe"]
 

@@ -34,7 +34,7 @@ import numpy as np
 
 from .conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose, conv_out
 from .errors import ConfigError
-from .network import Network, parse_sizes
+from .network import Network, check_feedback_init, parse_sizes
 
 _CONV = re.compile(r"^c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")
 _MAP = re.compile(r"^(\d+)x(\d+)x(\d+)$")
@@ -112,11 +112,11 @@ def arch_sizes(text) -> tuple[int, ...]:
     return parse_sizes(text)
 
 
-def create_network(text, seed: int = 0, bias: bool = True, tied: bool = False, linear_output: bool = False) -> Network:
+def create_network(text, seed: int = 0, bias: bool = True, tied: bool = False, linear_output: bool = False,
+                   feedback_init: str = "random") -> Network:
     """A :class:`ConvNetwork` for convolutional architecture text, else a dense :class:`Network`."""
-    if _is_conv_text(text):
-        return ConvNetwork.create(text, seed=seed, bias=bias, tied=tied, linear_output=linear_output)
-    return Network.create(text, seed=seed, bias=bias, tied=tied, linear_output=linear_output)
+    cls = ConvNetwork if _is_conv_text(text) else Network
+    return cls.create(text, seed=seed, bias=bias, tied=tied, linear_output=linear_output, feedback_init=feedback_init)
 
 
 @dataclass
@@ -130,10 +130,12 @@ class ConvNetwork(Network):
 
     @classmethod
     def create(cls, arch, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64,
-               linear_output: bool = False) -> "ConvNetwork":
+               linear_output: bool = False, feedback_init: str = "random") -> "ConvNetwork":
         """Uniform init, all tensors independent: Glorot-Bengio for dense pairs; kernels
         +-sqrt(6 / fan_in), fan_in = C K^2 (Glorot's fan-out term, M K^2, would shrink the
-        drive of a 5x5 kernel several-fold and leave the hard-sigmoid units nearly silent)."""
+        drive of a 5x5 kernel several-fold and leave the hard-sigmoid units nearly silent).
+        Feedback tensors mirror the forward ones when tied or ``feedback_init="mirrored"``."""
+        mirrored = check_feedback_init(feedback_init) or tied
         net = cls((), {}, tied, linear_output, arch)
         rng = np.random.default_rng(seed)
         for name, shape in net.expected_shapes(bias).items():
@@ -146,7 +148,7 @@ class ConvNetwork(Network):
             else:
                 fan = shape[1] * shape[2] * shape[3]
             lim = np.sqrt(6.0 / fan)
-            if name.startswith("bwd") and tied:
+            if name.startswith("bwd") and mirrored:
                 net.params[name] = net._mirror(k, net.params[f"fwd{k}"]).copy()
             else:
                 net.params[name] = rng.uniform(-lim, lim, shape).astype(dtype)

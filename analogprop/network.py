@@ -46,6 +46,16 @@ def pair_of(name: str) -> int:
     return int(k) - 1 if kind == "bias" else int(k)
 
 
+FEEDBACK_INITS = ("random", "mirrored")
+
+
+def check_feedback_init(name: str) -> bool:
+    """True for ``"mirrored"``, False for ``"random"``; anything else is refused."""
+    if name not in FEEDBACK_INITS:
+        raise ConfigError(f"unknown feedback_init {name!r} (choose 'random' or 'mirrored')")
+    return name == "mirrored"
+
+
 @dataclass
 class Network:
     sizes: tuple[int, ...]
@@ -55,8 +65,11 @@ class Network:
 
     @classmethod
     def create(cls, sizes, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64,
-               linear_output: bool = False) -> "Network":
-        """Glorot-Bengio uniform initialisation; every matrix drawn independently."""
+               linear_output: bool = False, feedback_init: str = "random") -> "Network":
+        """Glorot-Bengio uniform initialisation; every matrix drawn independently, except
+        the feedback matrices of a tied network or with ``feedback_init="mirrored"``
+        (the transposes of the forward ones at the start; untied, they then learn apart)."""
+        mirrored = check_feedback_init(feedback_init) or tied
         sizes = parse_sizes(sizes)
         rng = np.random.default_rng(seed)
         params = {}
@@ -65,7 +78,7 @@ class Network:
             lim = np.sqrt(6.0 / (a + b))
             params[f"fwd{k}"] = rng.uniform(-lim, lim, (b, a)).astype(dtype)
             if k >= 1:
-                params[f"bwd{k}"] = (params[f"fwd{k}"].T.copy() if tied
+                params[f"bwd{k}"] = (params[f"fwd{k}"].T.copy() if mirrored
                                      else rng.uniform(-lim, lim, (a, b)).astype(dtype))
             if bias:
                 params[f"bias{k + 1}"] = np.zeros(b, dtype)

@@ -40,13 +40,16 @@ def main():
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--keep-every", type=int, help="keep a snapshot every N epochs (for analogprop branch)")
     ap.add_argument("--symmetric", action="store_true", default=None, help="nudge with +beta and -beta (needs beta < 1)")
+    ap.add_argument("--feedback-init", choices=["random", "mirrored"], default="random",
+                    help="initial feedback kernels: independent (default) or the forward ones (untied)")
     ap.add_argument("--probe", type=int, help="probe batch for per-epoch gradient diagnostics (angle nu / -dJ/dW)")
     args = ap.parse_args()
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch, "epochs": args.epochs,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "batch_size": args.batch_size,
            "dtype": args.dtype, "tol": args.tol, "checkpoint_every": 500,
            "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
-           "probe": args.probe, "keep_every": args.keep_every, "symmetric": args.symmetric}
+           "probe": args.probe, "keep_every": args.keep_every, "symmetric": args.symmetric,
+           "feedback_init": args.feedback_init}
     with threadpool_limits(args.threads):
         train(cfg, Path(args.out), resume=args.resume, progress=False)
     records = [json.loads(line) for line in (Path(args.out) / "metrics.jsonl").read_text().splitlines() if line]

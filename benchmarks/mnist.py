@@ -49,6 +49,8 @@ def parse_args(argv=None):
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: batch-20 products gain little)")
     ap.add_argument("--keep-every", type=int, help="keep a snapshot every N epochs (for analogprop branch)")
+    ap.add_argument("--feedback-init", choices=["random", "mirrored"], default="random",
+                    help="initial feedback weights: independent (default) or the forward ones transposed (untied)")
     ap.add_argument("--init", help="start from the parameters of this checkpoint (.npz), e.g. to time trained weights")
     return ap.parse_args(argv)
 
@@ -62,7 +64,7 @@ def run(args) -> tuple[list[dict], dict, dict]:
            "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
            "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
-           "keep_every": args.keep_every}
+           "keep_every": args.keep_every, "feedback_init": args.feedback_init}
     subsets = (args.train_subset, args.test_subset)
     state, params, records = None, None, []
     if args.init:

@@ -115,6 +115,27 @@ def test_tied_update_keeps_directions_tied(rng):
     np.testing.assert_allclose(net.params["bwd2"], net.params["fwd2"].T)
 
 
+@pytest.mark.parametrize("arch", ARCHS + ["64-16-8-10"])
+def test_mirrored_feedback_starts_as_the_forward_weights_and_stays_untied(arch, rng):
+    net = create_network(arch, seed=0, feedback_init="mirrored")
+    assert not net.tied
+    assert np.allclose(net.alignment(), 1.0)
+    for k in range(1, net.n_layers):
+        fwd = net.params[f"fwd{k}"]
+        np.testing.assert_array_equal(net.params[f"bwd{k}"], fwd.T if fwd.ndim == 2 else fwd)
+    net.apply_update({k: rng.normal(size=v.shape) for k, v in net.params.items()})
+    assert max(net.alignment()) < 0.99
+    random = create_network(arch, seed=0)
+    assert max(abs(a) for a in random.alignment()) < 0.5
+
+
+def test_unknown_feedback_init_is_refused():
+    with pytest.raises(ConfigError, match="feedback_init 'transposed'"):
+        create_network("1x8x8-c3k3p2-c4k2-5", feedback_init="transposed")
+    with pytest.raises(ConfigError, match="feedback_init 'transposed'"):
+        create_network("8-4-2", feedback_init="transposed")
+
+
 # -- fixed points, Eq. 56 and Eq. 18 --------------------------------------------
 @pytest.mark.parametrize("arch", ARCHS)
 @pytest.mark.parametrize("beta", [0.0, 0.7])

@@ -49,6 +49,20 @@ def test_tied_network_angle_is_zero(small):
     assert rec["angle_nu_grad_layers"][1] < 1e-3
 
 
+def test_mirrored_feedback_init_through_the_config_starts_on_the_gradient(small):
+    """Untied, but with the feedback weights equal to the forward ones the rule starts as EP (nu = -dJ/dW)."""
+    from analogprop.build import build
+
+    _, drv, _ = build({"arch": "64-16-10", "feedback_init": "mirrored"})
+    x, labels = probe_batch(small, 20)
+    assert not drv.network.tied
+    assert ProbeDiagnostics(x, labels, 10, 0.5)(drv)["angle_nu_grad"] < 1e-3
+    _, drv, _ = build({"arch": "64-16-10"})
+    assert ProbeDiagnostics(x, labels, 10, 0.5)(drv)["angle_nu_grad"] > 10
+    with pytest.raises(ConfigError, match="feedback_init"):
+        build({"arch": "64-16-10", "feedback_init": "symmetric"})
+
+
 def test_unconverged_probe_samples_are_counted_and_left_out(small):
     drv = IdealDriver(Network.create((64, 16, 10), seed=0), FastSolver(tol=1e-8, max_sweeps=1))
     x, labels = probe_batch(small, 20)
