@@ -52,7 +52,7 @@ FEEDBACK_INITS = ("random", "mirrored")
 def check_feedback_init(name: str) -> bool:
     """True for ``"mirrored"``, False for ``"random"``; anything else is refused."""
     if name not in FEEDBACK_INITS:
-        raise ConfigError(f"unknown feedback_init {name!r} (choose 'random' or 'mirrored')")
+        raise ConfigError(f"unknown feedback_init {name!r} (choose one of {', '.join(FEEDBACK_INITS)})")
     return name == "mirrored"
 
 

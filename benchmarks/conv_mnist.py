@@ -17,6 +17,7 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
+from analogprop.network import FEEDBACK_INITS
 from analogprop.train_run import train
 
 ARCH = "1x28x28-c32k5p2-c64k5p2-10"
@@ -40,7 +41,7 @@ def main():
     ap.add_argument("--resume", action="store_true")
     ap.add_argument("--keep-every", type=int, help="keep a snapshot every N epochs (for analogprop branch)")
     ap.add_argument("--symmetric", action="store_true", default=None, help="nudge with +beta and -beta (needs beta < 1)")
-    ap.add_argument("--feedback-init", choices=["random", "mirrored"], default="random",
+    ap.add_argument("--feedback-init", choices=FEEDBACK_INITS, default="random",
                     help="initial feedback kernels: independent (default) or the forward ones (untied)")
     ap.add_argument("--probe", type=int, help="probe batch for per-epoch gradient diagnostics (angle nu / -dJ/dW)")
     args = ap.parse_args()

@@ -20,6 +20,7 @@ from threadpoolctl import threadpool_limits
 
 from analogprop.build import build, complete
 from analogprop.errors import AnalogpropError
+from analogprop.network import FEEDBACK_INITS
 from analogprop.plots import plot_runs
 from analogprop.runs import RunDir, load_checkpoint
 from analogprop.train_run import resumed_config
@@ -49,7 +50,7 @@ def parse_args(argv=None):
     ap.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads (default 1: batch-20 products gain little)")
     ap.add_argument("--keep-every", type=int, help="keep a snapshot every N epochs (for analogprop branch)")
-    ap.add_argument("--feedback-init", choices=["random", "mirrored"], default="random",
+    ap.add_argument("--feedback-init", choices=FEEDBACK_INITS, default="random",
                     help="initial feedback weights: independent (default) or the forward ones transposed (untied)")
     ap.add_argument("--init", help="start from the parameters of this checkpoint (.npz), e.g. to time trained weights")
     return ap.parse_args(argv)
