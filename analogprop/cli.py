@@ -33,6 +33,8 @@ def _floats(text):
 
 
 def add_model_options(p):
+    from .network import FEEDBACK_INITS
+
     g = p.add_argument_group("model")
     g.add_argument("--dataset", choices=["digits", "mnist"], help="digits (embedded, default) or mnist")
     g.add_argument("--data-dir", help="directory of MNIST IDX files (else $ANALOGPROP_DATA or ~/.cache/analogprop/mnist)")
@@ -42,7 +44,7 @@ def add_model_options(p):
     g.add_argument("--seed", type=int, help="seed of initial weights and sample order")
     g.add_argument("--no-bias", dest="bias", action="store_false", default=None, help="no bias units")
     g.add_argument("--tied", action="store_true", default=None, help="tie feedback to forward weights (symmetric EP case)")
-    g.add_argument("--feedback-init", choices=["random", "mirrored"],
+    g.add_argument("--feedback-init", choices=FEEDBACK_INITS,
                    help="initial feedback weights: drawn independently (default) or the transposes of the "
                         "forward ones (still untied: each then follows its own local update)")
     g.add_argument("--linear-output", action="store_true", default=None,
