@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from .augment import check_fits
 from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .conv_network import arch_sizes, create_network, normalize_arch
@@ -20,7 +21,7 @@ DEFAULTS = {
     "dtype": "float64",
     "beta": 0.5, "lrs": [0.5, 0.2], "batch_size": 20, "epochs": 10,
     "symmetric": False, "random_sign": False, "checkpoint_every": 0, "keep_every": 0,
-    "lr_decay": 1.0, "lr_decay_start": 1, "weight_decay": 0.0,
+    "lr_decay": 1.0, "lr_decay_start": 1, "weight_decay": 0.0, "shift": 0,
     "rule": "two-phase", "probe": 0,
 }
 
@@ -77,7 +78,7 @@ def complete(cfg: dict) -> dict:
 
 def train_config(cfg: dict) -> TrainConfig:
     keys = ("beta", "lrs", "batch_size", "epochs", "seed", "symmetric", "random_sign", "checkpoint_every",
-            "keep_every", "lr_decay", "lr_decay_start", "weight_decay")
+            "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift")
     tc = TrainConfig(**{k: cfg[k] for k in keys})
     return tc.validate(len(arch_sizes(cfg["arch"])) - 1)
 
@@ -101,6 +102,7 @@ def build(cfg: dict, params: dict | None = None):
     make_solver(cfg)  # validate solver settings before loading anything
     data = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["download"])
     check_fit(sizes, data)
+    check_fits(tc.shift, data.image_shape)
     if cfg["linear_output"] and cfg["driver"] != "ideal":
         raise ConfigError(f"linear_output needs the ideal driver: the {cfg['driver']} driver's output "
                           "nodes are clamped to [0, 1]")

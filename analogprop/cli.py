@@ -72,6 +72,8 @@ def add_train_options(p):
     g.add_argument("--lr-decay-start", type=int, help="first epoch (1-based) with a decayed learning rate (default 1)")
     g.add_argument("--weight-decay", type=float,
                    help="lambda of the regulariser lambda/2 ||W||^2 on the weights (synaptic depression -lambda W; default 0)")
+    g.add_argument("--shift", type=int,
+                   help="move each training image by a random offset of up to N pixels per axis (augmentation; default 0)")
     g.add_argument("--rule", choices=["two-phase", "gradient"],
                    help="two-phase (the paper's rule, default) or gradient (true-gradient baseline, ideal driver)")
     g.add_argument("--probe", type=int, help="probe batch size for per-epoch gradient diagnostics (0: off, default)")
@@ -79,7 +81,7 @@ def add_train_options(p):
 
 CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "feedback_init", "linear_output", "driver", "solver", "tol",
                "max_steps", "euler_step", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
-               "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "rule", "probe"]
+               "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "rule", "probe"]
 
 
 def config_from_args(args) -> dict:

@@ -38,6 +38,7 @@ class Dataset:
     y_train: np.ndarray
     x_test: np.ndarray
     y_test: np.ndarray
+    image_shape: tuple[int, int] | None = None  # (height, width) of the flattened inputs, if they are images
 
     @property
     def n_inputs(self) -> int:
@@ -49,7 +50,7 @@ class Dataset:
 
     def subset(self, n_train=None, n_test=None) -> "Dataset":
         return Dataset(self.name, self.x_train[:n_train], self.y_train[:n_train],
-                       self.x_test[:n_test], self.y_test[:n_test])
+                       self.x_test[:n_test], self.y_test[:n_test], self.image_shape)
 
 
 def load_digits(test_fraction: float = 0.2) -> Dataset:
@@ -62,7 +63,7 @@ def load_digits(test_fraction: float = 0.2) -> Dataset:
     order = np.random.default_rng(0).permutation(len(y))
     n_test = int(round(len(y) * test_fraction))
     test, train = order[:n_test], order[n_test:]
-    return Dataset("digits", x[train], y[train], x[test], y[test])
+    return Dataset("digits", x[train], y[train], x[test], y[test], (8, 8))
 
 
 def read_idx(path) -> tuple[np.ndarray, str]:
@@ -154,7 +155,7 @@ def load_mnist(directory=None, download: bool = False) -> Dataset:
     xtr = arrays["train-images-idx3-ubyte"].reshape(60000, -1) / 255.0
     xte = arrays["t10k-images-idx3-ubyte"].reshape(10000, -1) / 255.0
     return Dataset("mnist", xtr, arrays["train-labels-idx1-ubyte"].astype(np.int64),
-                   xte, arrays["t10k-labels-idx1-ubyte"].astype(np.int64))
+                   xte, arrays["t10k-labels-idx1-ubyte"].astype(np.int64), (28, 28))
 
 
 def load_dataset(name: str, data_dir_option=None, download: bool = False) -> Dataset:

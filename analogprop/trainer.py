@@ -11,6 +11,8 @@ of the epoch alone, so a run resumes onto it exactly.  ``weight_decay``
 (lambda) adds the regulariser ``lambda/2 ||W||^2`` to the cost, whose
 measured term in nu is the back-moving force ``-lambda W`` (Appendix A,
 after Eq. 18: synaptic depression); it acts on the weights, not the biases.
+``shift`` moves every training image by a random offset of up to that many
+pixels per presentation (data augmentation, :mod:`analogprop.augment`).
 """
 from __future__ import annotations
 
@@ -19,6 +21,7 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
+from .augment import check_fits, random_shifts, whole_pixels
 from .dynamics import cost
 from .errors import ConfigError, DivergedError, check_finite
 
@@ -37,6 +40,7 @@ class TrainConfig:
     lr_decay: float = 1.0  # learning-rate factor per epoch from lr_decay_start on (1: constant)
     lr_decay_start: int = 1  # first (1-based) epoch trained with a decayed learning rate
     weight_decay: float = 0.0  # lambda of the regulariser lambda/2 ||W||^2 on every weight (not biases)
+    shift: int = 0  # largest random translation (pixels per axis) of a training image; 0: none
 
     def validate(self, n_pairs: int) -> "TrainConfig":
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -57,6 +61,7 @@ class TrainConfig:
             raise ConfigError(f"lr_decay must be a factor in (0, 1], got {self.lr_decay}")
         if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
             raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        self.shift = whole_pixels(self.shift)
         if int(self.lr_decay_start) < 1:
             raise ConfigError(f"lr_decay_start must be an epoch >= 1, got {self.lr_decay_start}")
         for name in ("checkpoint_every", "keep_every"):
@@ -195,7 +200,8 @@ class TwoPhaseTrainer:
 
     # -- epochs ----------------------------------------------------------------
     def epoch_plan(self, epoch: int, n: int):
-        """Sample order and beta signs of an epoch: a function of (seed, epoch) only."""
+        """Sample order and beta signs of an epoch: a function of (seed, epoch) only.
+        (The image shifts of minibatch b are drawn from (seed, epoch, b).)"""
         rng = np.random.default_rng([self.config.seed, epoch])
         order = rng.permutation(n)
         n_batches = -(-n // self.config.batch_size)
@@ -212,6 +218,7 @@ class TwoPhaseTrainer:
         cfg = self.config
         check_data(self.driver.sizes, data.x_train, data.y_train, "training data")
         check_data(self.driver.sizes, data.x_test, data.y_test, "test data")
+        check_fits(cfg.shift, data.image_shape)
         state = state or TrainState()
         n = len(data.y_train)
         while state.epoch < cfg.epochs:
@@ -220,7 +227,9 @@ class TwoPhaseTrainer:
             for b in range(state.batch, len(signs)):
                 t0 = time.perf_counter()
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                stats = self.step(data.x_train[idx], data.y_train[idx], signs[b])
+                x = random_shifts(data.x_train[idx], data.image_shape, cfg.shift,
+                                  np.random.default_rng([cfg.seed, state.epoch, b]))
+                stats = self.step(x, data.y_train[idx], signs[b])
                 stats["seconds"] = time.perf_counter() - t0
                 state.stats.add(stats)
                 state.batch = b + 1

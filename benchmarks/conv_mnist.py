@@ -34,6 +34,7 @@ def main():
     ap.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
     ap.add_argument("--lr-decay-start", type=int, help="first epoch (1-based) with a decayed learning rate")
     ap.add_argument("--weight-decay", type=float, help="lambda of lambda/2 ||W||^2 on the weights (default 0)")
+    ap.add_argument("--shift", type=int, help="random translation of each training image by up to N pixels (default 0)")
     ap.add_argument("--dtype", default="float32")
     ap.add_argument("--tol", type=float, default=1e-5)
     ap.add_argument("--threads", type=int, default=1, help="BLAS threads")
@@ -48,7 +49,7 @@ def main():
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch, "epochs": args.epochs,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "batch_size": args.batch_size,
            "dtype": args.dtype, "tol": args.tol, "checkpoint_every": 500,
-           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay, "shift": args.shift,
            "probe": args.probe, "keep_every": args.keep_every, "symmetric": args.symmetric,
            "feedback_init": args.feedback_init}
     with threadpool_limits(args.threads):

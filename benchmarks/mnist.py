@@ -42,6 +42,7 @@ def parse_args(argv=None):
     ap.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
     ap.add_argument("--lr-decay-start", type=int, help="first epoch (1-based) with a decayed learning rate")
     ap.add_argument("--weight-decay", type=float, help="lambda of lambda/2 ||W||^2 on the weights (default 0)")
+    ap.add_argument("--shift", type=int, help="random translation of each training image by up to N pixels (default 0)")
     ap.add_argument("--epochs", type=int, default=40)
     ap.add_argument("--seed", type=int, default=0)
     ap.add_argument("--train-subset", type=int, help="first N training samples (default all 60,000)")
@@ -64,7 +65,7 @@ def run(args) -> tuple[list[dict], dict, dict]:
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
            "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
-           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay, "shift": args.shift,
            "keep_every": args.keep_every, "feedback_init": args.feedback_init}
     subsets = (args.train_subset, args.test_subset)
     state, params, records = None, None, []

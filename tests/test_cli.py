@@ -96,3 +96,9 @@ def test_diagnose_a_checkpoint(tmp_path, capsys):
                  str(tmp_path / "circuit"), "--quiet"]) == 0
     r = run("diagnose", str(tmp_path / "circuit"))
     assert r.returncode == 2 and "diagnose needs a run of the ideal driver" in r.stderr
+
+
+def test_shift_option_reaches_the_run_config(tmp_path):
+    out = tmp_path / "run"
+    assert main(["train", "--arch", "64-16-10", "--epochs", "1", "--shift", "1", "--out", str(out), "--quiet"]) == 0
+    assert json.loads((out / "config.json").read_text())["shift"] == 1

@@ -105,15 +105,17 @@ def test_checkpoint_roundtrip_without_pickle(tmp_path):
 CFG = {"arch": "64-16-10", "epochs": 3, "checkpoint_every": 7, "lrs": [0.5, 0.2], "random_sign": True}
 
 
-def test_resume_matches_uninterrupted_run(tmp_path):
-    train(CFG, tmp_path / "full", progress=False)
+@pytest.mark.parametrize("extra", [{}, {"shift": 1}])
+def test_resume_matches_uninterrupted_run(tmp_path, extra):
+    cfg = {**CFG, **extra}
+    train(cfg, tmp_path / "full", progress=False)
     calls = {"n": 0}
 
     def stop_after_100():
         calls["n"] += 1
         return calls["n"] == 100  # mid-epoch 2, between checkpoints
 
-    train(CFG, tmp_path / "cut", progress=False, stop=stop_after_100)
+    train(cfg, tmp_path / "cut", progress=False, stop=stop_after_100)
     _, meta = load_checkpoint(tmp_path / "cut" / "checkpoint.npz")
     assert meta["state"]["epoch"] == 1 and meta["state"]["batch"] > 0
     train({}, tmp_path / "cut", resume=True, progress=False, stop=lambda: False)
