@@ -119,6 +119,17 @@ def create_network(text, seed: int = 0, bias: bool = True, tied: bool = False, l
     return cls.create(text, seed=seed, bias=bias, tied=tied, linear_output=linear_output, feedback_init=feedback_init)
 
 
+def mirror_feedback(text, params: dict) -> dict:
+    """A copy of ``params`` (of a network of architecture ``text``) whose feedback
+    tensors are the mirrors of its forward ones: ``feedback_init="mirrored"``
+    applied to given, e.g. trained, weights."""
+    net = create_network(text, bias=any(k.startswith("bias") for k in params))
+    net.params = {k: np.array(v) for k, v in params.items()}
+    net.validate()
+    net.mirror_feedback()
+    return net.params
+
+
 @dataclass
 class ConvNetwork(Network):
     arch: str = ""
@@ -177,21 +188,8 @@ class ConvNetwork(Network):
         return ConvNetwork(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.linear_output, self.arch)
 
     def _mirror(self, k: int, w):
-        """The feedback parameter that ties to forward parameter w of pair k (and back)."""
+        """Dense pairs mirror by transposition, convolutions share the kernel tensor."""
         return w.T if self.links[k] is None else w
-
-    def apply_update(self, delta: dict[str, np.ndarray]) -> None:
-        """Add ``delta``; for tied networks both directions move together."""
-        for name, d in delta.items():
-            if self.tied and name.startswith("bwd"):
-                continue
-            k = name[3:]
-            if self.tied and name.startswith("fwd") and f"bwd{k}" in delta:
-                d = d + self._mirror(int(k), delta[f"bwd{k}"])
-            self.params[name] += d
-        if self.tied:
-            for k in range(1, self.n_layers):
-                self.params[f"bwd{k}"] = self._mirror(k, self.params[f"fwd{k}"]).copy()
 
     # -- the connections (Eq. 6-8) ---------------------------------------------
     def _maps(self, k: int, v):

@@ -125,17 +125,27 @@ class Network:
             out[-1] = (-np.inf, np.inf)
         return out
 
+    def _mirror(self, k: int, w):
+        """The feedback parameter that ties to forward parameter w of pair k (and back)."""
+        return w.T
+
+    def mirror_feedback(self) -> None:
+        """Set every feedback parameter to the mirror of its forward one, as
+        ``feedback_init="mirrored"`` does at creation (here on any weights, e.g. trained ones)."""
+        for k in range(1, self.n_pairs):
+            self.params[f"bwd{k}"] = self._mirror(k, self.params[f"fwd{k}"]).copy()
+
     def apply_update(self, delta: dict[str, np.ndarray]) -> None:
-        """Add `delta` to the parameters; for tied networks both directions move together."""
+        """Add ``delta`` to the parameters; for tied networks both directions move together."""
         for name, d in delta.items():
             if self.tied and name.startswith("bwd"):
                 continue
-            if self.tied and name.startswith("fwd") and f"bwd{name[3:]}" in delta:
-                d = d + delta[f"bwd{name[3:]}"].T
+            k = name[3:]
+            if self.tied and name.startswith("fwd") and f"bwd{k}" in delta:
+                d = d + self._mirror(int(k), delta[f"bwd{k}"])
             self.params[name] += d
         if self.tied:
-            for k in range(1, self.n_layers):
-                self.params[f"bwd{k}"] = self.params[f"fwd{k}"].T.copy()
+            self.mirror_feedback()
 
     # -- the connections, as the solvers and drivers use them ---------------
     # A subclass with other connection types (e.g. convolutions) overrides
