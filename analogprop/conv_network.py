@@ -119,17 +119,6 @@ def create_network(text, seed: int = 0, bias: bool = True, tied: bool = False, l
     return cls.create(text, seed=seed, bias=bias, tied=tied, linear_output=linear_output, feedback_init=feedback_init)
 
 
-def mirror_feedback(text, params: dict) -> dict:
-    """A copy of ``params`` (of a network of architecture ``text``) whose feedback
-    tensors are the mirrors of its forward ones: ``feedback_init="mirrored"``
-    applied to given, e.g. trained, weights."""
-    net = create_network(text, bias=any(k.startswith("bias") for k in params))
-    net.params = {k: np.array(v) for k, v in params.items()}
-    net.validate()
-    net.mirror_feedback()
-    return net.params
-
-
 @dataclass
 class ConvNetwork(Network):
     arch: str = ""

@@ -130,8 +130,7 @@ class Network:
         return w.T
 
     def mirror_feedback(self) -> None:
-        """Set every feedback parameter to the mirror of its forward one, as
-        ``feedback_init="mirrored"`` does at creation (here on any weights, e.g. trained ones)."""
+        """Set every feedback parameter to the mirror of its forward one (what keeps a tied network tied)."""
         for k in range(1, self.n_pairs):
             self.params[f"bwd{k}"] = self._mirror(k, self.params[f"fwd{k}"]).copy()
 

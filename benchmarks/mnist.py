@@ -19,7 +19,6 @@ import time
 from threadpoolctl import threadpool_limits
 
 from analogprop.build import build, complete
-from analogprop.conv_network import mirror_feedback
 from analogprop.errors import AnalogpropError
 from analogprop.network import FEEDBACK_INITS
 from analogprop.plots import plot_runs
@@ -54,8 +53,7 @@ def parse_args(argv=None):
     ap.add_argument("--keep-every", type=int, help="keep a snapshot every N epochs (for analogprop branch)")
     ap.add_argument("--feedback-init", choices=FEEDBACK_INITS, default="random",
                     help="initial feedback weights: independent (default) or the forward ones transposed (untied)")
-    ap.add_argument("--init", help="start from the parameters of this checkpoint (.npz), e.g. to time trained weights; "
-                    "with --feedback-init mirrored its feedback weights are replaced by its forward ones, mirrored")
+    ap.add_argument("--init", help="start from the parameters of this checkpoint (.npz), e.g. to time trained weights")
     return ap.parse_args(argv)
 
 
@@ -73,8 +71,6 @@ def run(args) -> tuple[list[dict], dict, dict]:
     state, params, records = None, None, []
     if args.init:
         params, _ = load_checkpoint(args.init)
-        if args.feedback_init == "mirrored":  # start from the checkpoint's forward weights, mirrored
-            params = mirror_feedback(args.arch, params)
     if args.resume:
         params, meta = load_checkpoint(rundir.checkpoint_path)
         subsets = tuple(meta.get("subsets", (None, None)))

@@ -4,7 +4,7 @@ import pytest
 from scipy.signal import correlate
 from threadpoolctl import threadpool_limits
 
-from analogprop.conv_network import ConvNetwork, arch_sizes, create_network, mirror_feedback, normalize_arch
+from analogprop.conv_network import ConvNetwork, arch_sizes, create_network, normalize_arch
 from analogprop.conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose
 from analogprop.dynamics import mu_beta, rho
 from analogprop.errors import ConfigError
@@ -127,25 +127,6 @@ def test_mirrored_feedback_starts_as_the_forward_weights_and_stays_untied(arch, 
     assert max(net.alignment()) < 0.99
     random = create_network(arch, seed=0)
     assert max(abs(a) for a in random.alignment()) < 0.5
-
-
-@pytest.mark.parametrize("arch", ARCHS + ["64-16-8-10"])
-def test_mirror_feedback_of_trained_weights(arch, rng):
-    """``mirror_feedback`` sets the feedback of given weights to the mirrored forward ones, as the
-    mirrored initialisation does, and leaves everything else (and its input) as it was."""
-    trained = create_network(arch, seed=1)
-    trained.apply_update({k: rng.normal(size=v.shape) for k, v in trained.params.items()})
-    before = {k: v.copy() for k, v in trained.params.items()}
-    out = mirror_feedback(arch, trained.params)
-    for k, v in before.items():
-        np.testing.assert_array_equal(trained.params[k], v)
-        if not k.startswith("bwd"):
-            np.testing.assert_array_equal(out[k], v)
-    net = create_network(arch)
-    net.params = out
-    assert np.allclose(net.alignment(), 1.0)
-    with pytest.raises(ConfigError, match="missing parameters"):
-        mirror_feedback(arch, {k: v for k, v in out.items() if k != "fwd0"})
 
 
 def test_unknown_feedback_init_is_refused():
