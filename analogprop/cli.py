@@ -151,6 +151,33 @@ def cmd_branch(args):
           f"{dst.path} [--epochs N] [--lr-decay F --lr-decay-start E (E > {args.epoch})]")
 
 
+def _epochs(text):
+    """'5-12' or '5,7,9' -> a list of epochs."""
+    try:
+        if "-" in text:
+            a, b = (int(v) for v in text.split("-"))
+            return list(range(a, b + 1))
+        return [int(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected epochs as A-B or A,B,C, got {text!r}") from None
+
+
+def _average_options(p):
+    p.add_argument("run", help="run directory trained with --keep-every")
+    p.add_argument("--epochs", type=_epochs, required=True, help="kept epochs to average, e.g. 5-12 or 10,15,20")
+    p.add_argument("--out", required=True, help="new run directory (evaluate it with analogprop evaluate)")
+
+
+@command("average", "average a run's parameters over kept snapshots (stochastic weight averaging) into a new run",
+         _average_options)
+def cmd_average(args):
+    from .runs import average
+
+    dst = average(Path(args.run), args.epochs, Path(args.out))
+    print(f"{dst.path}: the mean of {args.run}'s parameters after epochs {sorted(set(args.epochs))}; "
+          f"evaluate it with: analogprop evaluate {dst.path}")
+
+
 def _diagnose_options(p):
     p.add_argument("run", help="run directory (ideal driver)")
     p.add_argument("--probe", type=int, default=40, help="training samples in the probe batch (default 40)")

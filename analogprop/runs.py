@@ -162,3 +162,37 @@ def branch(source, epoch: int, out) -> RunDir:
     dst.write_metrics(records)
     dst.write_config(config)
     return dst
+
+
+def average(source, epochs, out) -> RunDir:
+    """A new run in ``out`` whose checkpoint holds the mean of ``source``'s parameters
+    over the snapshots after ``epochs`` (Polyak / stochastic weight averaging).
+
+    The averaged weights are a new programming target: the checkpoint carries
+    no device state, so a circuit driver programs them onto its devices as
+    when a run starts.  Its run state and metrics are those of the last epoch
+    averaged; the epochs are recorded in its ``meta`` as ``averaged_epochs``.
+    """
+    src = RunDir(source)
+    config = src.read_config()
+    epochs = sorted({int(e) for e in epochs})
+    if not epochs:
+        raise DataError("give at least one epoch to average")
+    missing = [e for e in epochs if not src.snapshot_path(e).exists()]
+    if missing:
+        raise DataError(f"{src.path}: no snapshot after epoch(s) {missing} "
+                        f"(kept: {src.snapshots() or 'none; train with --keep-every N'})")
+    dst = RunDir(out)
+    if dst.config_path.exists() or dst.checkpoint_path.exists():
+        raise DataError(f"{dst.path} already holds a run; average into a new directory")
+    total, meta = None, None
+    for e in epochs:
+        params, meta = load_checkpoint(src.snapshot_path(e))
+        if total is not None and set(params) != set(total):
+            raise DataError(f"{src.snapshot_path(e)}: its parameters differ from those of epoch {epochs[0]}")
+        total = {k: v.astype(np.float64) + (0 if total is None else total[k]) for k, v in params.items()}
+    mean = {k: v / len(epochs) for k, v in total.items()}
+    save_checkpoint(dst.checkpoint_path, mean, {**meta, "averaged_epochs": epochs})
+    dst.write_metrics(src.metrics()[:epochs[-1]])
+    dst.write_config(config)
+    return dst

@@ -65,13 +65,19 @@ def test_keep_every_and_branch(tmp_path, capsys):
                  "--quiet"]) == 0
     r = run("branch", str(out), "--epoch", "7", "--out", str(tmp_path / "c"))
     assert r.returncode == 2 and "no snapshot after epoch 7" in r.stderr and "kept: [1, 2]" in r.stderr
+    assert main(["average", str(out), "--epochs", "1-2", "--out", str(tmp_path / "avg")]) == 0
+    assert "analogprop evaluate" in capsys.readouterr().out
+    assert main(["evaluate", str(tmp_path / "avg")]) == 0
+    r = run("average", str(out), "--epochs", "1-x", "--out", str(tmp_path / "d"))
+    assert r.returncode == 2 and "expected epochs as A-B or A,B,C" in r.stderr
 
 
 def test_resume_without_run_is_refused(tmp_path):
     r = run("train", "--out", str(tmp_path / "empty"), "--resume", "--quiet")
     assert r.returncode == 2 and "not a run directory (no config.json)" in r.stderr
     for cmd in (["evaluate", str(tmp_path / "none1")], ["diagnose", str(tmp_path / "none2")],
-                ["branch", str(tmp_path / "none3"), "--epoch", "1", "--out", str(tmp_path / "b")]):
+                ["branch", str(tmp_path / "none3"), "--epoch", "1", "--out", str(tmp_path / "b")],
+                ["average", str(tmp_path / "none4"), "--epochs", "1", "--out", str(tmp_path / "a")]):
         r = run(*cmd)
         assert r.returncode == 2 and "not a run directory" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # reading a missing run creates nothing

@@ -9,7 +9,7 @@ import pytest
 
 from analogprop import data as D
 from analogprop.errors import ConfigError, DataError
-from analogprop.runs import RunDir, branch, load_checkpoint, load_device_state, save_checkpoint
+from analogprop.runs import RunDir, average, branch, load_checkpoint, load_device_state, save_checkpoint
 from analogprop.train_run import evaluate, train
 
 
@@ -221,3 +221,35 @@ def test_branch_from_a_kept_snapshot_is_the_run_with_the_new_schedule_throughout
     train(CFG, tmp_path / "plain", progress=False)
     with pytest.raises(DataError, match="train with --keep-every N"):
         branch(tmp_path / "plain", 1, tmp_path / "other")
+
+
+def test_average_of_kept_snapshots(tmp_path):
+    """The averaged run's checkpoint is the mean of the snapshots, carries the last averaged epoch's
+    state and metrics, evaluates, and resumes; bad requests are refused and leave nothing behind."""
+    train({**CFG, "keep_every": 1}, tmp_path / "run", progress=False)
+    average(tmp_path / "run", [3, 2], tmp_path / "avg")
+    snaps = [load_checkpoint(tmp_path / "run" / "snapshots" / f"epoch-00{e}.npz")[0] for e in (2, 3)]
+    avg, meta = load_checkpoint(tmp_path / "avg" / "checkpoint.npz")
+    for k in avg:
+        np.testing.assert_allclose(avg[k], (snaps[0][k] + snaps[1][k]) / 2, rtol=0, atol=1e-15)
+    assert not np.array_equal(avg["fwd0"], snaps[1]["fwd0"])
+    assert meta["averaged_epochs"] == [2, 3] and meta["state"]["epoch"] == 3
+    assert [r["epoch"] for r in RunDir(tmp_path / "avg").metrics()] == [1, 2, 3]
+    assert evaluate(tmp_path / "avg")["test_error"] < 0.8  # a working model (chance: 0.9)
+    train({"epochs": 4}, tmp_path / "avg", resume=True, progress=False)
+    assert [r["epoch"] for r in RunDir(tmp_path / "avg").metrics()] == [1, 2, 3, 4]
+    with pytest.raises(DataError, match=r"no snapshot after epoch\(s\) \[7\] .*kept: \[1, 2, 3\]"):
+        average(tmp_path / "run", [2, 7], tmp_path / "bad")
+    with pytest.raises(DataError, match="at least one epoch"):
+        average(tmp_path / "run", [], tmp_path / "bad")
+    with pytest.raises(DataError, match="already holds a run"):
+        average(tmp_path / "run", [1], tmp_path / "avg")
+    assert not (tmp_path / "bad").exists()
+
+
+def test_averaged_circuit_run_programs_the_mean_onto_its_devices(tmp_path):
+    train({**NOISY, "keep_every": 1}, tmp_path / "run", progress=False)
+    average(tmp_path / "run", [1, 2], tmp_path / "avg")
+    assert load_device_state(tmp_path / "avg" / "checkpoint.npz") == {}
+    res = evaluate(tmp_path / "avg")
+    assert res["test_error"] < 0.5 and res["unconverged"] == 0
