@@ -58,6 +58,13 @@ def load_checkpoint(path) -> tuple[dict[str, np.ndarray], dict]:
                                   json.loads(str(z["meta"]))))
 
 
+def transplant(fresh: dict[str, np.ndarray], donor: dict[str, np.ndarray]) -> tuple[dict[str, np.ndarray], list[str]]:
+    """``fresh`` with every parameter that ``donor`` has under the same name and shape
+    replaced by the donor's, e.g. trained layers moved into a larger network; and the names taken."""
+    taken = sorted(k for k, v in fresh.items() if k in donor and np.shape(donor[k]) == np.shape(v))
+    return {**fresh, **{k: np.array(donor[k]) for k in taken}}, taken
+
+
 def load_device_state(path) -> dict[str, np.ndarray]:
     """The driver device state saved with a checkpoint (empty if none was)."""
     return _read(path, lambda z: {k[7:]: z[k] for k in z.files if k.startswith("device/")})

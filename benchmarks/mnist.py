@@ -22,7 +22,7 @@ from analogprop.build import build, complete
 from analogprop.errors import AnalogpropError
 from analogprop.network import FEEDBACK_INITS
 from analogprop.plots import plot_runs
-from analogprop.runs import RunDir, load_checkpoint
+from analogprop.runs import RunDir, load_checkpoint, transplant
 from analogprop.train_run import resumed_config
 from analogprop.trainer import TrainState, TwoPhaseTrainer
 
@@ -54,6 +54,8 @@ def parse_args(argv=None):
     ap.add_argument("--feedback-init", choices=FEEDBACK_INITS, default="random",
                     help="initial feedback weights: independent (default) or the forward ones transposed (untied)")
     ap.add_argument("--init", help="start from the parameters of this checkpoint (.npz), e.g. to time trained weights")
+    ap.add_argument("--init-matching", help="take from this checkpoint every parameter whose name and shape match "
+                    "the architecture (e.g. trained layers of a smaller net); the others start fresh")
     return ap.parse_args(argv)
 
 
@@ -79,6 +81,10 @@ def run(args) -> tuple[list[dict], dict, dict]:
         records = rundir.metrics()[:state.epoch]
     cfg = complete(cfg)
     data, driver, tc = build(cfg, params)
+    if args.init_matching and not args.resume:
+        params, taken = transplant(driver.get_parameters(), load_checkpoint(args.init_matching)[0])
+        driver.set_parameters(params)
+        print(f"parameters taken from {args.init_matching}: {', '.join(taken) or 'none'}", file=sys.stderr)
     data = data.subset(*subsets)
     rundir.write_config(cfg)
     trainer = TwoPhaseTrainer(driver, tc)

@@ -65,6 +65,15 @@ def test_mnist_benchmark_runs_resumes_and_example_evaluates(fake_mnist, tmp_path
     assert bench.main(init_args) == 0
     c, _ = load_checkpoint(tmp_path / "init" / "checkpoint.npz")
     assert all(np.array_equal(a[k], c[k]) for k in a)
+    # --init-matching moves the layers whose names and shapes match into a wider net; the rest start fresh
+    wide = _args(fake_mnist, tmp_path / "wide", 1)
+    wide[wide.index("784-24-16-10")] = "784-24-32-10"
+    assert bench.main(wide + ["--init-matching", str(full / "checkpoint.npz"), "--lrs", "0,0,0"]) == 0
+    assert "parameters taken from" in capsys.readouterr().err
+    w, _ = load_checkpoint(tmp_path / "wide" / "checkpoint.npz")
+    assert np.array_equal(w["fwd0"], a["fwd0"]) and np.array_equal(w["bias1"], a["bias1"])
+    assert w["fwd1"].shape == (32, 24) and w["bias2"].shape == (32,)
+    assert not np.array_equal(w["fwd2"][:, :16], a["fwd2"])  # fresh (shape differs)
     capsys.readouterr()
 
     example = load_script("examples/evaluate_mnist_checkpoint.py")
