@@ -16,9 +16,13 @@ from .errors import ConfigError
 
 def whole_pixels(shift) -> int:
     """``shift`` as an int, refused unless it is a whole number >= 0."""
-    if isinstance(shift, bool) or not np.isfinite(shift) or int(shift) != shift or shift < 0:
+    try:
+        value = None if isinstance(shift, bool) else float(shift)
+    except (TypeError, ValueError):
+        value = None
+    if value is None or not value.is_integer() or value < 0:
         raise ConfigError(f"shift must be a whole number of pixels >= 0, got {shift!r}")
-    return int(shift)
+    return int(value)
 
 
 def check_fits(shift: int, image_shape) -> None:

@@ -227,8 +227,9 @@ class TwoPhaseTrainer:
             for b in range(state.batch, len(signs)):
                 t0 = time.perf_counter()
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
-                x = random_shifts(data.x_train[idx], data.image_shape, cfg.shift,
-                                  np.random.default_rng([cfg.seed, state.epoch, b]))
+                x = data.x_train[idx]
+                if cfg.shift:
+                    x = random_shifts(x, data.image_shape, cfg.shift, np.random.default_rng([cfg.seed, state.epoch, b]))
                 stats = self.step(x, data.y_train[idx], signs[b])
                 stats["seconds"] = time.perf_counter() - t0
                 state.stats.add(stats)

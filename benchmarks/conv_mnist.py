@@ -49,7 +49,8 @@ def main():
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch, "epochs": args.epochs,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "batch_size": args.batch_size,
            "dtype": args.dtype, "tol": args.tol, "checkpoint_every": 500,
-           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay, "shift": args.shift,
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
+           "shift": args.shift,
            "probe": args.probe, "keep_every": args.keep_every, "symmetric": args.symmetric,
            "feedback_init": args.feedback_init}
     with threadpool_limits(args.threads):

@@ -67,8 +67,8 @@ def run(args) -> tuple[list[dict], dict, dict]:
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
            "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
-           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay, "shift": args.shift,
-           "keep_every": args.keep_every, "feedback_init": args.feedback_init}
+           "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
+           "shift": args.shift, "keep_every": args.keep_every, "feedback_init": args.feedback_init}
     subsets = (args.train_subset, args.test_subset)
     state, params, records = None, None, []
     if args.init:

@@ -46,7 +46,7 @@ def test_shifts_are_a_function_of_the_generator():
     assert not np.array_equal(a, random_shifts(x, (8, 8), 1, np.random.default_rng([0, 3, 8])))
 
 
-@pytest.mark.parametrize("bad", [-1, 1.5, True, float("nan")])
+@pytest.mark.parametrize("bad", [-1, 1.5, True, float("nan"), float("inf"), "two", None])
 def test_bad_shift_refused(bad):
     with pytest.raises(ConfigError, match="shift must be a whole number"):
         whole_pixels(bad)
