@@ -142,6 +142,18 @@ class RunDir:
         atomic_write(self.csv_path, write_csv)
 
 
+def _kept(run: RunDir) -> str:
+    return f"kept: {run.snapshots() or 'none; train with --keep-every N'}"
+
+
+def _new_run(out, verb: str) -> RunDir:
+    """The run directory ``out``, refused if it already holds a run."""
+    dst = RunDir(out)
+    if dst.config_path.exists() or dst.checkpoint_path.exists():
+        raise DataError(f"{dst.path} already holds a run; {verb} into a new directory")
+    return dst
+
+
 def branch(source, epoch: int, out) -> RunDir:
     """A new run in ``out`` that is ``source`` as it stood after ``epoch``: its configuration,
     the metrics of epochs 1..epoch and that epoch's snapshot as checkpoint.
@@ -154,13 +166,9 @@ def branch(source, epoch: int, out) -> RunDir:
     config = src.read_config()
     path = src.snapshot_path(epoch)
     if not path.exists():
-        kept = src.snapshots()
-        raise DataError(f"{path}: no snapshot after epoch {epoch} in {src.path} "
-                        f"(kept: {kept or 'none; train with --keep-every N'})")
+        raise DataError(f"{path}: no snapshot after epoch {epoch} in {src.path} ({_kept(src)})")
     _, meta = load_checkpoint(path)
-    dst = RunDir(out)
-    if dst.config_path.exists() or dst.checkpoint_path.exists():
-        raise DataError(f"{dst.path} already holds a run; branch into a new directory")
+    dst = _new_run(out, "branch")
     records = src.metrics()[:epoch]
     if meta["state"]["epoch"] != epoch or len(records) != epoch:
         raise DataError(f"{path}: snapshot or metrics of {src.path} do not match epoch {epoch}")
@@ -187,11 +195,8 @@ def average(source, epochs, out) -> RunDir:
         raise DataError("give at least one epoch to average")
     missing = [e for e in epochs if not src.snapshot_path(e).exists()]
     if missing:
-        raise DataError(f"{src.path}: no snapshot after epoch(s) {missing} "
-                        f"(kept: {src.snapshots() or 'none; train with --keep-every N'})")
-    dst = RunDir(out)
-    if dst.config_path.exists() or dst.checkpoint_path.exists():
-        raise DataError(f"{dst.path} already holds a run; average into a new directory")
+        raise DataError(f"{src.path}: no snapshot after epoch(s) {missing} ({_kept(src)})")
+    dst = _new_run(out, "average")
     total, meta = None, None
     for e in epochs:
         params, meta = load_checkpoint(src.snapshot_path(e))
