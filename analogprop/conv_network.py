@@ -265,3 +265,38 @@ class ConvNetwork(Network):
             den = np.linalg.norm(f) * np.linalg.norm(b)
             out.append(float(np.sum(f * b) / den) if den > 0 else 0.0)
         return out
+
+    def without_pooling(self, k: int) -> "ConvNetwork":
+        """This network with the pooling of convolutional pair k removed (the pair
+        after it must be dense): every pooled unit becomes its p x p block.
+
+        ``fwd{k}`` and the per-map biases are unchanged, so the new units see the
+        convolution before the mean was taken; each unit of a block gets the block's
+        feedback from above (``bwd{k+1}`` copied) and a p^2-th of its forward weight
+        (``fwd{k+1}``); ``bwd{k}`` is divided by p^2, the factor the removed pool^T
+        applied.  On states of layer k+1 that are constant over each block every
+        drive (Eq. 6-8) is the pooled network's, so a trained network starts near its
+        trained function with p^2 times as many inputs to the next layer.
+        """
+        link = self.links[k] if 0 <= k < len(self.links) else None
+        if link is None or link.pool == 1:
+            raise ConfigError(f"{self.arch}: pair {k} is not a pooled convolution")
+        if k + 1 >= len(self.links) or self.links[k + 1] is not None:
+            raise ConfigError(f"{self.arch}: the pair after pair {k} must be dense to remove its pooling")
+        p = link.pool
+        shapes, links = list(self.shapes), list(self.links)
+        c, h, w = shapes[k + 1]
+        shapes[k + 1], links[k] = (c, h * p, w * p), Conv(link.kernel, link.stride, 1)
+        n_out = self.sizes[k + 2]
+
+        def blocks(a):  # (n_out, h*w*c) in channels-last order -> (n_out, h*p*w*p*c)
+            a = a.reshape(n_out, h, w, c)
+            return np.repeat(np.repeat(a, p, axis=1), p, axis=2).reshape(n_out, -1)
+
+        params = {n: v.copy() for n, v in self.params.items()}
+        params[f"fwd{k + 1}"] = blocks(params[f"fwd{k + 1}"]) / (p * p)
+        params[f"bwd{k + 1}"] = blocks(params[f"bwd{k + 1}"].T).T.copy()
+        if k >= 1:
+            params[f"bwd{k}"] = params[f"bwd{k}"] / (p * p)
+        return ConvNetwork(tuple(int(np.prod(s)) for s in shapes), params, self.tied, self.linear_output,
+                           format_arch(shapes, links))

@@ -309,3 +309,61 @@ def test_bad_conv_arch_is_one_line_error(tmp_path, capsys):
     assert len(err) == 1 and "does not fit" in err[0]
     assert main(["train", "--arch", "1x9x9-c4k3-10", "--out", str(tmp_path / "r"), "--quiet"]) == 2
     assert "64 inputs but the architecture's input layer has 81" in capsys.readouterr().err
+
+
+# -- removing a pooling ---------------------------------------------------------------
+def _blocks(r, shape, p):
+    """(N, C*H*W) channels-last states of maps ``shape`` = (C, H, W) with each unit repeated over a p x p block."""
+    c, h, w = shape
+    v = r.reshape(len(r), h, w, c)
+    return np.repeat(np.repeat(v, p, axis=1), p, axis=2).reshape(len(r), -1)
+
+
+def test_without_pooling_keeps_every_drive_on_block_constant_states(rng):
+    net = ConvNetwork.create("1x14x14-c3k3p2-c4k3p2-5", seed=1)
+    wide = net.without_pooling(1)
+    assert wide.arch == "1x14x14-c3k3p2-c4k3-5" and wide.sizes == (196, 108, 64, 5)
+    wide.validate()
+    r0, r1, r3 = rng.uniform(size=(4, 196)), rng.uniform(size=(4, 108)), rng.uniform(size=(4, 5))
+    r2 = rng.uniform(size=(4, 16))
+    r2_wide = _blocks(r2, net.shapes[2], 2)
+    np.testing.assert_allclose(wide.drive(3, r2_wide, None), net.drive(3, r2, None), atol=1e-12)
+    np.testing.assert_allclose(wide.drive(1, r0, r2_wide), net.drive(1, r0, r2), atol=1e-12)
+    layer2 = wide.drive(2, r1, r3).reshape(4, 4, 4, 4)
+    pooled = avg_pool(layer2, 2).reshape(4, -1)
+    np.testing.assert_allclose(pooled, net.drive(2, r1, r3), atol=1e-12)
+    # the feedback from the output is the block's own, on every unit of the block
+    np.testing.assert_allclose(wide.drive(2, None, r3), _blocks(net.drive(2, None, r3), net.shapes[2], 2), atol=1e-12)
+    assert net.arch == "1x14x14-c3k3p2-c4k3p2-5"  # the original is untouched
+
+
+def test_without_pooling_refuses_pairs_it_cannot_widen():
+    net = ConvNetwork.create("1x14x14-c3k3p2-c4k3p2-5", seed=1)
+    with pytest.raises(ConfigError, match="pair after pair 0 must be dense"):
+        net.without_pooling(0)
+    with pytest.raises(ConfigError, match="pair 2 is not a pooled convolution"):
+        net.without_pooling(2)
+    with pytest.raises(ConfigError, match="pair 1 is not a pooled convolution"):
+        ConvNetwork.create("1x8x8-c3k3p2-c4k2-5").without_pooling(1)
+
+
+def test_unpool_script_widens_a_trained_run(tmp_path, capsys):
+    from analogprop.cli import main as cli
+    from analogprop.runs import load_checkpoint
+    from conftest import load_script, printed_values
+    run = tmp_path / "run"
+    assert cli(["train", "--arch", "1x8x8-c4k3p2-10", "--lrs", "0.1,0.2", "--epochs", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    script = load_script("benchmarks/unpool_conv.py")
+    out = tmp_path / "wide.npz"
+    assert script.main([str(run), "--pair", "0", "--out", str(out)]) == 0
+    printed = printed_values(capsys.readouterr().out)
+    assert printed["architecture"] == "1x8x8-c4k3-10"
+    wide = ConvNetwork.create("1x8x8-c4k3-10")
+    wide.params = load_checkpoint(out)[0]
+    wide.validate()
+    trained = load_checkpoint(run / "checkpoint.npz")[0]
+    np.testing.assert_array_equal(wide.params["fwd0"], trained["fwd0"])
+    np.testing.assert_allclose(wide.params["fwd1"].sum(axis=1), trained["fwd1"].sum(axis=1))
+    assert script.main([str(run), "--pair", "1", "--out", str(out)]) == 2
+    assert "pair 1 is not a pooled convolution" in capsys.readouterr().err
