@@ -367,3 +367,20 @@ def test_unpool_script_widens_a_trained_run(tmp_path, capsys):
     np.testing.assert_allclose(wide.params["fwd1"].sum(axis=1), trained["fwd1"].sum(axis=1))
     assert script.main([str(run), "--pair", "1", "--out", str(out)]) == 2
     assert "pair 1 is not a pooled convolution" in capsys.readouterr().err
+
+
+def test_conv_readout_benchmark_fits_both_feature_sets(tmp_path, capsys):
+    from analogprop.cli import main as cli
+    from conftest import load_script
+    run = tmp_path / "run"
+    assert cli(["train", "--arch", "1x8x8-c4k3p2-10", "--lrs", "0.1,0.2", "--epochs", "1", "--out", str(run)]) == 0
+    capsys.readouterr()
+    script = load_script("benchmarks/conv_readout.py")
+    assert script.main([str(run), "--pair", "0", "--lambdas", "1e-3,1e6"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 4 and "(1x8x8-c4k3p2-10, 36 features)" in lines[0] and "(1x8x8-c4k3-10, 144 features)" in lines[2]
+    err = [float(line.rsplit("test error ", 1)[1].rstrip("%")) for line in lines]
+    assert err[0] < 20 and err[2] < 20  # a fitted readout classifies digits
+    assert err[1] > err[0] + 10 and err[3] > err[2] + 10  # an overwhelming ridge starves the readout
+    assert script.main([str(run), "--pair", "1"]) == 2
+    assert "pair 1 is not a pooled convolution" in capsys.readouterr().err

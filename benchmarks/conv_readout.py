@@ -1,0 +1,71 @@
+"""How well a linear readout can classify a conv run's features, with and without a pooling.
+
+Feeds the data forward (no feedback) through the trained layers below the
+output, once as trained and once with the pooling of pair ``--pair`` removed
+(ConvNetwork.without_pooling), and fits a ridge least-squares readout to the
+one-hot targets for each regularisation ``--lambdas``.  The errors bound
+what training only the output pair can reach, and so show whether removing
+a pooling is worth its p^2 wider output layer:
+
+    python benchmarks/conv_readout.py benchmarks/out/conv_mnist-outonly-decay-avg1-6 --pair 1
+"""
+import argparse
+import sys
+
+import numpy as np
+from threadpoolctl import threadpool_limits
+
+from analogprop.build import build
+from analogprop.errors import AnalogpropError
+from analogprop.runs import RunDir, load_checkpoint
+
+
+def features(net, x, batch: int = 500) -> np.ndarray:
+    """States of the layer below the output when the input is fed forward only (Eq. 6-8 without feedback)."""
+    out = []
+    for i in range(0, len(x), batch):
+        r = x[i:i + batch]
+        for k in range(1, net.n_layers):
+            r = np.clip(net.drive(k, r, None), 0.0, 1.0)
+        out.append(r)
+    return np.concatenate(out)
+
+
+def ridge_errors(f_train, y_train, f_test, y_test, lambdas) -> list[tuple[float, float, float]]:
+    """(lambda, train error %, test error %) of ridge readouts (with a bias) fitted to one-hot targets."""
+    a = np.hstack([f_train, np.ones((len(f_train), 1))])
+    gram, rhs = a.T @ a, a.T @ np.eye(int(y_train.max()) + 1)[y_train]
+    t = np.hstack([f_test, np.ones((len(f_test), 1))])
+    rows = []
+    for lam in lambdas:
+        w = np.linalg.solve(gram + lam * np.eye(len(gram)), rhs)
+        rows.append((lam, 100 * np.mean((a @ w).argmax(1) != y_train), 100 * np.mean((t @ w).argmax(1) != y_test)))
+    return rows
+
+
+def main(argv=None) -> int:
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("run", help="run directory of a convolutional network")
+    ap.add_argument("--pair", type=int, required=True, help="the pooled conv pair whose pooling to remove")
+    ap.add_argument("--lambdas", default="0.01,1,10,100", help="ridge regularisations, comma-separated")
+    args = ap.parse_args(argv)
+    try:
+        run = RunDir(args.run)
+        data, driver, _ = build(run.read_config(), load_checkpoint(run.checkpoint_path)[0])
+        net = driver.network
+        nets = {"as trained": net, "without pooling": net.without_pooling(args.pair)}
+        lambdas = [float(v) for v in args.lambdas.split(",")]
+    except (AnalogpropError, ValueError) as e:
+        print(f"error: {e}", file=sys.stderr)
+        return 2
+    with threadpool_limits(1):
+        for name, n in nets.items():
+            f_train, f_test = features(n, data.x_train), features(n, data.x_test)
+            for lam, train, test in ridge_errors(f_train, data.y_train, f_test, data.y_test, lambdas):
+                print(f"{name} ({n.arch}, {f_train.shape[1]} features), lambda {lam:g}: "
+                      f"train error {train:.2f}%, test error {test:.2f}%")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
