@@ -3,8 +3,9 @@
 Feeds the data forward (no feedback) through the trained layers below the
 output, once as trained and once with the pooling of pair ``--pair`` removed
 (ConvNetwork.without_pooling), and fits a ridge least-squares readout to the
-one-hot targets for each regularisation ``--lambdas``.  The errors bound
-what training only the output pair can reach, and so show whether removing
+one-hot targets for each regularisation ``--lambdas``.  The errors estimate
+what training only the output pair can reach (not a bound: the EP output layer
+sees the feedback-settled states), and so show whether removing
 a pooling is worth its p^2 wider output layer:
 
     python benchmarks/conv_readout.py benchmarks/out/conv_mnist-outonly-decay-avg1-6 --pair 1
