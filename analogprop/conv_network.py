@@ -289,13 +289,12 @@ class ConvNetwork(Network):
         shapes[k + 1], links[k] = (c, h * p, w * p), Conv(link.kernel, link.stride, 1)
         n_out = self.sizes[k + 2]
 
-        def blocks(a):  # (n_out, h*w*c) in channels-last order -> (n_out, h*p*w*p*c)
-            a = a.reshape(n_out, h, w, c)
-            return np.repeat(np.repeat(a, p, axis=1), p, axis=2).reshape(n_out, -1)
+        def spread(a):  # (n_out, h*w*c) channels-last -> each entry / p^2 over its block, (n_out, h*p*w*p*c)
+            return avg_pool_transpose(a.reshape(n_out, h, w, c), p).reshape(n_out, -1)
 
         params = {n: v.copy() for n, v in self.params.items()}
-        params[f"fwd{k + 1}"] = blocks(params[f"fwd{k + 1}"]) / (p * p)
-        params[f"bwd{k + 1}"] = blocks(params[f"bwd{k + 1}"].T).T.copy()
+        params[f"fwd{k + 1}"] = spread(params[f"fwd{k + 1}"])
+        params[f"bwd{k + 1}"] = (spread(params[f"bwd{k + 1}"].T) * (p * p)).T.copy()
         if k >= 1:
             params[f"bwd{k}"] = params[f"bwd{k}"] / (p * p)
         return ConvNetwork(tuple(int(np.prod(s)) for s in shapes), params, self.tied, self.linear_output,

@@ -114,6 +114,10 @@ class Network:
             check_finite(f"parameter {name}", self.params[name])
         return self
 
+    def without_pooling(self, k: int) -> "Network":
+        """Dense networks have no pooling to remove (see ConvNetwork.without_pooling)."""
+        raise ConfigError(f"network {'-'.join(map(str, self.sizes))}: pair {k} is not a pooled convolution")
+
     def copy(self) -> "Network":
         return Network(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.linear_output)
 

@@ -17,6 +17,7 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from analogprop.build import build
+from analogprop.dynamics import rho
 from analogprop.errors import AnalogpropError
 from analogprop.runs import RunDir, load_checkpoint
 
@@ -27,7 +28,7 @@ def features(net, x, batch: int = 500) -> np.ndarray:
     for i in range(0, len(x), batch):
         r = x[i:i + batch]
         for k in range(1, net.n_layers):
-            r = np.clip(net.drive(k, r, None), 0.0, 1.0)
+            r = rho(net.drive(k, r, None))
         out.append(r)
     return np.concatenate(out)
 

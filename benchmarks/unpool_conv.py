@@ -10,7 +10,7 @@ its architecture, to continue training with ``benchmarks/mnist.py --init``:
 import argparse
 import sys
 
-from analogprop.conv_network import ConvNetwork
+from analogprop.build import build
 from analogprop.errors import AnalogpropError
 from analogprop.runs import RunDir, load_checkpoint, save_checkpoint
 
@@ -23,11 +23,8 @@ def main(argv=None) -> int:
     args = ap.parse_args(argv)
     try:
         run = RunDir(args.run)
-        params, _ = load_checkpoint(run.checkpoint_path)
-        cfg = run.read_config()
-        net = ConvNetwork.create(cfg["arch"], bias=cfg.get("bias", True))
-        net.params = params
-        wide = net.validate().without_pooling(args.pair)
+        _, driver, _ = build(run.read_config(), load_checkpoint(run.checkpoint_path)[0])
+        wide = driver.network.without_pooling(args.pair)
         save_checkpoint(args.out, wide.params, {"unpooled_from": str(args.run), "pair": args.pair})
     except AnalogpropError as e:
         print(f"error: {e}", file=sys.stderr)

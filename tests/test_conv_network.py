@@ -315,8 +315,7 @@ def test_bad_conv_arch_is_one_line_error(tmp_path, capsys):
 def _blocks(r, shape, p):
     """(N, C*H*W) channels-last states of maps ``shape`` = (C, H, W) with each unit repeated over a p x p block."""
     c, h, w = shape
-    v = r.reshape(len(r), h, w, c)
-    return np.repeat(np.repeat(v, p, axis=1), p, axis=2).reshape(len(r), -1)
+    return (avg_pool_transpose(r.reshape(len(r), h, w, c), p) * (p * p)).reshape(len(r), -1)
 
 
 def test_without_pooling_keeps_every_drive_on_block_constant_states(rng):
@@ -345,6 +344,8 @@ def test_without_pooling_refuses_pairs_it_cannot_widen():
         net.without_pooling(2)
     with pytest.raises(ConfigError, match="pair 1 is not a pooled convolution"):
         ConvNetwork.create("1x8x8-c3k3p2-c4k2-5").without_pooling(1)
+    with pytest.raises(ConfigError, match="pair 0 is not a pooled convolution"):
+        Network.create([64, 16, 10]).without_pooling(0)
 
 
 def test_unpool_script_widens_a_trained_run(tmp_path, capsys):
