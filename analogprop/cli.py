@@ -178,6 +178,24 @@ def cmd_average(args):
           f"evaluate it with: analogprop evaluate {dst.path}")
 
 
+def _export_options(p):
+    p.add_argument("run", help="run directory")
+    p.add_argument("--out", required=True, help="new run directory")
+    p.add_argument("--dtype", choices=("float32", "float64"),
+                   help="storage of the parameters (default: the run's solver dtype, evaluation unchanged)")
+
+
+@command("export", "copy a run compactly (config, metrics, compressed checkpoint; no snapshots) "
+         "to ship or archive", _export_options)
+def cmd_export(args):
+    from .runs import export
+
+    dst = export(Path(args.run), Path(args.out), args.dtype)
+    size = dst.checkpoint_path.stat().st_size
+    print(f"{dst.path}: {args.run} exported ({size / 1e6:.1f} MB checkpoint); "
+          f"evaluate it with: analogprop evaluate {dst.path}")
+
+
 def _diagnose_options(p):
     p.add_argument("run", help="run directory (ideal driver)")
     p.add_argument("--probe", type=int, default=40, help="training samples in the probe batch (default 40)")

@@ -33,12 +33,14 @@ def atomic_write(path: Path, write) -> None:
         raise
 
 
-def save_checkpoint(path, params: dict[str, np.ndarray], meta: dict, device: dict | None = None) -> None:
+def save_checkpoint(path, params: dict[str, np.ndarray], meta: dict, device: dict | None = None,
+                    compressed: bool = False) -> None:
     """Parameters, the JSON-able ``meta`` and a driver's device state (:meth:`Driver.device_state`)."""
     arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
     arrays.update({f"device/{k}": np.asarray(v) for k, v in (device or {}).items()})
     arrays["meta"] = np.array(json.dumps(meta))
-    atomic_write(Path(path), lambda f: np.savez(f, **arrays))
+    write = np.savez_compressed if compressed else np.savez
+    atomic_write(Path(path), lambda f: write(f, **arrays))
 
 
 def _read(path, read):
@@ -206,5 +208,27 @@ def average(source, epochs, out) -> RunDir:
     mean = {k: v / len(epochs) for k, v in total.items()}
     save_checkpoint(dst.checkpoint_path, mean, {**meta, "averaged_epochs": epochs})
     dst.write_metrics(src.metrics()[:epochs[-1]])
+    dst.write_config(config)
+    return dst
+
+
+def export(source, out, dtype=None) -> RunDir:
+    """A compact copy of run ``source`` in ``out`` to ship or archive: its configuration,
+    metrics and a compressed checkpoint whose parameters are stored in ``dtype``
+    (default: the run's solver dtype, so that evaluation is unchanged).
+
+    Snapshots are left out; the run state is kept, so the copy resumes.
+    """
+    src = RunDir(source)
+    config = src.read_config()
+    dtype = np.dtype(dtype or config.get("dtype", "float64"))
+    if dtype.kind != "f":
+        raise DataError(f"cannot store parameters as {dtype}: choose float32 or float64")
+    params, meta = load_checkpoint(src.checkpoint_path)
+    device = load_device_state(src.checkpoint_path)
+    dst = _new_run(out, "export")
+    save_checkpoint(dst.checkpoint_path, {k: v.astype(dtype) for k, v in params.items()},
+                    {**meta, "exported_from": str(src.path)}, device, compressed=True)
+    dst.write_metrics(src.metrics())
     dst.write_config(config)
     return dst

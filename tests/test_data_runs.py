@@ -9,7 +9,7 @@ import pytest
 
 from analogprop import data as D
 from analogprop.errors import ConfigError, DataError
-from analogprop.runs import RunDir, average, branch, load_checkpoint, load_device_state, save_checkpoint
+from analogprop.runs import RunDir, average, branch, export, load_checkpoint, load_device_state, save_checkpoint
 from analogprop.train_run import evaluate, train
 
 
@@ -253,3 +253,39 @@ def test_averaged_circuit_run_programs_the_mean_onto_its_devices(tmp_path):
     assert load_device_state(tmp_path / "avg" / "checkpoint.npz") == {}
     res = evaluate(tmp_path / "avg")
     assert res["test_error"] < 0.5 and res["unconverged"] == 0
+
+
+def test_export_is_a_compact_run_that_evaluates_and_resumes_as_the_source(tmp_path):
+    """Exported in the solver's dtype (float32), the run evaluates exactly as its source, in a
+    smaller compressed file without snapshots, and resumes; float64 keeps the parameters bit-exact."""
+    train({**CFG, "dtype": "float32", "keep_every": 1}, tmp_path / "run", progress=False)
+    export(tmp_path / "run", tmp_path / "ship")
+    src, dst = RunDir(tmp_path / "run"), RunDir(tmp_path / "ship")
+    params, meta = load_checkpoint(dst.checkpoint_path)
+    assert {v.dtype for v in params.values()} == {np.dtype(np.float32)}
+    assert meta["state"] == load_checkpoint(src.checkpoint_path)[1]["state"]
+    assert dst.checkpoint_path.stat().st_size < 0.6 * src.checkpoint_path.stat().st_size
+    assert not (dst.path / "snapshots").exists() and dst.metrics() == src.metrics()
+    assert evaluate(dst.path) == evaluate(src.path)
+    train({"epochs": 4}, dst.path, resume=True, progress=False)
+    assert [r["epoch"] for r in dst.metrics()] == [1, 2, 3, 4]
+    export(tmp_path / "run", tmp_path / "exact", "float64")
+    for k, v in load_checkpoint(src.checkpoint_path)[0].items():
+        np.testing.assert_array_equal(load_checkpoint(tmp_path / "exact" / "checkpoint.npz")[0][k], v)
+    with pytest.raises(DataError, match="cannot store parameters as int32"):
+        export(tmp_path / "run", tmp_path / "bad", "int32")
+    with pytest.raises(DataError, match="already holds a run"):
+        export(tmp_path / "run", tmp_path / "ship")
+    with pytest.raises(DataError, match="not a run directory"):
+        export(tmp_path / "nothing", tmp_path / "bad2")
+    assert not (tmp_path / "bad").exists() and not (tmp_path / "bad2").exists()
+
+
+def test_export_keeps_a_circuit_run_s_device_state(tmp_path):
+    train(NOISY, tmp_path / "run", progress=False)
+    export(tmp_path / "run", tmp_path / "ship", "float64")
+    before, after = (load_device_state(tmp_path / d / "checkpoint.npz") for d in ("run", "ship"))
+    assert before and before.keys() == after.keys()
+    for k in before:
+        np.testing.assert_array_equal(after[k], before[k])
+    assert evaluate(tmp_path / "ship") == evaluate(tmp_path / "run")
