@@ -1,32 +1,49 @@
-"""Remove the pooling of a trained convolutional run's last conv pair (ConvNetwork.without_pooling).
+"""Remove the pooling of a conv pair (ConvNetwork.without_pooling), of a trained run or of a fresh network.
 
-Writes a checkpoint of the widened network, which starts near the trained
-function with p^2 times as many inputs to the dense layer above, and prints
-its architecture, to continue training with ``benchmarks/mnist.py --init``:
+Writes a checkpoint of the widened network, which computes what the pooled
+one does (on block-constant states) with p^2 times as many inputs to the
+dense layer above, and prints its architecture, to train it with
+``benchmarks/mnist.py --init``.  A trained run keeps its function; a fresh
+network so widened settles as fast as the pooled one, where the widened
+architecture's own Glorot init can keep a strong feedback loop unsettled:
 
     python benchmarks/unpool_conv.py benchmarks/out/conv_mnist-outonly-decay-avg1-6 --pair 1 \\
         --out benchmarks/out/conv_unpool_init.npz
+    python benchmarks/unpool_conv.py --fresh 1x28x28-c32k5p2-c64k5p2-10 --dtype float32 --pair 1 \\
+        --out benchmarks/out/conv_unpool_scratch_init.npz
 """
 import argparse
 import sys
 
+import numpy as np
+
 from analogprop.build import build
+from analogprop.conv_network import ConvNetwork
 from analogprop.errors import AnalogpropError
 from analogprop.runs import RunDir, load_checkpoint, save_checkpoint
 
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", help="run directory of a convolutional network (config.json, checkpoint.npz)")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("run", nargs="?", help="run directory of a convolutional network (config.json, checkpoint.npz)")
+    source.add_argument("--fresh", metavar="ARCH", help="widen a freshly initialised network of this architecture")
+    ap.add_argument("--seed", type=int, default=0, help="initialisation seed of --fresh")
+    ap.add_argument("--dtype", choices=("float32", "float64"), default="float64", help="parameters of --fresh")
     ap.add_argument("--pair", type=int, required=True, help="the pooled conv pair k -> k+1 (0 = from the input)")
     ap.add_argument("--out", required=True, help="checkpoint (.npz) to write")
     args = ap.parse_args(argv)
     try:
-        run = RunDir(args.run)
-        _, driver, _ = build(run.read_config(), load_checkpoint(run.checkpoint_path)[0])
-        wide = driver.network.without_pooling(args.pair)
-        save_checkpoint(args.out, wide.params, {"unpooled_from": str(args.run), "pair": args.pair})
-    except AnalogpropError as e:
+        if args.fresh:
+            net = ConvNetwork.create(args.fresh, seed=args.seed, dtype=np.dtype(args.dtype).type)
+            origin = f"fresh {net.arch}, seed {args.seed}"
+        else:
+            run = RunDir(args.run)
+            net = build(run.read_config(), load_checkpoint(run.checkpoint_path)[0])[1].network
+            origin = str(args.run)
+        wide = net.without_pooling(args.pair)
+        save_checkpoint(args.out, wide.params, {"unpooled_from": origin, "pair": args.pair})
+    except (AnalogpropError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"architecture: {wide.arch}")

@@ -385,3 +385,27 @@ def test_conv_readout_benchmark_fits_both_feature_sets(tmp_path, capsys):
     assert err[1] > err[0] + 10 and err[3] > err[2] + 10  # an overwhelming ridge starves the readout
     assert script.main([str(run), "--pair", "1"]) == 2
     assert "pair 1 is not a pooled convolution" in capsys.readouterr().err
+
+
+def test_unpool_script_widens_a_fresh_network(tmp_path, capsys):
+    """--fresh: the widened checkpoint is the fresh pooled network's widening (same seed and dtype),
+    and it settles; a malformed architecture is refused with a message."""
+    from analogprop.relax import FastSolver
+    from analogprop.runs import load_checkpoint
+    from conftest import load_script, printed_values
+    script = load_script("benchmarks/unpool_conv.py")
+    out = tmp_path / "wide.npz"
+    assert script.main(["--fresh", "1x14x14-c4k3p2-c6k3p2-10", "--seed", "3", "--dtype", "float32",
+                        "--pair", "1", "--out", str(out)]) == 0
+    assert printed_values(capsys.readouterr().out)["architecture"] == "1x14x14-c4k3p2-c6k3-10"
+    expected = ConvNetwork.create("1x14x14-c4k3p2-c6k3p2-10", seed=3, dtype=np.float32).without_pooling(1)
+    wide = ConvNetwork.create("1x14x14-c4k3p2-c6k3-10")
+    wide.params = load_checkpoint(out)[0]
+    assert wide.params.keys() == expected.params.keys()
+    for k, v in expected.params.items():
+        assert wide.params[k].dtype == np.float32
+        np.testing.assert_array_equal(wide.params[k], v)
+    x = np.random.default_rng(0).uniform(0, 1, (8, 196))
+    assert FastSolver(tol=1e-6).solve(wide, x).converged.all()
+    assert script.main(["--fresh", "1x14x14-c4k3p2-bogus", "--pair", "1", "--out", str(out)]) == 2
+    assert "error:" in capsys.readouterr().err
