@@ -9,6 +9,11 @@ sees the feedback-settled states), and so show whether removing
 a pooling is worth its p^2 wider output layer:
 
     python benchmarks/conv_readout.py benchmarks/out/conv_mnist-outonly-decay-avg1-6 --pair 1
+
+``--fresh ARCH`` reads the features of an untrained network instead (random
+features), to see what training the conv layers adds:
+
+    python benchmarks/conv_readout.py --fresh 1x28x28-c32k5p2-c64k5p2-10 --data-dir ../shared/datasets/mnist --pair 1
 """
 import argparse
 import sys
@@ -17,6 +22,8 @@ import numpy as np
 from threadpoolctl import threadpool_limits
 
 from analogprop.build import build
+from analogprop.conv_network import ConvNetwork
+from analogprop.data import load_dataset
 from analogprop.dynamics import rho
 from analogprop.errors import AnalogpropError
 from analogprop.runs import RunDir, load_checkpoint
@@ -47,15 +54,22 @@ def ridge_errors(f_train, y_train, f_test, y_test, lambdas) -> list[tuple[float,
 
 def main(argv=None) -> int:
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    ap.add_argument("run", help="run directory of a convolutional network")
+    source = ap.add_mutually_exclusive_group(required=True)
+    source.add_argument("run", nargs="?", help="run directory of a convolutional network")
+    source.add_argument("--fresh", metavar="ARCH", help="an untrained network of this architecture (seed 0)")
+    ap.add_argument("--dataset", choices=("mnist", "digits"), default="mnist", help="data of --fresh")
+    ap.add_argument("--data-dir", help="MNIST directory, for --fresh")
     ap.add_argument("--pair", type=int, required=True, help="the pooled conv pair whose pooling to remove")
     ap.add_argument("--lambdas", default="0.01,1,10,100", help="ridge regularisations, comma-separated")
     args = ap.parse_args(argv)
     try:
-        run = RunDir(args.run)
-        data, driver, _ = build(run.read_config(), load_checkpoint(run.checkpoint_path)[0])
-        net = driver.network
-        nets = {"as trained": net, "without pooling": net.without_pooling(args.pair)}
+        if args.fresh:
+            data, net = load_dataset(args.dataset, args.data_dir), ConvNetwork.create(args.fresh)
+        else:
+            run = RunDir(args.run)
+            data, driver, _ = build(run.read_config(), load_checkpoint(run.checkpoint_path)[0])
+            net = driver.network
+        nets = {"untrained" if args.fresh else "as trained": net, "without pooling": net.without_pooling(args.pair)}
         lambdas = [float(v) for v in args.lambdas.split(",")]
     except (AnalogpropError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

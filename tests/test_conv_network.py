@@ -385,6 +385,10 @@ def test_conv_readout_benchmark_fits_both_feature_sets(tmp_path, capsys):
     assert err[1] > err[0] + 10 and err[3] > err[2] + 10  # an overwhelming ridge starves the readout
     assert script.main([str(run), "--pair", "1"]) == 2
     assert "pair 1 is not a pooled convolution" in capsys.readouterr().err
+    assert script.main(["--fresh", "1x8x8-c4k3p2-10", "--dataset", "digits", "--pair", "0", "--lambdas", "1e-3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("untrained (1x8x8-c4k3p2-10, 36 features)")
+    assert float(lines[1].rsplit("test error ", 1)[1].rstrip("%")) < 20  # random features classify digits too
 
 
 def test_unpool_script_widens_a_fresh_network(tmp_path, capsys):
