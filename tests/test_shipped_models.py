@@ -1,0 +1,48 @@
+"""The trained runs shipped in benchmarks/trained/ (made with `analogprop export`): complete,
+consistent with their records, and, where MNIST is on this machine, reproducing their final test error."""
+import os
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from analogprop.conv_network import create_network
+from analogprop.runs import RunDir, load_checkpoint
+from conftest import ROOT, load_script
+
+SHIPPED = sorted(p for p in (ROOT / "benchmarks" / "trained").glob("*") if (p / "config.json").exists())
+
+
+def mnist_dir() -> Path | None:
+    for d in (os.environ.get("ANALOGPROP_DATA"), ROOT.parent / "shared" / "datasets" / "mnist"):
+        if d and (Path(d) / "t10k-images-idx3-ubyte.gz").exists():
+            return Path(d)
+    return None
+
+
+def test_the_mnist_model_is_shipped():
+    assert "mnist-784-512-512-10" in {p.name for p in SHIPPED}
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_run_is_complete_and_consistent(path):
+    run = RunDir(path)
+    cfg, (params, meta), records = run.read_config(), load_checkpoint(run.checkpoint_path), run.metrics()
+    net = create_network(cfg["arch"], bias=cfg["bias"], tied=cfg["tied"], linear_output=cfg["linear_output"])
+    assert params.keys() == net.params.keys()
+    net.params = params
+    net.validate()  # every shape right, every value finite
+    assert {v.dtype for v in params.values()} == {np.dtype(cfg["dtype"])}
+    assert meta["state"]["epoch"] == len(records) == cfg["epochs"] and meta["state"]["batch"] == 0
+    assert [r["epoch"] for r in records] == list(range(1, len(records) + 1))
+
+
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+def test_shipped_run_reproduces_its_final_test_error(path):
+    data = mnist_dir()
+    if data is None:
+        pytest.skip("MNIST not on this machine (set ANALOGPROP_DATA)")
+    example = load_script("examples/evaluate_mnist_checkpoint.py")
+    res = example.evaluate(path, data_dir=data)
+    assert res["unconverged"] == 0
+    assert res["test_error"] == RunDir(path).metrics()[-1]["test_error"]
