@@ -70,6 +70,11 @@ def test_keep_every_and_branch(tmp_path, capsys):
     assert main(["evaluate", str(tmp_path / "avg")]) == 0
     r = run("average", str(out), "--epochs", "1-x", "--out", str(tmp_path / "d"))
     assert r.returncode == 2 and "expected epochs as A-B or A,B,C" in r.stderr
+    assert main(["export", str(out), "--dtype", "float32", "--out", str(tmp_path / "ship")]) == 0
+    assert "exported" in capsys.readouterr().out and not (tmp_path / "ship" / "snapshots").exists()
+    assert main(["evaluate", str(tmp_path / "ship")]) == 0
+    r = run("export", str(out), "--dtype", "int8", "--out", str(tmp_path / "e"))
+    assert r.returncode == 2 and "invalid choice: 'int8'" in r.stderr
 
 
 def test_resume_without_run_is_refused(tmp_path):
@@ -77,7 +82,8 @@ def test_resume_without_run_is_refused(tmp_path):
     assert r.returncode == 2 and "not a run directory (no config.json)" in r.stderr
     for cmd in (["evaluate", str(tmp_path / "none1")], ["diagnose", str(tmp_path / "none2")],
                 ["branch", str(tmp_path / "none3"), "--epoch", "1", "--out", str(tmp_path / "b")],
-                ["average", str(tmp_path / "none4"), "--epochs", "1", "--out", str(tmp_path / "a")]):
+                ["average", str(tmp_path / "none4"), "--epochs", "1", "--out", str(tmp_path / "a")],
+                ["export", str(tmp_path / "none5"), "--out", str(tmp_path / "e")]):
         r = run(*cmd)
         assert r.returncode == 2 and "not a run directory" in r.stderr, r.stderr
     assert sorted(p.name for p in tmp_path.iterdir()) == []  # reading a missing run creates nothing

@@ -1,5 +1,6 @@
-"""The trained runs shipped in benchmarks/trained/ (made with `analogprop export`): complete,
-consistent with their records, and, where MNIST is on this machine, reproducing their final test error."""
+"""Runs kept in the repository (made with `analogprop export`): the finished ones in benchmarks/trained/
+and the long runs a stop interrupted in benchmarks/in-progress/, consistent with their records, and,
+where MNIST is on this machine, the finished ones reproducing their final test error."""
 import os
 from pathlib import Path
 
@@ -11,6 +12,7 @@ from analogprop.runs import RunDir, load_checkpoint
 from conftest import ROOT, load_script
 
 SHIPPED = sorted(p for p in (ROOT / "benchmarks" / "trained").glob("*") if (p / "config.json").exists())
+IN_PROGRESS = sorted(p for p in (ROOT / "benchmarks" / "in-progress").glob("*") if (p / "config.json").exists())
 
 
 def mnist_dir() -> Path | None:
@@ -24,8 +26,8 @@ def test_the_mnist_model_is_shipped():
     assert "mnist-784-512-512-10" in {p.name for p in SHIPPED}
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
-def test_shipped_run_is_complete_and_consistent(path):
+@pytest.mark.parametrize("path", SHIPPED + IN_PROGRESS, ids=lambda p: f"{p.parent.name}/{p.name}")
+def test_kept_run_is_consistent(path):
     run = RunDir(path)
     cfg, (params, meta), records = run.read_config(), load_checkpoint(run.checkpoint_path), run.metrics()
     net = create_network(cfg["arch"], bias=cfg["bias"], tied=cfg["tied"], linear_output=cfg["linear_output"])
@@ -33,7 +35,8 @@ def test_shipped_run_is_complete_and_consistent(path):
     net.params = params
     net.validate()  # every shape right, every value finite
     assert {v.dtype for v in params.values()} == {np.dtype(cfg["dtype"])}
-    assert meta["state"]["epoch"] == len(records) == cfg["epochs"] and meta["state"]["batch"] == 0
+    assert meta["state"]["epoch"] == len(records) and meta["state"]["batch"] == 0
+    assert (len(records) == cfg["epochs"]) == (path in SHIPPED)  # finished runs, and only they, in trained/
     assert [r["epoch"] for r in records] == list(range(1, len(records) + 1))
 
 
