@@ -3,7 +3,7 @@
 The prediction is the free fixed point's output (Eq. 57), reached with the
 run's own solver settings.  Without a run directory it evaluates the
 784-512-512-10 network shipped in ``benchmarks/trained/`` (40 epochs, the
-README's 1.93% test error):
+README's 1.84% test error, 0.098% training error):
 
     python examples/evaluate_mnist_checkpoint.py --data-dir ../shared/datasets/mnist --train
     python examples/evaluate_mnist_checkpoint.py benchmarks/out/mnist2 --data-dir ../shared/datasets/mnist
