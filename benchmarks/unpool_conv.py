@@ -43,7 +43,7 @@ def main(argv=None) -> int:
             origin = str(args.run)
         wide = net.without_pooling(args.pair)
         save_checkpoint(args.out, wide.params, {"unpooled_from": origin, "pair": args.pair})
-    except (AnalogpropError, ValueError) as e:
+    except AnalogpropError as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     print(f"architecture: {wide.arch}")
