@@ -1,13 +1,13 @@
 """Runs kept in the repository (made with `analogprop export`): the finished ones in benchmarks/trained/
 and the long runs a stop interrupted in benchmarks/in-progress/, consistent with their records, and,
 where MNIST is on this machine, the finished ones reproducing their final test error."""
-import os
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from analogprop.conv_network import create_network
+from analogprop.data import data_dir
 from analogprop.runs import RunDir, load_checkpoint
 from conftest import ROOT, load_script
 
@@ -16,9 +16,10 @@ IN_PROGRESS = sorted(p for p in (ROOT / "benchmarks" / "in-progress").glob("*") 
 
 
 def mnist_dir() -> Path | None:
-    for d in (os.environ.get("ANALOGPROP_DATA"), ROOT.parent / "shared" / "datasets" / "mnist"):
-        if d and (Path(d) / "t10k-images-idx3-ubyte.gz").exists():
-            return Path(d)
+    """The project's own lookup ($ANALOGPROP_DATA, then the user cache), then the workplace's copy."""
+    for d in (data_dir(), ROOT.parent / "shared" / "datasets" / "mnist"):
+        if (d / "t10k-images-idx3-ubyte.gz").exists():
+            return d
     return None
 
 
