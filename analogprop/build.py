@@ -1,6 +1,6 @@
 """From a run configuration (a flat dict, as saved in ``config.json``) to
 dataset, network, driver and trainer.  Shared by the CLI, benchmarks and
-examples.  Drivers register a factory in :data:`DRIVERS`.
+examples; :func:`load_run` does the same for a saved run.  Drivers register a factory in :data:`DRIVERS`.
 """
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from .data import Dataset, load_dataset
 from .errors import ConfigError
 from .conv_network import arch_sizes, create_network, normalize_arch
 from .relax import EulerSolver, FastSolver
+from .runs import RunDir, load_checkpoint, load_device_state
 from .trainer import TrainConfig
 
 DEFAULTS = {
@@ -112,3 +113,20 @@ def build(cfg: dict, params: dict | None = None):
     if params is not None:
         driver.set_parameters(params)
     return data, driver, tc
+
+
+def load_run(path, **overrides):
+    """Dataset, driver, train config and checkpoint metadata of the run directory ``path``: the driver
+    holds the checkpoint's parameters and device state.  ``overrides`` that are not None replace keys of
+    the saved configuration (e.g. ``data_dir``)."""
+    run = RunDir(path)
+    cfg = run.read_config()
+    cfg.update({k: v for k, v in overrides.items() if v is not None})
+    params, meta = load_checkpoint(run.checkpoint_path)
+    data, driver, tc = build(cfg, params)
+    try:
+        driver.restore_device_state(load_device_state(run.checkpoint_path))
+    except BaseException:
+        driver.close()
+        raise
+    return data, driver, tc, meta

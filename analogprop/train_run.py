@@ -4,7 +4,7 @@ from __future__ import annotations
 import sys
 from pathlib import Path
 
-from .build import build, complete, train_config
+from .build import build, complete, load_run, train_config
 from .errors import ConfigError
 from .rules import make_trainer
 from .runs import RunDir, load_checkpoint, load_device_state
@@ -121,16 +121,8 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
 
 def evaluate(path: Path, dataset=None, data_dir=None) -> dict:
     """Error and cost of a run's checkpoint on its (or another) dataset."""
-    run = RunDir(path)
-    cfg = run.read_config()
-    if dataset:
-        cfg["dataset"] = dataset
-    if data_dir:
-        cfg["data_dir"] = data_dir
-    params, _ = load_checkpoint(run.checkpoint_path)
-    data, driver, tc = build(cfg, params)
+    data, driver, tc, _ = load_run(path, dataset=dataset or None, data_dir=data_dir or None)
     with driver:
-        driver.restore_device_state(load_device_state(run.checkpoint_path))
         trainer = TwoPhaseTrainer(driver, tc)
         test = trainer.evaluate(data.x_test, data.y_test)
         train = trainer.evaluate(data.x_train, data.y_train)
@@ -145,15 +137,13 @@ def diagnose(path: Path, probe: int = 40, seed: int = 0) -> dict:
     from .diagnostics import directions, parameter_report, probe_batch
     from .trainer import one_hot
 
-    run = RunDir(path)
-    cfg = run.read_config()
+    cfg = RunDir(path).read_config()
     if cfg.get("driver", "ideal") != "ideal":
         raise ConfigError(f"diagnose needs a run of the ideal driver (the true gradient is of the ideal model); "
                           f"{path} used the {cfg['driver']} driver")
     if int(probe) < 1:
         raise ConfigError(f"the probe batch needs at least 1 sample, got {probe}")
-    params, _ = load_checkpoint(run.checkpoint_path)
-    data, driver, tc = build(cfg, params)
+    data, driver, tc, _ = load_run(path)
     x, labels = probe_batch(data, probe, seed)
     v = directions(driver.network, driver.solver, x, one_hot(labels, driver.sizes[-1]), tc.beta, tc.symmetric)
     if "grad" not in v:

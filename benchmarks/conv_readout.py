@@ -21,12 +21,11 @@ import sys
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from analogprop.build import build
+from analogprop.build import load_run
 from analogprop.conv_network import ConvNetwork
 from analogprop.data import load_dataset
 from analogprop.dynamics import rho
 from analogprop.errors import AnalogpropError
-from analogprop.runs import RunDir, load_checkpoint
 
 
 def features(net, x, batch: int = 500) -> np.ndarray:
@@ -66,8 +65,7 @@ def main(argv=None) -> int:
         if args.fresh:
             data, net = load_dataset(args.dataset, args.data_dir), ConvNetwork.create(args.fresh)
         else:
-            run = RunDir(args.run)
-            data, driver, _ = build(run.read_config(), load_checkpoint(run.checkpoint_path)[0])
+            data, driver, _, _ = load_run(args.run)
             net = driver.network
         nets = {"untrained" if args.fresh else "as trained": net, "without pooling": net.without_pooling(args.pair)}
         lambdas = [float(v) for v in args.lambdas.split(",")]

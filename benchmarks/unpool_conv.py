@@ -17,10 +17,10 @@ import sys
 
 import numpy as np
 
-from analogprop.build import build
+from analogprop.build import load_run
 from analogprop.conv_network import ConvNetwork
 from analogprop.errors import AnalogpropError
-from analogprop.runs import RunDir, load_checkpoint, save_checkpoint
+from analogprop.runs import save_checkpoint
 
 
 def main(argv=None) -> int:
@@ -38,8 +38,7 @@ def main(argv=None) -> int:
             net = ConvNetwork.create(args.fresh, seed=args.seed, dtype=np.dtype(args.dtype).type)
             origin = f"fresh {net.arch}, seed {args.seed}"
         else:
-            run = RunDir(args.run)
-            net = build(run.read_config(), load_checkpoint(run.checkpoint_path)[0])[1].network
+            net = load_run(args.run)[1].network
             origin = str(args.run)
         wide = net.without_pooling(args.pair)
         save_checkpoint(args.out, wide.params, {"unpooled_from": origin, "pair": args.pair})

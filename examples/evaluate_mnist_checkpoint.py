@@ -12,20 +12,14 @@ import argparse
 import sys
 from pathlib import Path
 
-from analogprop.build import build
+from analogprop.build import load_run
 from analogprop.errors import AnalogpropError
-from analogprop.runs import RunDir, load_checkpoint
 from analogprop.trainer import TwoPhaseTrainer
 
 
 def evaluate(run_dir, data_dir=None, limit=None, train=False) -> dict:
     """Test (and optionally training) error of the checkpoint in ``run_dir``."""
-    run = RunDir(run_dir)
-    cfg = run.read_config()
-    if data_dir:
-        cfg["data_dir"] = data_dir
-    params, meta = load_checkpoint(run.checkpoint_path)
-    data, driver, tc = build(cfg, params)
+    data, driver, tc, meta = load_run(run_dir, data_dir=data_dir)
     out = {"epochs_trained": meta["state"]["epoch"]}
     with driver:
         trainer = TwoPhaseTrainer(driver, tc)

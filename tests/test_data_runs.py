@@ -8,6 +8,7 @@ import numpy as np
 import pytest
 
 from analogprop import data as D
+from analogprop.build import load_run
 from analogprop.errors import ConfigError, DataError
 from analogprop.runs import RunDir, average, branch, export, load_checkpoint, load_device_state, save_checkpoint
 from analogprop.train_run import evaluate, train
@@ -289,3 +290,21 @@ def test_export_keeps_a_circuit_run_s_device_state(tmp_path):
     for k in before:
         np.testing.assert_array_equal(after[k], before[k])
     assert evaluate(tmp_path / "ship") == evaluate(tmp_path / "run")
+
+
+def test_load_run_gives_the_saved_circuit_with_its_devices(tmp_path):
+    """load_run rebuilds a run as its checkpoint left it: parameters, as-built devices (write noise) and
+    epoch; overrides replace configuration keys, and a missing run is named."""
+    train(NOISY, tmp_path / "run", progress=False)
+    data, driver, tc, meta = load_run(tmp_path / "run", data_dir=None)
+    with driver:
+        saved = load_device_state(tmp_path / "run" / "checkpoint.npz")
+        for k, v in driver.device_state().items():
+            if k.startswith("values/"):
+                np.testing.assert_array_equal(v, saved[k])
+        for k, v in load_checkpoint(tmp_path / "run" / "checkpoint.npz")[0].items():
+            np.testing.assert_array_equal(driver.get_parameters()[k], v)
+    assert meta["state"]["epoch"] == 2 and tc.epochs == 2 and data.name == "digits"
+    assert load_run(tmp_path / "run", epochs=5)[2].epochs == 5
+    with pytest.raises(DataError, match="nothing"):
+        load_run(tmp_path / "nothing")
