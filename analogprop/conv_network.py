@@ -266,6 +266,10 @@ class ConvNetwork(Network):
             out.append(float(np.sum(f * b) / den) if den > 0 else 0.0)
         return out
 
+    def deepened(self, k: int) -> "Network":
+        """Deepening (Network.deepened) is implemented for dense networks only."""
+        raise ConfigError(f"{self.arch}: only dense networks can be deepened")
+
     def without_pooling(self, k: int) -> "ConvNetwork":
         """This network with the pooling of convolutional pair k removed (the pair
         after it must be dense): every pooled unit becomes its p x p block.

@@ -118,6 +118,35 @@ class Network:
         """Dense networks have no pooling to remove (see ConvNetwork.without_pooling)."""
         raise ConfigError(f"network {'-'.join(map(str, self.sizes))}: pair {k} is not a pooled convolution")
 
+    def deepened(self, k: int) -> "Network":
+        """This network with a copy of hidden layer k inserted right above it (Net2Net-style deepening).
+
+        The new pair k -> k+1 has the identity as forward matrix, zero bias and zero
+        feedback; the pairs above move up one index with their parameters.  Layer k then
+        settles to its feed-forward state clip(W_{k,k-1} rho(h_{k-1}) + b_k) and the copy
+        adds the feedback that layer k received (Eq. 6-8).  For k = 1, wherever that
+        feed-forward drive lies in [0, 1], the copy's fixed point is the old layer's and every
+        layer above keeps its state, so a trained network starts near its trained function
+        (elsewhere the clip is taken before the feedback is added; for k > 1 the layers below
+        also lose the feedback layer k had).
+        """
+        if self.tied:
+            raise ConfigError("a tied network cannot be deepened: the new pair's feedback would be its identity forward matrix")
+        if not 1 <= k < self.n_layers:
+            raise ConfigError(f"network {'-'.join(map(str, self.sizes))}: layer {k} is not a hidden layer "
+                              f"(choose 1 to {self.n_layers - 1})")
+        n, dtype = self.sizes[k], self.params["fwd0"].dtype
+        params = {}
+        for name, v in self.params.items():
+            kind, j = _NAME.match(name).groups()
+            moves = int(j) >= (k + 1 if kind == "bias" else k)
+            params[f"{kind}{int(j) + moves}"] = v.copy()
+        params[f"fwd{k}"], params[f"bwd{k}"] = np.eye(n, dtype=dtype), np.zeros((n, n), dtype)
+        if f"bias{k}" in self.params:
+            params[f"bias{k + 1}"] = np.zeros(n, dtype)
+        sizes = self.sizes[:k + 1] + self.sizes[k:]
+        return Network(sizes, params, False, self.linear_output).validate()
+
     def copy(self) -> "Network":
         return Network(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.linear_output)
 
