@@ -142,17 +142,16 @@ class TwoPhaseTrainer:
         self.lr_scale = 1.0  # set per epoch by fit() from the schedule
 
     def apply(self, delta: dict) -> None:
-        """Move the parameters by ``delta`` plus the weight-decay step ``-lr lambda W``, refusing a
-        non-finite step (the last checkpoint stays good)."""
-        if self.config.weight_decay:
-            params, lam = self.driver.get_parameters(), self.config.weight_decay
-            delta = {k: v if k.startswith("bias") else v - (self.lr(k) * lam) * params[k] for k, v in delta.items()}
+        """Move the parameters by ``delta`` plus the weight-decay step ``-lr lambda W`` (every weight
+        scaled by ``1 - lr lambda``), refusing a non-finite step (the last checkpoint stays good)."""
         bad = sorted(k for k, v in delta.items() if not np.all(np.isfinite(v)))
         if bad:
             raise DivergedError(f"training diverged: the update of {', '.join(bad)} is not finite "
                                 f"(learning rates {list(self.config.lrs)}, beta {self.config.beta}); "
                                 "lower them and resume from the last checkpoint")
-        self.driver.update_parameters(delta)
+        lam = self.config.weight_decay
+        decay = {k: 1.0 - self.lr(k) * lam for k in delta if not k.startswith("bias")} if lam else None
+        self.driver.update_parameters(delta, decay)
 
     def lr(self, name: str) -> float:
         """Learning rate of parameter ``name`` in the current epoch."""

@@ -81,6 +81,28 @@ def test_weight_decay_adds_the_back_moving_force(digits):
     assert any(np.abs(b[k] - a[k]).max() > 1e-5 for k in w if not k.startswith("bias"))
 
 
+def test_weight_decay_in_place_matches_the_generic_driver_write(digits):
+    """The ideal driver scales its weights in place; a driver on the base class's one-write path
+    (get, decay and add, set) ends at the same parameters, and a tied network stays tied."""
+    from analogprop.drivers.base import Driver
+
+    class OneWrite(IdealDriver):
+        update_parameters = Driver.update_parameters
+
+    x, labels = digits.x_train[:40], digits.y_train[:40]
+    cfg = TrainConfig(lrs=(0.5, 0.2), weight_decay=0.05)
+    fast, generic = (TwoPhaseTrainer(d(Network.create((64, 20, 10), seed=0)), cfg) for d in (IdealDriver, OneWrite))
+    for tr in (fast, generic):
+        tr.step(x[:20], labels[:20])
+        tr.step(x[20:], labels[20:])
+    a, b = fast.driver.get_parameters(), generic.driver.get_parameters()
+    for k in a:
+        np.testing.assert_allclose(a[k], b[k], rtol=0, atol=1e-13, err_msg=k)
+    tied = IdealDriver(Network.create((64, 20, 10), seed=0, tied=True))
+    TwoPhaseTrainer(tied, cfg).step(x[:20], labels[:20])
+    np.testing.assert_array_equal(tied.get_parameters()["bwd1"], tied.get_parameters()["fwd1"].T)
+
+
 def test_tied_network_stays_tied(digits):
     driver = IdealDriver(Network.create((64, 20, 10), seed=0, tied=True))
     tr = TwoPhaseTrainer(driver, TrainConfig(lrs=(0.5, 0.2), epochs=1))

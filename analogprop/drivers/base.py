@@ -86,10 +86,11 @@ class Driver(ABC):
         if state:
             raise ConfigError(f"{type(self).__name__} keeps no device state, but the checkpoint has {sorted(state)}")
 
-    def update_parameters(self, delta: dict[str, np.ndarray]) -> None:
-        """Add ``delta`` to the parameters (programming hardware may override)."""
-        params = self.get_parameters()
-        self.set_parameters({k: params[k] + delta.get(k, 0.0) for k in params})
+    def update_parameters(self, delta: dict[str, np.ndarray], decay: dict[str, float] | None = None) -> None:
+        """Multiply each parameter named in ``decay`` by its factor (the weight-decay step), then add
+        ``delta``, in one write of the result (programming hardware may override)."""
+        params, decay = self.get_parameters(), decay or {}
+        self.set_parameters({k: params[k] * decay.get(k, 1.0) + delta.get(k, 0.0) for k in params})
 
     def alignment(self) -> list[float]:
         """Cosine between each forward matrix and its feedback transpose (Fig. 3 right).

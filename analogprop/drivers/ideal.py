@@ -28,7 +28,10 @@ class IdealDriver(Driver):
         self.network.params = {k: np.array(v, dtype=float) for k, v in params.items()}
         self.network.validate()
 
-    def update_parameters(self, delta):
+    def update_parameters(self, delta, decay=None):
+        """In place: the decay factors, then ``delta`` (no copy of the parameters per minibatch)."""
+        for k, f in (decay or {}).items():
+            self.network.params[k] *= f
         self.network.apply_update(delta)
 
     def parameter_groups(self):

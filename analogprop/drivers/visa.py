@@ -229,14 +229,15 @@ class VisaDriver(Driver):
 
         self._robust("program", program)
 
-    def update_parameters(self, delta):
-        """Add ``delta`` to the host weights once, then program the codes they round to."""
+    def update_parameters(self, delta, decay=None):
+        """Decay and move the host weights once, then program the codes they round to."""
         for k, d in delta.items():
             if k not in self.weights:
                 raise ConfigError(f"update for unknown parameter {k}")
             check_finite(f"update of {k}", d)
         old = self.codes
-        self._set_weights({k: self.weights[k] + delta.get(k, 0.0) for k in self.weights})
+        decay = decay or {}
+        self._set_weights({k: self.weights[k] * decay.get(k, 1.0) + delta.get(k, 0.0) for k in self.weights})
         changed = [k for k in self.codes if not np.array_equal(self.codes[k], old[k])]
 
         def program():
