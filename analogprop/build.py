@@ -92,6 +92,12 @@ def check_fit(sizes, data: Dataset) -> None:
         raise ConfigError(f"dataset {data.name} has {data.n_classes} classes but the output layer has {sizes[-1]} units")
 
 
+def _network(cfg: dict):
+    """The (dense or convolutional) network a completed configuration describes, freshly initialised."""
+    return create_network(cfg["arch"], seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"],
+                          linear_output=cfg["linear_output"], feedback_init=cfg["feedback_init"])
+
+
 def build(cfg: dict, params: dict | None = None):
     """Dataset, driver and train config of a completed configuration.
 
@@ -107,9 +113,7 @@ def build(cfg: dict, params: dict | None = None):
     if cfg["linear_output"] and cfg["driver"] != "ideal":
         raise ConfigError(f"linear_output needs the ideal driver: the {cfg['driver']} driver's output "
                           "nodes are clamped to [0, 1]")
-    net = create_network(cfg["arch"], seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"],
-                         linear_output=cfg["linear_output"], feedback_init=cfg["feedback_init"])
-    driver = DRIVERS[cfg["driver"]](cfg, net)
+    driver = DRIVERS[cfg["driver"]](cfg, _network(cfg))
     if params is not None:
         driver.set_parameters(params)
     return data, driver, tc
@@ -130,3 +134,12 @@ def load_run(path, **overrides):
         driver.close()
         raise
     return data, driver, tc, meta
+
+
+def load_network(path):
+    """The network of the run directory ``path`` with its checkpoint's parameters (float64, as the ideal
+    driver holds them), without loading the run's dataset or building its driver."""
+    run = RunDir(path)
+    net = _network(complete(run.read_config()))
+    net.params = {k: np.array(v, dtype=float) for k, v in load_checkpoint(run.checkpoint_path)[0].items()}
+    return net.validate()

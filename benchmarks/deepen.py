@@ -13,7 +13,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analogprop.build import load_run
+from analogprop.build import load_network
 from analogprop.errors import AnalogpropError
 from analogprop.runs import save_checkpoint
 
@@ -25,9 +25,7 @@ def main(argv=None) -> int:
     ap.add_argument("--out", required=True, help="checkpoint (.npz) to write")
     args = ap.parse_args(argv)
     try:
-        _, driver, _, _ = load_run(args.run)
-        with driver:
-            deep = driver.network.deepened(args.after)
+        deep = load_network(args.run).deepened(args.after)
         save_checkpoint(args.out, deep.params, {"deepened_from": str(args.run), "after": args.after})
     except AnalogpropError as e:
         print(f"error: {e}", file=sys.stderr)

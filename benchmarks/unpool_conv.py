@@ -17,7 +17,7 @@ import sys
 
 import numpy as np
 
-from analogprop.build import load_run
+from analogprop.build import load_network
 from analogprop.conv_network import ConvNetwork
 from analogprop.errors import AnalogpropError
 from analogprop.runs import save_checkpoint
@@ -38,7 +38,7 @@ def main(argv=None) -> int:
             net = ConvNetwork.create(args.fresh, seed=args.seed, dtype=np.dtype(args.dtype).type)
             origin = f"fresh {net.arch}, seed {args.seed}"
         else:
-            net = load_run(args.run)[1].network
+            net = load_network(args.run)
             origin = str(args.run)
         wide = net.without_pooling(args.pair)
         save_checkpoint(args.out, wide.params, {"unpooled_from": origin, "pair": args.pair})
