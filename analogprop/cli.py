@@ -201,6 +201,9 @@ def _diagnose_options(p):
     p.add_argument("--probe", type=int, default=40, help="training samples in the probe batch (default 40)")
     p.add_argument("--seed", type=int, default=0, help="seed of the probe batch's draw")
     p.add_argument("--json", action="store_true", help="print a JSON object")
+    p.add_argument("--tol", type=float, help="relax to this residual tolerance instead of the run's")
+    p.add_argument("--dtype", choices=["float32", "float64"], help="relax in this precision instead of the run's")
+    p.add_argument("--max-steps", type=int, help="sweep limit of a relaxation instead of the run's")
 
 
 @command("diagnose", "angles of nu and of the two-phase update to the true gradient, per parameter, "
@@ -208,7 +211,7 @@ def _diagnose_options(p):
 def cmd_diagnose(args):
     from .train_run import diagnose
 
-    res = diagnose(Path(args.run), args.probe, args.seed)
+    res = diagnose(Path(args.run), args.probe, args.seed, tol=args.tol, dtype=args.dtype, max_steps=args.max_steps)
     if args.json:
         print(json.dumps(res))
         return

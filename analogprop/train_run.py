@@ -130,10 +130,13 @@ def evaluate(path: Path, dataset=None, data_dir=None) -> dict:
             "test_cost": test["cost"], "unconverged": test["unconverged"] + train["unconverged"]}
 
 
-def diagnose(path: Path, probe: int = 40, seed: int = 0) -> dict:
+def diagnose(path: Path, probe: int = 40, seed: int = 0, **solver) -> dict:
     """Gradient diagnostics of a run's checkpoint on ``probe`` training samples: per parameter, layer
     pair and overall, |-dJ/dW|, |nu| and the angles of nu and of the two-phase update to -dJ/dW
-    (see :func:`analogprop.diagnostics.parameter_report`).  Ideal driver only."""
+    (see :func:`analogprop.diagnostics.parameter_report`).  Ideal driver only.
+
+    ``solver`` settings that are not None (``tol``, ``dtype``, ``max_steps``) replace the run's, to see
+    whether its relaxation error swamps the two-phase signal (h_beta - h0) / beta of the deep layers."""
     from .diagnostics import directions, parameter_report, probe_batch
     from .trainer import one_hot
 
@@ -143,7 +146,7 @@ def diagnose(path: Path, probe: int = 40, seed: int = 0) -> dict:
                           f"{path} used the {cfg['driver']} driver")
     if int(probe) < 1:
         raise ConfigError(f"the probe batch needs at least 1 sample, got {probe}")
-    data, driver, tc, _ = load_run(path)
+    data, driver, tc, _ = load_run(path, **solver)
     x, labels = probe_batch(data, probe, seed)
     v = directions(driver.network, driver.solver, x, one_hot(labels, driver.sizes[-1]), tc.beta, tc.symmetric)
     if "grad" not in v:
