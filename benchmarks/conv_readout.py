@@ -1,7 +1,7 @@
 """How well a linear readout can classify a conv run's features, with and without a pooling.
 
 Feeds the data forward (no feedback) through the trained layers below the
-output, once as trained and once with the pooling of pair ``--pair`` removed
+output, as trained and, given ``--pair``, with that pair's pooling removed
 (ConvNetwork.without_pooling), and fits a ridge least-squares readout to the
 one-hot targets for each regularisation ``--lambdas``.  The errors estimate
 what training only the output pair can reach (not a bound: the EP output layer
@@ -58,7 +58,7 @@ def main(argv=None) -> int:
     source.add_argument("--fresh", metavar="ARCH", help="an untrained network of this architecture (seed 0)")
     ap.add_argument("--dataset", choices=("mnist", "digits"), default="mnist", help="data of --fresh")
     ap.add_argument("--data-dir", help="MNIST directory, for --fresh")
-    ap.add_argument("--pair", type=int, required=True, help="the pooled conv pair whose pooling to remove")
+    ap.add_argument("--pair", type=int, help="also read out with the pooling of this conv pair removed")
     ap.add_argument("--lambdas", default="0.01,1,10,100", help="ridge regularisations, comma-separated")
     args = ap.parse_args(argv)
     try:
@@ -67,7 +67,9 @@ def main(argv=None) -> int:
         else:
             data, driver, _, _ = load_run(args.run)
             net = driver.network
-        nets = {"untrained" if args.fresh else "as trained": net, "without pooling": net.without_pooling(args.pair)}
+        nets = {"untrained" if args.fresh else "as trained": net}
+        if args.pair is not None:
+            nets["without pooling"] = net.without_pooling(args.pair)
         lambdas = [float(v) for v in args.lambdas.split(",")]
     except (AnalogpropError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)

@@ -383,6 +383,8 @@ def test_conv_readout_benchmark_fits_both_feature_sets(tmp_path, capsys):
     err = [float(line.rsplit("test error ", 1)[1].rstrip("%")) for line in lines]
     assert err[0] < 20 and err[2] < 20  # a fitted readout classifies digits
     assert err[1] > err[0] + 10 and err[3] > err[2] + 10  # an overwhelming ridge starves the readout
+    assert script.main([str(run), "--lambdas", "1e-3"]) == 0  # without --pair: the features as trained only
+    assert capsys.readouterr().out.splitlines() == lines[:1]
     assert script.main([str(run), "--pair", "1"]) == 2
     assert "pair 1 is not a pooled convolution" in capsys.readouterr().err
     assert script.main(["--fresh", "1x8x8-c4k3p2-10", "--dataset", "digits", "--pair", "0", "--lambdas", "1e-3"]) == 0
