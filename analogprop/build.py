@@ -23,7 +23,7 @@ DEFAULTS = {
     "beta": 0.5, "lrs": [0.5, 0.2], "batch_size": 20, "epochs": 10,
     "symmetric": False, "random_sign": False, "checkpoint_every": 0, "keep_every": 0,
     "lr_decay": 1.0, "lr_decay_start": 1, "weight_decay": 0.0, "shift": 0,
-    "rule": "two-phase", "probe": 0,
+    "centered": False, "rule": "two-phase", "probe": 0,
 }
 
 
@@ -79,7 +79,7 @@ def complete(cfg: dict) -> dict:
 
 def train_config(cfg: dict) -> TrainConfig:
     keys = ("beta", "lrs", "batch_size", "epochs", "seed", "symmetric", "random_sign", "checkpoint_every",
-            "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift")
+            "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered")
     tc = TrainConfig(**{k: cfg[k] for k in keys})
     return tc.validate(len(arch_sizes(cfg["arch"])) - 1)
 

@@ -74,6 +74,8 @@ def add_train_options(p):
                    help="lambda of the regulariser lambda/2 ||W||^2 on the weights (synaptic depression -lambda W; default 0)")
     g.add_argument("--shift", type=int,
                    help="move each training image by a random offset of up to N pixels per axis (augmentation; default 0)")
+    g.add_argument("--centered", action="store_true", default=None,
+                   help="presynaptic rates minus their batch mean in the weight updates (centring; not in the paper)")
     g.add_argument("--rule", choices=["two-phase", "gradient"],
                    help="two-phase (the paper's rule, default) or gradient (true-gradient baseline, ideal driver)")
     g.add_argument("--probe", type=int, help="probe batch size for per-epoch gradient diagnostics (0: off, default)")
@@ -81,7 +83,7 @@ def add_train_options(p):
 
 CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "feedback_init", "linear_output", "driver", "solver", "tol",
                "max_steps", "euler_step", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
-               "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "rule", "probe"]
+               "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "rule", "probe"]
 
 
 def config_from_args(args) -> dict:

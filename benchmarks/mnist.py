@@ -35,6 +35,8 @@ def parse_args(argv=None):
     ap.add_argument("--beta", type=float, default=1.0)
     ap.add_argument("--symmetric", action="store_true", help="nudge with +beta and -beta")
     ap.add_argument("--random-sign", action="store_true", help="random sign of beta per minibatch (needs beta < 1)")
+    ap.add_argument("--centered", action="store_true",
+                    help="presynaptic rates minus their batch mean in the weight updates (centring; not in the paper)")
     ap.add_argument("--tol", type=float, default=1e-4, help="residual tolerance of each relaxation")
     ap.add_argument("--max-steps", type=int, default=500, help="sweep limit of a relaxation")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -65,6 +67,7 @@ def run(args) -> tuple[list[dict], dict, dict]:
     rundir = RunDir(args.out)
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
+           "centered": args.centered,
            "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
            "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
@@ -133,7 +136,7 @@ def main(argv=None):
     last = records[-1]
     epoch_s = [r["train_seconds"] + r["eval_seconds"] for r in records]
     print(f"architecture: {cfg['arch']}")
-    print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}{' symmetric' if cfg['symmetric'] else ''}, "
+    print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}{' symmetric' if cfg['symmetric'] else ''}{' centered' if cfg['centered'] else ''}, "
           f"lr decay {cfg['lr_decay']} from epoch {cfg['lr_decay_start']}, weight decay {cfg['weight_decay']}")
     print(f"epochs: {last['epoch']}")
     print(f"final train error %: {100 * last['train_error']:.2f}")

@@ -40,7 +40,7 @@ from ..circuit.description import Circuit, compile_circuit, crossbar_pairs
 from ..circuit.mismatch import CrossbarDesign, Mismatch, read_rng
 from ..circuit.solver import CircuitSolver
 from ..errors import ConfigError
-from .base import Driver, Phase
+from .base import Driver, Phase, centre
 
 _PARAM = re.compile(r"^(fwd|bwd|bias)(\d+)(_p|_n)?$")
 
@@ -168,12 +168,17 @@ class CircuitDriver(Driver):
     def relax_nudged(self, x, y, beta, start):
         return self._phase(x, self.solver.solve(self.circuit, x, y, beta, start=start.probes["exact_V"]))
 
-    def local_update(self, x, free, nudged):
-        """Per element: (voltage across it in the free phase) x (change at its neuron terminal), summed over the batch."""
+    def local_update(self, x, free, nudged, centered=False):
+        """Per element: (voltage across it in the free phase) x (change at its neuron terminal), summed over the
+        batch.  ``centered``: every measured node voltage of the free phase is taken minus its batch mean (the
+        bias rail is a source, not a measurement, and stays)."""
         c, L = self.circuit, self.circuit.n_layers
         V0 = free.probes["V"]
         dV = [b - a for a, b in zip(V0, nudged.probes["V"])]
-        r = free.probes["r"]
+        r, rb = free.probes["r"], free.probes.get("rb")
+        if centered:
+            r, V0 = centre(r), centre(V0)
+            rb = centre(rb) if rb is not None else None
         out = {}
         for k in range(1, L + 1):
             # (unit_gain / g_node) * dI/dG * unit * du = dI/dG * du: the layer factor is unit_gain
@@ -185,7 +190,7 @@ class CircuitDriver(Driver):
                 if c.has_bias:
                     out[f"bias{k}"] = d.sum(axis=0)
                 continue
-            rb, v = free.probes["rb"], V0[k - 1]
+            v = V0[k - 1]
             vd = (d * v).sum(axis=0)  # the -V_b0 part of (V_a0 - V_b0) dV_b, shared by every device of a row
             for name, src in ((f"fwd{k - 1}", k - 1), (f"bwd{k}", k + 1)):
                 if src > L:

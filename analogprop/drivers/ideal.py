@@ -6,7 +6,7 @@ import numpy as np
 from ..dynamics import rho
 from ..network import Network, pair_of
 from ..relax import FastSolver
-from .base import Driver, Phase
+from .base import Driver, Phase, centre
 
 
 def _phase(r) -> Phase:
@@ -46,6 +46,8 @@ class IdealDriver(Driver):
     def relax_nudged(self, x, y, beta, start):
         return _phase(self.solver.solve(self.network, x, y, beta, start=start.states))
 
-    def local_update(self, x, free, nudged):
+    def local_update(self, x, free, nudged, centered=False):
         r = [rho(x)] + [rho(s) for s in free.states]
+        if centered:
+            r = centre(r)
         return self.network.hebbian(r, [b - a for a, b in zip(free.states, nudged.states)])

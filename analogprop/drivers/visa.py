@@ -41,7 +41,7 @@ from ..bench.scpi import ConnectionLost, InstrumentError, SCPIErrorQueued, Setpo
 from ..dynamics import rho
 from ..errors import ConfigError, check_finite
 from ..network import Network, pair_of
-from .base import Driver, Phase
+from .base import Driver, Phase, centre
 
 RECOVERABLE = (ConnectionLost, SCPIErrorQueued)
 
@@ -279,9 +279,11 @@ class VisaDriver(Driver):
             raise ConfigError(f"beta {beta} is below the nudge's resolution {p.nudge_beta_max / p.nudge_codes[1]}")
         return self._robust("nudged phase", lambda: self._phase(x, y, "nudged", code))
 
-    def local_update(self, x, free, nudged):
+    def local_update(self, x, free, nudged, centered=False):
         """Eq. 56 from measurements: rho(x), rho(h0) and h_beta - h0 as read by the scanner."""
         r = [rho(free.probes.get("inputs", x))] + [rho(s) for s in free.states]
+        if centered:
+            r = centre(r)
         dh = [b - a for a, b in zip(free.states, nudged.states)]
         return Network(self.sizes, self.weights).hebbian(r, dh)
 
