@@ -29,12 +29,12 @@ from .trainer import one_hot
 class ProbeDiagnostics:
     """Callable ``driver -> dict`` of diagnostics, for ``TwoPhaseTrainer(diagnostics=...)``."""
 
-    def __init__(self, x, labels, n_outputs: int, beta: float, symmetric: bool = False):
+    def __init__(self, x, labels, n_outputs: int, beta: float, symmetric: bool = False, centered: bool = False):
         if len(labels) == 0:
             raise ConfigError("the diagnostics probe batch is empty")
         self.x = np.asarray(x, float)
         self.y = one_hot(np.asarray(labels), n_outputs)
-        self.beta, self.symmetric = float(beta), bool(symmetric)
+        self.beta, self.symmetric, self.centered = float(beta), bool(symmetric), bool(centered)
 
     def __call__(self, driver) -> dict:
         net = getattr(driver, "network", None)
@@ -47,7 +47,7 @@ class ProbeDiagnostics:
         return out
 
     def _measure(self, net, solver) -> dict:
-        v = directions(net, solver, self.x, self.y, self.beta, self.symmetric)
+        v = directions(net, solver, self.x, self.y, self.beta, self.symmetric, self.centered)
         out = {"probe_unconverged": v["unconverged"], "probe_cost": v["cost"]}
         if "grad" not in v:
             return out
@@ -60,7 +60,7 @@ class ProbeDiagnostics:
         return out
 
 
-def directions(net, solver, x, y, beta: float, symmetric: bool = False) -> dict:
+def directions(net, solver, x, y, beta: float, symmetric: bool = False, centered: bool = False) -> dict:
     """-dJ/dW (Eq. 17), nu (Eq. 18) and the two-phase update (Eq. 56) on the samples of (x, y) whose
     free and nudged relaxations converge (``grad``, ``nu``, ``update``: dicts per parameter; absent
     if none did), with the fraction ``unconverged`` and the mean ``cost`` J."""
@@ -72,7 +72,7 @@ def directions(net, solver, x, y, beta: float, symmetric: bool = False) -> dict:
         x, y = x[ok], y[ok]
         fp = FixedPoint.at(net, x, [h[ok] for h in free.states])
         out["grad"], out["nu"] = neg_gradient(net, fp, y), nu(net, fp, y)
-        out["update"], _, _ = two_phase_estimate(net, solver, x, y, beta, symmetric)
+        out["update"], _, _ = two_phase_estimate(net, solver, x, y, beta, symmetric, centered=centered)
     return out
 
 

@@ -235,13 +235,26 @@ def recurrent_backprop(net: Network, fp: FixedPoint, y, step: float = 0.5, steps
     return _mean(net.hebbian(fp.rates(), acc), len(fp.x))
 
 
-def two_phase_estimate(net: Network, solver, x, y, beta: float, symmetric: bool = False, free=None):
-    """dmu/dW(h0) . (h_beta - h0) / beta (Eq. 56), batch mean; ``symmetric`` uses (h_beta - h_-beta) / 2 beta.
+def centre(values: list[np.ndarray]) -> list[np.ndarray]:
+    """Each array minus its mean over the batch (axis 0): the centring trick of Boltzmann machines
+    (Montavon & Mueller 2012) applied to the presynaptic rates of the two-phase update (Eq. 56).  A weight's
+    update sum_n dh_n (r_n - mean r) differs from Eq. 56 by (sum_n dh_n) mean(r), a multiple of its unit's
+    bias update, so it vanishes where the bias has settled: same fixed points, but the rates' common mean no
+    longer dominates the update (non-negative rates make that direction far stiffer than the rest)."""
+    return [v - v.mean(axis=0, keepdims=True) for v in values]
+
+
+def two_phase_estimate(net: Network, solver, x, y, beta: float, symmetric: bool = False, free=None,
+                       centered: bool = False):
+    """dmu/dW(h0) . (h_beta - h0) / beta (Eq. 56), batch mean; ``symmetric`` uses (h_beta - h_-beta) / 2 beta,
+    ``centered`` the presynaptic rates minus their batch mean (:func:`centre`).
 
     Returns (estimate, free relaxation, list of nudged relaxations).
     """
     free = free or solver.solve(net, x)
     r = [rho(np.asarray(x, float))] + [rho(h) for h in free.states]
+    if centered:
+        r = centre(r)
     plus = solver.solve(net, x, y, beta, start=free.states)
     if symmetric:
         minus = solver.solve(net, x, y, -beta, start=free.states)

@@ -54,5 +54,6 @@ def make_trainer(cfg: dict, driver, train_config, data):
     diagnostics = None
     if probe and supports(getattr(driver, "network", None)):
         x, labels = probe_batch(data, probe, train_config.seed)
-        diagnostics = ProbeDiagnostics(x, labels, driver.sizes[-1], train_config.beta, train_config.symmetric)
+        diagnostics = ProbeDiagnostics(x, labels, driver.sizes[-1], train_config.beta, train_config.symmetric,
+                                       train_config.centered)
     return TRAINERS[rule](driver, train_config, diagnostics)

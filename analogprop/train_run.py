@@ -148,7 +148,8 @@ def diagnose(path: Path, probe: int = 40, seed: int = 0, **solver) -> dict:
         raise ConfigError(f"the probe batch needs at least 1 sample, got {probe}")
     data, driver, tc, _ = load_run(path, **solver)
     x, labels = probe_batch(data, probe, seed)
-    v = directions(driver.network, driver.solver, x, one_hot(labels, driver.sizes[-1]), tc.beta, tc.symmetric)
+    v = directions(driver.network, driver.solver, x, one_hot(labels, driver.sizes[-1]), tc.beta, tc.symmetric,
+                   tc.centered)
     if "grad" not in v:
         raise ConfigError(f"no probe sample of {path} converged in both phases; raise --max-steps or --tol")
     return {"probe": len(labels), "unconverged": v["unconverged"], "cost": v["cost"], "rows": parameter_report(v)}

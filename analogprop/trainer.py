@@ -14,7 +14,7 @@ after Eq. 18: synaptic depression); it acts on the weights, not the biases.
 ``shift`` moves every training image by a random offset of up to that many
 pixels per presentation (data augmentation, :mod:`analogprop.augment`).
 ``centered`` takes the presynaptic rates of the weight updates minus their
-batch mean (:func:`analogprop.drivers.base.centre`; not in the paper).
+batch mean (:func:`analogprop.gradients.centre`; not in the paper).
 """
 from __future__ import annotations
 
@@ -44,7 +44,7 @@ class TrainConfig:
     lr_decay_start: int = 1  # first (1-based) epoch trained with a decayed learning rate
     weight_decay: float = 0.0  # lambda of the regulariser lambda/2 ||W||^2 on every weight (not biases)
     shift: int = 0  # largest random translation (pixels per axis) of a training image; 0: none
-    centered: bool = False  # presynaptic rates minus their batch mean in the weight updates (drivers.base.centre)
+    centered: bool = False  # presynaptic rates minus their batch mean in the weight updates (gradients.centre)
 
     def validate(self, n_pairs: int) -> "TrainConfig":
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -172,13 +172,13 @@ class TwoPhaseTrainer:
         free = self.driver.relax_free(x)
         beta = sign * cfg.beta
         nudged = self.driver.relax_nudged(x, y, beta, start=free)
-        centre = {"centered": True} if cfg.centered else {}  # drivers without centring keep working
-        upd = self.driver.local_update(x, free, nudged, **centre)
+        kw = {"centered": True} if cfg.centered else {}  # drivers without centring keep working
+        upd = self.driver.local_update(x, free, nudged, **kw)
         unconv_n = nudged.n_unconverged
         scale = beta
         if cfg.symmetric:
             other = self.driver.relax_nudged(x, y, -beta, start=free)
-            minus = self.driver.local_update(x, free, other, **centre)
+            minus = self.driver.local_update(x, free, other, **kw)
             upd = {k: upd[k] - minus[k] for k in upd}
             unconv_n += other.n_unconverged
             scale = 2 * beta

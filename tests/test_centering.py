@@ -109,3 +109,19 @@ def test_centred_training_from_the_command_line(tmp_path, capsys):
         errors[name] = [json.loads(line)["test_error"] for line in (tmp_path / name / "metrics.jsonl").open()]
     assert errors["centred"] != errors["plain"]
     assert errors["centred"][-1] < 0.2 and errors["centred"][-1] < errors["centred"][0]
+
+
+def test_diagnostics_measure_the_centred_update_the_trainer_applies():
+    """two_phase_estimate (diagnose, --probe) with centered is the driver's centred update / (beta n)."""
+    from analogprop.gradients import two_phase_estimate
+    rng = np.random.default_rng(3)
+    net = Network.create((6, 5, 3), seed=4)
+    solver = FastSolver(tol=1e-12)
+    drv = IdealDriver(net, solver)
+    x, y = rng.uniform(0, 1, (7, 6)), np.eye(3)[rng.integers(0, 3, 7)]
+    upd = drv.local_update(x, *phases(drv, x, y), centered=True)
+    est, _, _ = two_phase_estimate(net, solver, x, y, 0.5, centered=True)
+    plain, _, _ = two_phase_estimate(net, solver, x, y, 0.5)
+    for k in upd:
+        np.testing.assert_allclose(est[k], upd[k] / (0.5 * 7), atol=1e-12)
+    assert not np.allclose(est["fwd0"], plain["fwd0"])

@@ -43,15 +43,6 @@ class Phase:
         return int(np.count_nonzero(~self.converged))
 
 
-def centre(values: list[np.ndarray]) -> list[np.ndarray]:
-    """Each array minus its mean over the batch (axis 0): the centring trick of Boltzmann machines
-    (Montavon & Mueller 2012) applied to the presynaptic rates of the two-phase update (Eq. 56).  A weight's
-    update sum_n dh_n (r_n - mean r) differs from Eq. 56 by (sum_n dh_n) mean(r), a multiple of its unit's
-    bias update, so it vanishes where the bias has settled: same fixed points, but the rates' common mean no
-    longer dominates the update (non-negative rates make that direction far stiffer than the rest)."""
-    return [v - v.mean(axis=0, keepdims=True) for v in values]
-
-
 class Driver(ABC):
     """A system the trainer can program, relax and measure."""
 
@@ -83,7 +74,8 @@ class Driver(ABC):
         """Per parameter, sum over the batch of dmu/dtheta(s0) . (s_nudged - s0).
 
         ``centered``: every measured presynaptic factor of a weight is taken minus its batch mean (see
-        :func:`centre`); bias updates are unchanged.  A driver that cannot do this raises ConfigError."""
+        :func:`analogprop.gradients.centre`); bias updates are unchanged.  A driver that cannot do this leaves
+        the argument out, and the trainer refuses ``centered`` for it."""
 
     def device_state(self) -> dict[str, np.ndarray]:
         """What a resumed run needs besides the parameters to continue bit for bit, as arrays.

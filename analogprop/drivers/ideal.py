@@ -6,7 +6,8 @@ import numpy as np
 from ..dynamics import rho
 from ..network import Network, pair_of
 from ..relax import FastSolver
-from .base import Driver, Phase, centre
+from ..gradients import centre
+from .base import Driver, Phase
 
 
 def _phase(r) -> Phase:

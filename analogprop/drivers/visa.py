@@ -41,7 +41,8 @@ from ..bench.scpi import ConnectionLost, InstrumentError, SCPIErrorQueued, Setpo
 from ..dynamics import rho
 from ..errors import ConfigError, check_finite
 from ..network import Network, pair_of
-from .base import Driver, Phase, centre
+from ..gradients import centre
+from .base import Driver, Phase
 
 RECOVERABLE = (ConnectionLost, SCPIErrorQueued)
 
