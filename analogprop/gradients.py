@@ -67,7 +67,7 @@ class FixedPoint:
 
     def rates(self) -> list[np.ndarray]:
         """[rho(x), rho(h_1), ..., rho(h_L)]: the presynaptic factors dmu_i/dW_ij."""
-        return [rho(self.x)] + [rho(h) for h in self.states]
+        return presynaptic_rates(self.x, self.states)
 
 
 def supports(net) -> bool:
@@ -244,6 +244,13 @@ def centre(values: list[np.ndarray]) -> list[np.ndarray]:
     return [v - v.mean(axis=0, keepdims=True) for v in values]
 
 
+def presynaptic_rates(x, states, centered: bool = False) -> list[np.ndarray]:
+    """[rho(x), rho(h_1), ..., rho(h_L)], the presynaptic factors of Eq. 56, each minus its batch mean
+    if ``centered`` (:func:`centre`)."""
+    r = [rho(x)] + [rho(h) for h in states]
+    return centre(r) if centered else r
+
+
 def two_phase_estimate(net: Network, solver, x, y, beta: float, symmetric: bool = False, free=None,
                        centered: bool = False):
     """dmu/dW(h0) . (h_beta - h0) / beta (Eq. 56), batch mean; ``symmetric`` uses (h_beta - h_-beta) / 2 beta,
@@ -252,9 +259,7 @@ def two_phase_estimate(net: Network, solver, x, y, beta: float, symmetric: bool 
     Returns (estimate, free relaxation, list of nudged relaxations).
     """
     free = free or solver.solve(net, x)
-    r = [rho(np.asarray(x, float))] + [rho(h) for h in free.states]
-    if centered:
-        r = centre(r)
+    r = presynaptic_rates(np.asarray(x, float), free.states, centered)
     plus = solver.solve(net, x, y, beta, start=free.states)
     if symmetric:
         minus = solver.solve(net, x, y, -beta, start=free.states)

@@ -76,8 +76,7 @@ def test_circuit_centres_its_measured_voltages_but_not_the_bias_rail(level):
 def test_visa_board_centres_like_the_ideal_model():
     def contracting():
         net = Network.create((6, 4, 3), seed=1)
-        for k in ("bwd1",):
-            net.params[k] *= 0.3
+        net.params["bwd1"] *= 0.3
         return net
 
     rng = np.random.default_rng(0)

@@ -3,10 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..dynamics import rho
+from ..gradients import presynaptic_rates
 from ..network import Network, pair_of
 from ..relax import FastSolver
-from ..gradients import centre
 from .base import Driver, Phase
 
 
@@ -48,7 +47,5 @@ class IdealDriver(Driver):
         return _phase(self.solver.solve(self.network, x, y, beta, start=start.states))
 
     def local_update(self, x, free, nudged, centered=False):
-        r = [rho(x)] + [rho(s) for s in free.states]
-        if centered:
-            r = centre(r)
+        r = presynaptic_rates(x, free.states, centered)
         return self.network.hebbian(r, [b - a for a, b in zip(free.states, nudged.states)])

@@ -38,10 +38,9 @@ import pyvisa
 from ..bench.instruments import SMU, Board, ScannerDMM, VoltageSource, codes_crc
 from ..bench.profile import Profile, load_profile
 from ..bench.scpi import ConnectionLost, InstrumentError, SCPIErrorQueued, SetpointError
-from ..dynamics import rho
 from ..errors import ConfigError, check_finite
+from ..gradients import presynaptic_rates
 from ..network import Network, pair_of
-from ..gradients import centre
 from .base import Driver, Phase
 
 RECOVERABLE = (ConnectionLost, SCPIErrorQueued)
@@ -282,9 +281,7 @@ class VisaDriver(Driver):
 
     def local_update(self, x, free, nudged, centered=False):
         """Eq. 56 from measurements: rho(x), rho(h0) and h_beta - h0 as read by the scanner."""
-        r = [rho(free.probes.get("inputs", x))] + [rho(s) for s in free.states]
-        if centered:
-            r = centre(r)
+        r = presynaptic_rates(free.probes.get("inputs", x), free.states, centered)
         dh = [b - a for a, b in zip(free.states, nudged.states)]
         return Network(self.sizes, self.weights).hebbian(r, dh)
 
