@@ -415,3 +415,37 @@ def test_unpool_script_widens_a_fresh_network(tmp_path, capsys):
     assert FastSolver(tol=1e-6).solve(wide, x).converged.all()
     assert script.main(["--fresh", "1x14x14-c4k3p2-bogus", "--pair", "1", "--out", str(out)]) == 2
     assert "error:" in capsys.readouterr().err
+
+
+def test_frozen_readout_equals_the_two_phase_rule_on_the_whole_network(tmp_path, capsys):
+    """benchmarks/frozen_readout.py (cached features, a one-pair net) gives the output pair that the trainer
+    gives on the whole conv network with the output's feedback at zero and the conv pair's rate 0."""
+    from analogprop.build import load_run
+    from analogprop.cli import main as cli
+    from analogprop.runs import load_checkpoint
+    from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+    from conftest import load_script
+    run, out = tmp_path / "run", tmp_path / "readout"
+    assert cli(["train", "--arch", "1x8x8-c4k3p2-10", "--lrs", "0.1,0.2", "--epochs", "1", "--out", str(run)]) == 0
+    script = load_script("benchmarks/frozen_readout.py")
+    assert script.main([str(run), "--lr", "0.3", "--epochs", "2", "--train-subset", "300", "--test-subset", "100",
+                        "--out", str(out)]) == 0
+    printed = capsys.readouterr().out
+    got = load_checkpoint(out / "checkpoint.npz")[0]
+    data, driver, tc, _ = load_run(run)
+    driver.network.params["bwd1"][:] = 0
+    TwoPhaseTrainer(driver, TrainConfig(beta=tc.beta, lrs=(0.0, 0.3), epochs=2)).fit(data.subset(300, 100))
+    whole = driver.network.params
+    assert np.abs(whole["fwd1"] - load_checkpoint(run / "checkpoint.npz")[0]["fwd1"]).max() > 0.05  # it learned
+    for k in ("fwd0", "bias1", "bwd1"):
+        np.testing.assert_array_equal(got[k], whole[k])  # frozen, feedback still zero
+    np.testing.assert_allclose(got["fwd1"], whole["fwd1"], atol=1e-6)
+    np.testing.assert_allclose(got["bias2"], whole["bias2"], atol=1e-6)
+    test_error = float(printed.split("network test error: ")[1].split("%")[0])
+    last_epoch = float(printed.split("epoch 2: ")[1].split("test error ")[1].split("%")[0])
+    assert test_error == last_epoch  # the network relaxed by its own solver classifies as the readout net
+    assert script.main([str(run), "--lr", "0.3", "--out", str(out), "--train-subset", "300",
+                        "--test-subset", "100"]) == 0  # rerun: features read from the cache
+    assert "features:" not in capsys.readouterr().out
+    assert script.main([str(tmp_path / "missing"), "--lr", "0.3", "--out", str(out)]) == 2
+    assert "missing" in capsys.readouterr().err
