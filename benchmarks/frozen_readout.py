@@ -6,7 +6,7 @@ free and nudged fixed points are the same and are computed once per image, and t
 learning rates (0, ..., 0, lr) is then exactly the rule on a one-pair network whose input is ``rho(h_L)``.
 This script trains that network with the same trainer (minutes instead of hours for a conv net, whose every
 relaxation otherwise repeats the frozen layers'), writes the output pair back into the run's network and
-evaluates the result with the run's own solver:
+evaluates the result with the run's own solver (recorded as ``network_test_error`` of the last epoch):
 
     python benchmarks/frozen_readout.py benchmarks/in-progress/conv_unpool_scratch --lr 0.002 --epochs 30 \\
         --lr-decay 0.9 --lr-decay-start 11 --out benchmarks/out/conv_frozen_readout
@@ -113,21 +113,26 @@ def main(argv=None) -> int:
         trainer = TwoPhaseTrainer(IdealDriver(readout, driver.solver), config)
         features = Dataset("features", f_train, data.y_train, f_test, data.y_test)
 
+        records = []
+
         def on_epoch(rec):
+            records.append(rec)
             print(f"epoch {rec['epoch']}: train error {100 * rec['train_error']:.2f}% "
                   f"test error {100 * rec['test_error']:.2f}% ({rec['train_seconds']:.1f} s)", flush=True)
 
-        trainer.fit(features, on_epoch=on_epoch)
+        state = trainer.fit(features, on_epoch=on_epoch)
         write_back(network, readout)
         t0 = time.process_time()
         test = TwoPhaseTrainer(driver, tc).evaluate(data.x_test, data.y_test)
         print(f"network test error: {100 * test['error']:.2f}% "
               f"(relaxed by the run's solver, {time.process_time() - t0:.1f} s CPU)")
+        records[-1]["network_test_error"] = test["error"]
     lrs = [0.0] * (network.n_layers - 1) + [args.lr]
     out.write_config({**cfg, "lrs": lrs, "epochs": args.epochs, "seed": args.seed, "beta": config.beta,
                       "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start})
+    out.write_metrics(records)
     save_checkpoint(out.checkpoint_path, network.params,
-                    {"frozen_readout_of": str(args.run), "test_error": test["error"],
+                    {"state": state.to_dict(), "frozen_readout_of": str(args.run),
                      "subsets": [args.train_subset, args.test_subset]})
     return 0
 

@@ -422,7 +422,7 @@ def test_frozen_readout_equals_the_two_phase_rule_on_the_whole_network(tmp_path,
     gives on the whole conv network with the output's feedback at zero and the conv pair's rate 0."""
     from analogprop.build import load_run
     from analogprop.cli import main as cli
-    from analogprop.runs import load_checkpoint
+    from analogprop.runs import RunDir, load_checkpoint
     from analogprop.trainer import TrainConfig, TwoPhaseTrainer
     from conftest import load_script
     run, out = tmp_path / "run", tmp_path / "readout"
@@ -442,6 +442,9 @@ def test_frozen_readout_equals_the_two_phase_rule_on_the_whole_network(tmp_path,
     np.testing.assert_allclose(got["fwd1"], whole["fwd1"], atol=1e-6)
     np.testing.assert_allclose(got["bias2"], whole["bias2"], atol=1e-6)
     test_error = float(printed.split("network test error: ")[1].split("%")[0])
+    records = RunDir(out).metrics()
+    assert len(records) == 2 and records[-1]["network_test_error"] == records[-1]["test_error"]
+    assert load_checkpoint(out / "checkpoint.npz")[1]["state"]["epoch"] == 2
     last_epoch = float(printed.split("epoch 2: ")[1].split("test error ")[1].split("%")[0])
     assert test_error == last_epoch  # the network relaxed by its own solver classifies as the readout net
     assert script.main([str(run), "--lr", "0.3", "--out", str(out), "--train-subset", "300",
