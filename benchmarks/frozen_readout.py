@@ -55,9 +55,9 @@ def readout_network(network) -> Network:
 
 
 def write_back(network, readout: Network) -> None:
-    fwd, bwd, bias = output_pair_names(network)
+    """The readout's trained forward weights and biases into ``network``'s output pair."""
+    fwd, _, bias = output_pair_names(network)
     network.params[fwd] = readout.params["fwd0"].copy()
-    network.params[bwd] = np.zeros_like(network.params[bwd])
     if bias in network.params:
         network.params[bias] = readout.params["bias1"].copy()
 
@@ -100,7 +100,8 @@ def main(argv=None) -> int:
         cfg = RunDir(args.run).read_config()
         config = TrainConfig(beta=args.beta or tc.beta, lrs=(args.lr,), batch_size=tc.batch_size, epochs=args.epochs,
                              seed=args.seed, lr_decay=args.lr_decay, lr_decay_start=args.lr_decay_start)
-        write_back(network, readout_network(network))  # zero the output's feedback before settling
+        bwd = output_pair_names(network)[1]
+        network.params[bwd] = np.zeros_like(network.params[bwd])  # before settling: see the module docstring
         digest = hashlib.sha256(b"".join(np.ascontiguousarray(network.params[k]).tobytes()
                                          for k in sorted(network.params) if k not in output_pair_names(network)))
         key = f"{digest.hexdigest()} tol={cfg.get('tol')} dtype={cfg.get('dtype')}"
