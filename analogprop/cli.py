@@ -76,6 +76,10 @@ def add_train_options(p):
                    help="move each training image by a random offset of up to N pixels per axis (augmentation; default 0)")
     g.add_argument("--centered", action="store_true", default=None,
                    help="presynaptic rates minus their batch mean in the weight updates (centring; not in the paper)")
+    g.add_argument("--optimizer", choices=["sgd", "adam"],
+                   help="how estimates become steps: sgd (the paper's, default) or adam (per-synapse moments; not in the paper)")
+    g.add_argument("--adam-betas", type=_floats, help="Adam's two moment decay rates (default 0.9,0.999)")
+    g.add_argument("--adam-eps", type=float, help="Adam's epsilon (default 1e-8)")
     g.add_argument("--rule", choices=["two-phase", "gradient"],
                    help="two-phase (the paper's rule, default) or gradient (true-gradient baseline, ideal driver)")
     g.add_argument("--probe", type=int, help="probe batch size for per-epoch gradient diagnostics (0: off, default)")
@@ -83,7 +87,8 @@ def add_train_options(p):
 
 CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "feedback_init", "linear_output", "driver", "solver", "tol",
                "max_steps", "euler_step", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
-               "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "rule", "probe"]
+               "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "rule", "probe",
+               "optimizer", "adam_betas", "adam_eps"]
 
 
 def config_from_args(args) -> dict:

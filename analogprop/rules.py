@@ -18,7 +18,7 @@ from .trainer import TwoPhaseTrainer, one_hot
 
 
 class GradientTrainer(TwoPhaseTrainer):
-    """Same schedule, learning rates and records as the two-phase trainer; update ``lr * (-dJ/dW)``."""
+    """Same schedule, learning rates, optimizer and records as the two-phase trainer; update along -dJ/dW."""
 
     def __init__(self, driver, config, diagnostics=None):
         if not supports(getattr(driver, "network", None)):
@@ -32,7 +32,7 @@ class GradientTrainer(TwoPhaseTrainer):
         y = one_hot(labels, self.driver.sizes[-1])
         free = self.driver.relax_free(x)
         grad = neg_gradient(net, FixedPoint.at(net, x, free.states), y)
-        self.apply({k: self.lr(k) * v for k, v in grad.items()})
+        self.descend(grad, 1.0)
         return {"samples": len(labels),
                 "errors": int(np.count_nonzero(free.output.argmax(axis=1) != labels)),
                 "cost": float(cost(free.output, y).sum()),

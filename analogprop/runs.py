@@ -34,10 +34,12 @@ def atomic_write(path: Path, write) -> None:
 
 
 def save_checkpoint(path, params: dict[str, np.ndarray], meta: dict, device: dict | None = None,
-                    compressed: bool = False) -> None:
-    """Parameters, the JSON-able ``meta`` and a driver's device state (:meth:`Driver.device_state`)."""
+                    compressed: bool = False, optimizer: dict | None = None) -> None:
+    """Parameters, the JSON-able ``meta``, a driver's device state (:meth:`Driver.device_state`) and
+    the optimizer's state (:mod:`analogprop.optimizers`)."""
     arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
     arrays.update({f"device/{k}": np.asarray(v) for k, v in (device or {}).items()})
+    arrays.update({f"optim/{k}": np.asarray(v) for k, v in (optimizer or {}).items()})
     arrays["meta"] = np.array(json.dumps(meta))
     write = np.savez_compressed if compressed else np.savez
     atomic_write(Path(path), lambda f: write(f, **arrays))
@@ -72,6 +74,11 @@ def load_device_state(path) -> dict[str, np.ndarray]:
     return _read(path, lambda z: {k[7:]: z[k] for k in z.files if k.startswith("device/")})
 
 
+def load_optimizer_state(path) -> dict[str, np.ndarray]:
+    """The optimizer state saved with a checkpoint (empty if none was, as for plain SGD)."""
+    return _read(path, lambda z: {k[6:]: z[k] for k in z.files if k.startswith("optim/")})
+
+
 def _flatten(record: dict) -> dict:
     out = {}
     for k, v in record.items():
@@ -100,11 +107,11 @@ class RunDir:
         """Epochs after which a snapshot was kept."""
         return sorted(int(p.stem[6:]) for p in (self.path / "snapshots").glob("epoch-*.npz"))
 
-    def save(self, driver, state, meta: dict, keep_every: int = 0) -> None:
-        """Checkpoint the driver's parameters and device state with the run ``state`` and ``meta``;
-        at the end of every ``keep_every``-th epoch also keep a copy as a snapshot."""
+    def save(self, driver, state, meta: dict, keep_every: int = 0, optimizer: dict | None = None) -> None:
+        """Checkpoint the driver's parameters and device state with the run ``state``, ``meta`` and the
+        ``optimizer`` state; at the end of every ``keep_every``-th epoch also keep a copy as a snapshot."""
         save_checkpoint(self.checkpoint_path, driver.get_parameters(), {"state": state.to_dict(), **meta},
-                        driver.device_state())
+                        driver.device_state(), optimizer=optimizer)
         if keep_every and state.batch == 0 and state.epoch % keep_every == 0:
             data = self.checkpoint_path.read_bytes()
             atomic_write(self.snapshot_path(state.epoch), lambda f: f.write(data))
@@ -217,7 +224,7 @@ def export(source, out, dtype=None) -> RunDir:
     metrics and a compressed checkpoint whose parameters are stored in ``dtype``
     (default: the run's solver dtype, so that evaluation is unchanged).
 
-    Snapshots are left out; the run state is kept, so the copy resumes.
+    Snapshots are left out; the run and optimizer state are kept, so the copy resumes.
     """
     src = RunDir(source)
     config = src.read_config()
@@ -226,9 +233,10 @@ def export(source, out, dtype=None) -> RunDir:
         raise DataError(f"cannot store parameters as {dtype}: choose float32 or float64")
     params, meta = load_checkpoint(src.checkpoint_path)
     device = load_device_state(src.checkpoint_path)
+    optimizer = load_optimizer_state(src.checkpoint_path)
     dst = _new_run(out, "export")
     save_checkpoint(dst.checkpoint_path, {k: v.astype(dtype) for k, v in params.items()},
-                    {**meta, "exported_from": str(src.path)}, device, compressed=True)
+                    {**meta, "exported_from": str(src.path)}, device, compressed=True, optimizer=optimizer)
     dst.write_metrics(src.metrics())
     dst.write_config(config)
     return dst

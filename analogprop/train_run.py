@@ -7,7 +7,7 @@ from pathlib import Path
 from .build import build, complete, load_run, train_config
 from .errors import ConfigError
 from .rules import make_trainer
-from .runs import RunDir, load_checkpoint, load_device_state
+from .runs import RunDir, load_checkpoint, load_device_state, load_optimizer_state
 from .trainer import TrainState, TwoPhaseTrainer
 
 
@@ -71,6 +71,8 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         if resume:
             driver.restore_device_state(load_device_state(run.checkpoint_path))
         trainer = make_trainer(cfg, driver, tc, data)
+        if resume:
+            trainer.optimizer.load_state_dict(load_optimizer_state(run.checkpoint_path))
     except BaseException:
         driver.close()
         raise
@@ -88,7 +90,7 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         pass
 
     def checkpoint(st):
-        run.save(driver, st, {"config": cfg}, tc.keep_every)
+        run.save(driver, st, {"config": cfg}, tc.keep_every, trainer.optimizer.state_dict())
 
     def on_batch(st, stats):
         if bar.n > st.batch or bar.n == 0:

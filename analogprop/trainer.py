@@ -15,6 +15,8 @@ after Eq. 18: synaptic depression); it acts on the weights, not the biases.
 pixels per presentation (data augmentation, :mod:`analogprop.augment`).
 ``centered`` takes the presynaptic rates of the weight updates minus their
 batch mean (:func:`analogprop.gradients.centre`; not in the paper).
+``optimizer`` turns the estimates into steps (:mod:`analogprop.optimizers`:
+plain ``sgd``, the paper's, or ``adam``).
 """
 from __future__ import annotations
 
@@ -27,6 +29,7 @@ import numpy as np
 from .augment import check_fits, random_shifts, whole_pixels
 from .dynamics import cost
 from .errors import ConfigError, DivergedError, check_finite
+from .optimizers import make_optimizer
 
 
 @dataclass
@@ -45,6 +48,9 @@ class TrainConfig:
     weight_decay: float = 0.0  # lambda of the regulariser lambda/2 ||W||^2 on every weight (not biases)
     shift: int = 0  # largest random translation (pixels per axis) of a training image; 0: none
     centered: bool = False  # presynaptic rates minus their batch mean in the weight updates (gradients.centre)
+    optimizer: str = "sgd"  # "sgd" (the paper's) or "adam" (analogprop.optimizers)
+    adam_betas: tuple[float, float] = (0.9, 0.999)
+    adam_eps: float = 1e-8
 
     def validate(self, n_pairs: int) -> "TrainConfig":
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -71,7 +77,14 @@ class TrainConfig:
         for name in ("checkpoint_every", "keep_every"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        if len(self.adam_betas) != 2:
+            raise ConfigError(f"adam_betas must be two decay rates, got {list(self.adam_betas)}")
+        self.adam_betas = tuple(float(b) for b in self.adam_betas)
+        self.make_optimizer()  # refuses an unknown name or bad settings now
         return self
+
+    def make_optimizer(self):
+        return make_optimizer(self.optimizer, self.adam_betas, self.adam_eps)
 
     def lr_scale(self, epoch: int) -> float:
         """Factor on every learning rate in 0-based ``epoch``."""
@@ -80,6 +93,7 @@ class TrainConfig:
     def to_dict(self):
         d = asdict(self)
         d["lrs"] = list(self.lrs)
+        d["adam_betas"] = list(self.adam_betas)
         return d
 
 
@@ -146,7 +160,12 @@ class TwoPhaseTrainer:
             raise ConfigError(f"{type(driver).__name__}.local_update takes no 'centered' argument, so it cannot "
                               "centre the presynaptic rates; train without centered")
         self.diagnostics = diagnostics
+        self.optimizer = self.config.make_optimizer()  # its state is checkpointed with the run
         self.lr_scale = 1.0  # set per epoch by fit() from the schedule
+
+    def descend(self, raw: dict, denom: float) -> None:
+        """Step every parameter along its estimate ``raw / denom`` through the optimizer, then :meth:`apply`."""
+        self.apply(self.optimizer.step(raw, denom, {k: self.lr(k) for k in raw}))
 
     def apply(self, delta: dict) -> None:
         """Move the parameters by ``delta`` plus the weight-decay step ``-lr lambda W`` (every weight
@@ -183,7 +202,7 @@ class TwoPhaseTrainer:
             unconv_n += other.n_unconverged
             scale = 2 * beta
         n = len(labels)
-        self.apply({k: (self.lr(k) / (scale * n)) * v for k, v in upd.items()})
+        self.descend(upd, scale * n)
         return {"samples": n,
                 "errors": int(np.count_nonzero(free.output.argmax(axis=1) != labels)),
                 "cost": float(cost(free.output, y).sum()),

@@ -22,7 +22,7 @@ from analogprop.build import build, complete
 from analogprop.errors import AnalogpropError
 from analogprop.network import FEEDBACK_INITS
 from analogprop.plots import plot_runs
-from analogprop.runs import RunDir, load_checkpoint, transplant
+from analogprop.runs import RunDir, load_checkpoint, load_optimizer_state, transplant
 from analogprop.train_run import resumed_config
 from analogprop.trainer import TrainState, TwoPhaseTrainer
 
@@ -37,6 +37,8 @@ def parse_args(argv=None):
     ap.add_argument("--random-sign", action="store_true", help="random sign of beta per minibatch (needs beta < 1)")
     ap.add_argument("--centered", action="store_true",
                     help="presynaptic rates minus their batch mean in the weight updates (centring; not in the paper)")
+    ap.add_argument("--optimizer", choices=["sgd", "adam"], default="sgd",
+                    help="sgd (the paper's) or adam (per-synapse moments; not in the paper)")
     ap.add_argument("--tol", type=float, default=1e-4, help="residual tolerance of each relaxation")
     ap.add_argument("--max-steps", type=int, default=500, help="sweep limit of a relaxation")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -67,7 +69,7 @@ def run(args) -> tuple[list[dict], dict, dict]:
     rundir = RunDir(args.out)
     cfg = {"dataset": "mnist", "data_dir": args.data_dir, "arch": args.arch,
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
-           "centered": args.centered,
+           "centered": args.centered, "optimizer": args.optimizer,
            "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
            "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
@@ -91,6 +93,8 @@ def run(args) -> tuple[list[dict], dict, dict]:
     data = data.subset(*subsets)
     rundir.write_config(cfg)
     trainer = TwoPhaseTrainer(driver, tc)
+    if args.resume:
+        trainer.optimizer.load_state_dict(load_optimizer_state(rundir.checkpoint_path))
 
     cpu = {"start": time.process_time(), "eval": 0.0}
     evaluate = trainer.evaluate
@@ -114,7 +118,7 @@ def run(args) -> tuple[list[dict], dict, dict]:
               f"{rec['train_seconds']:.1f}+{rec['eval_seconds']:.1f}s (cpu {rec['cpu_seconds']:.1f}s, of which eval {rec['cpu_eval_seconds']:.1f}s)", file=sys.stderr, flush=True)
 
     def checkpoint(st):
-        rundir.save(driver, st, {"config": cfg, "subsets": list(subsets)}, tc.keep_every)
+        rundir.save(driver, st, {"config": cfg, "subsets": list(subsets)}, tc.keep_every, trainer.optimizer.state_dict())
 
     with driver:
         trainer.fit(data, state, on_checkpoint=checkpoint, on_epoch=on_epoch)
@@ -136,7 +140,7 @@ def main(argv=None):
     last = records[-1]
     epoch_s = [r["train_seconds"] + r["eval_seconds"] for r in records]
     print(f"architecture: {cfg['arch']}")
-    print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}{' symmetric' if cfg['symmetric'] else ''}{' centered' if cfg['centered'] else ''}, "
+    print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}{' symmetric' if cfg['symmetric'] else ''}{' centered' if cfg['centered'] else ''}, optimizer {cfg['optimizer']}, "
           f"lr decay {cfg['lr_decay']} from epoch {cfg['lr_decay_start']}, weight decay {cfg['weight_decay']}")
     print(f"epochs: {last['epoch']}")
     print(f"final train error %: {100 * last['train_error']:.2f}")
