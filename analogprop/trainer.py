@@ -77,9 +77,13 @@ class TrainConfig:
         for name in ("checkpoint_every", "keep_every"):
             if int(getattr(self, name)) < 0:
                 raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
-        if len(self.adam_betas) != 2:
-            raise ConfigError(f"adam_betas must be two decay rates, got {list(self.adam_betas)}")
-        self.adam_betas = tuple(float(b) for b in self.adam_betas)
+        try:
+            betas = tuple(float(b) for b in self.adam_betas)
+        except (TypeError, ValueError):
+            betas = ()
+        if len(betas) != 2:
+            raise ConfigError(f"adam_betas must be two decay rates, got {self.adam_betas!r}")
+        self.adam_betas = betas
         self.make_optimizer()  # refuses an unknown name or bad settings now
         return self
 

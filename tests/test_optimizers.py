@@ -44,6 +44,7 @@ def test_adam_first_step_is_lr_times_the_sign_and_steps_ignore_the_gradient_scal
 @pytest.mark.parametrize("bad, message", [({"optimizer": "rmsprop"}, "unknown optimizer 'rmsprop'"),
                                           ({"optimizer": "adam", "adam_betas": (0.9, 1.0)}, "adam_betas"),
                                           ({"optimizer": "adam", "adam_betas": (0.9,)}, "adam_betas"),
+                                          ({"optimizer": "adam", "adam_betas": 0.9}, "adam_betas"),
                                           ({"optimizer": "adam", "adam_eps": 0.0}, "adam_eps")])
 def test_bad_optimizer_settings_are_refused(bad, message):
     with pytest.raises(ConfigError, match=message):
