@@ -19,7 +19,7 @@ DEFAULTS = {
     "arch": "64-32-10", "seed": 0, "bias": True, "tied": False, "feedback_init": "random",
     "linear_output": False,
     "driver": "ideal", "solver": "fast", "tol": 1e-5, "max_steps": 500, "euler_step": 0.5,
-    "dtype": "float64",
+    "nudge_steps": 0, "dtype": "float64",
     "beta": 0.5, "lrs": [0.5, 0.2], "batch_size": 20, "epochs": 10,
     "symmetric": False, "random_sign": False, "checkpoint_every": 0, "keep_every": 0,
     "lr_decay": 1.0, "lr_decay_start": 1, "weight_decay": 0.0, "shift": 0,
@@ -37,10 +37,27 @@ def make_solver(cfg: dict):
     raise ConfigError(f"unknown solver {cfg['solver']!r} (choose 'fast' or 'euler')")
 
 
+def make_nudge_solver(cfg: dict):
+    """None (relax the nudged phase to its fixed point), or ``nudge_steps`` Euler steps (Eq. 59) from
+    the free fixed point: Table 1's "iterations (second phase)", the truncated weakly clamped phase of
+    the EP literature (Scellier & Bengio 2017: 4-8 steps of 0.5)."""
+    n = cfg["nudge_steps"]
+    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
+        raise ConfigError(f"nudge_steps must be a whole number >= 0 (0: relax the nudged phase to its "
+                          f"fixed point), got {n!r}")
+    if n == 0:
+        return None
+    if cfg["driver"] != "ideal":
+        raise ConfigError(f"nudge_steps truncates the ideal model's nudged phase; the {cfg['driver']} driver "
+                          "measures fixed points (use nudge_steps 0)")
+    dtype = np.dtype(cfg.get("dtype", "float64")).type
+    return EulerSolver(step=cfg["euler_step"], max_steps=int(n), tol=cfg["tol"], stop_early=False, dtype=dtype)
+
+
 def _ideal(cfg, network):
     from .drivers.ideal import IdealDriver
 
-    return IdealDriver(network, make_solver(cfg))
+    return IdealDriver(network, make_solver(cfg), make_nudge_solver(cfg))
 
 
 def _visa(cfg, network):
@@ -108,7 +125,7 @@ def build(cfg: dict, params: dict | None = None):
     cfg = complete(cfg)
     tc = train_config(cfg)
     sizes = arch_sizes(cfg["arch"])
-    make_solver(cfg)  # validate solver settings before loading anything
+    make_solver(cfg), make_nudge_solver(cfg)  # validate solver settings before loading anything
     data = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["download"])
     check_fit(sizes, data)
     check_fits(tc.shift, data.image_shape)

@@ -54,6 +54,9 @@ def add_model_options(p):
     g.add_argument("--tol", type=float, help="residual tolerance of a relaxation")
     g.add_argument("--max-steps", type=int, help="step/sweep limit of a relaxation")
     g.add_argument("--euler-step", type=float, help="Euler step size epsilon (Eq. 59)")
+    g.add_argument("--nudge-steps", type=int,
+                   help="nudged phase: this many Euler steps of --euler-step from the free fixed point "
+                        "(Table 1's second-phase iterations; ideal driver; default 0: relax to the fixed point)")
     g.add_argument("--dtype", choices=["float64", "float32"], help="floating-point type of the ideal solvers")
 
 
@@ -86,7 +89,7 @@ def add_train_options(p):
 
 
 CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "feedback_init", "linear_output", "driver", "solver", "tol",
-               "max_steps", "euler_step", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
+               "max_steps", "euler_step", "nudge_steps", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
                "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "rule", "probe",
                "optimizer", "adam_betas", "adam_eps"]
 

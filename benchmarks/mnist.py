@@ -41,6 +41,9 @@ def parse_args(argv=None):
                     help="sgd (the paper's) or adam (per-synapse moments; not in the paper)")
     ap.add_argument("--tol", type=float, default=1e-4, help="residual tolerance of each relaxation")
     ap.add_argument("--max-steps", type=int, default=500, help="sweep limit of a relaxation")
+    ap.add_argument("--nudge-steps", type=int, help="nudged phase: this many Euler steps from the free fixed point "
+                    "(Table 1's second-phase iterations; default 0: relax to the fixed point)")
+    ap.add_argument("--euler-step", type=float, help="Euler step of --nudge-steps (default 0.5)")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--batch-size", type=int, default=20)
     ap.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
@@ -71,6 +74,7 @@ def run(args) -> tuple[list[dict], dict, dict]:
            "lrs": [float(v) for v in args.lrs.split(",")], "beta": args.beta, "symmetric": args.symmetric,
            "centered": args.centered, "optimizer": args.optimizer,
            "random_sign": args.random_sign, "tol": args.tol, "max_steps": args.max_steps, "dtype": args.dtype,
+           "nudge_steps": args.nudge_steps, "euler_step": args.euler_step,
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
            "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
            "shift": args.shift, "keep_every": args.keep_every, "feedback_init": args.feedback_init}
@@ -140,7 +144,8 @@ def main(argv=None):
     last = records[-1]
     epoch_s = [r["train_seconds"] + r["eval_seconds"] for r in records]
     print(f"architecture: {cfg['arch']}")
-    print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}{' symmetric' if cfg['symmetric'] else ''}{' centered' if cfg['centered'] else ''}, optimizer {cfg['optimizer']}, "
+    print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}{' symmetric' if cfg['symmetric'] else ''}{' centered' if cfg['centered'] else ''}"
+          f"{', nudged phase ' + str(cfg['nudge_steps']) + ' Euler steps of ' + str(cfg['euler_step']) if cfg['nudge_steps'] else ''}, optimizer {cfg['optimizer']}, "
           f"lr decay {cfg['lr_decay']} from epoch {cfg['lr_decay_start']}, weight decay {cfg['weight_decay']}")
     print(f"epochs: {last['epoch']}")
     print(f"final train error %: {100 * last['train_error']:.2f}")

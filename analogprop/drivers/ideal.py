@@ -14,12 +14,14 @@ def _phase(r) -> Phase:
 
 
 class IdealDriver(Driver):
-    """Relaxes the ideal network with a solver from :mod:`analogprop.relax`."""
+    """Relaxes the ideal network with a solver from :mod:`analogprop.relax`; ``nudge_solver``, if
+    given, runs the nudged phase instead (e.g. a fixed number of Euler steps from the free fixed point)."""
 
-    def __init__(self, network: Network, solver=None):
+    def __init__(self, network: Network, solver=None, nudge_solver=None):
         self.network = network.validate()
         self.sizes = network.sizes
         self.solver = solver or FastSolver()
+        self.nudge_solver = nudge_solver or self.solver
 
     def get_parameters(self):
         return {k: v.copy() for k, v in self.network.params.items()}
@@ -44,7 +46,7 @@ class IdealDriver(Driver):
         return _phase(self.solver.solve(self.network, x))
 
     def relax_nudged(self, x, y, beta, start):
-        return _phase(self.solver.solve(self.network, x, y, beta, start=start.states))
+        return _phase(self.nudge_solver.solve(self.network, x, y, beta, start=start.states))
 
     def local_update(self, x, free, nudged, centered=False):
         r = presynaptic_rates(x, free.states, centered)
