@@ -56,8 +56,11 @@ def _errors(ax, runs):
 def _alignment(ax, runs):
     for i, (label, rec) in enumerate(runs):
         n = max((len(r.get("alignment", [])) for r in rec), default=0)
+        start = rec[0].get("alignment_start") if rec[0]["epoch"] == 1 else None
         for k in range(n):
             xs, ys = _series(rec, "alignment", k)
+            if start and k < len(start):  # the initial weights, at epoch 0
+                xs, ys = [0] + xs, [start[k]] + ys
             ax.plot(xs, ys, color=f"C{i}", linestyle=["-", "--", ":", "-."][k % 4],
                     label=f"{label} layers {k + 1}-{k + 2}" if n > 1 else label)
     ax.set(xlabel="epoch", ylabel=r"$\cos(W_{k+1,k}, W_{k,k+1}^T)$", title="forward/feedback alignment")

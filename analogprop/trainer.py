@@ -130,13 +130,15 @@ class TrainState:
     epoch: int = 0
     batch: int = 0
     stats: EpochStats = field(default_factory=EpochStats)
+    alignment_start: list | None = None  # before the first minibatch (Fig. 3 right, epoch 0)
 
     def to_dict(self):
-        return {"epoch": self.epoch, "batch": self.batch, "stats": asdict(self.stats)}
+        return {"epoch": self.epoch, "batch": self.batch, "stats": asdict(self.stats),
+                "alignment_start": self.alignment_start}
 
     @classmethod
     def from_dict(cls, d):
-        return cls(d["epoch"], d["batch"], EpochStats(**d["stats"]))
+        return cls(d["epoch"], d["batch"], EpochStats(**d["stats"]), d.get("alignment_start"))
 
 
 def check_data(sizes, x, labels, name="data"):
@@ -250,6 +252,8 @@ class TwoPhaseTrainer:
         check_data(self.driver.sizes, data.x_test, data.y_test, "test data")
         check_fits(cfg.shift, data.image_shape)
         state = state or TrainState()
+        if state.epoch == state.batch == 0:
+            state.alignment_start = self.driver.alignment()
         n = len(data.y_train)
         while state.epoch < cfg.epochs:
             order, signs = self.epoch_plan(state.epoch, n)
@@ -291,6 +295,8 @@ class TwoPhaseTrainer:
                   "alignment": self.driver.alignment(),
                   "lr_scale": self.lr_scale,
                   "train_seconds": s.seconds}
+        if state.epoch == 0 and state.alignment_start is not None:
+            record["alignment_start"] = state.alignment_start
         if self.diagnostics is not None:
             record.update(self.diagnostics(self.driver))
         record["eval_seconds"] = time.perf_counter() - t0

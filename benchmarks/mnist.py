@@ -153,6 +153,8 @@ def main(argv=None):
           f"({final['errors']} of {final['samples']})")
     print(f"final test error %: {100 * last['test_error']:.2f}")
     print(f"best test error %: {100 * min(r['test_error'] for r in records):.2f}")
+    if "alignment_start" in records[0]:
+        print(f"alignment before training: {[round(a, 4) for a in records[0]['alignment_start']]}")
     print(f"alignment first/last: {records[0]['alignment']} / {last['alignment']}")
     print(f"unconverged free/nudged last epoch: {last['unconverged_free']}/{last['unconverged_nudged']}")
     print(f"seconds per epoch (train+eval) mean: {sum(epoch_s) / len(epoch_s):.1f}")

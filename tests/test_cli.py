@@ -49,6 +49,8 @@ def test_train_then_evaluate(tmp_path, capsys):
     assert cfg["weight_decay"] == 1e-4 and cfg["feedback_init"] == "mirrored"
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
     assert 0.5 < last["alignment"][0] < 1  # started at 1, learned apart (a random start is near 0)
+    first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
+    assert first["alignment_start"] == [pytest.approx(1.0)]
     assert main(["evaluate", str(out), "--json"]) == 0
 
     res = json.loads(capsys.readouterr().out)

@@ -130,6 +130,24 @@ def test_resume_matches_uninterrupted_run(tmp_path, extra):
     assert (tmp_path / "cut" / "metrics.csv").read_text().splitlines()[0].startswith("epoch,")
 
 
+def test_alignment_before_training_survives_a_resume_inside_epoch_1(tmp_path):
+    """Fig. 3 right starts at epoch 0: the first record carries the initial weights' alignment."""
+    train(CFG, tmp_path / "full", progress=False)
+    calls = {"n": 0}
+
+    def stop_after_10():
+        calls["n"] += 1
+        return calls["n"] == 10
+
+    train(CFG, tmp_path / "cut", progress=False, stop=stop_after_10)
+    assert load_checkpoint(tmp_path / "cut" / "checkpoint.npz")[1]["state"]["epoch"] == 0
+    train({}, tmp_path / "cut", resume=True, progress=False, stop=lambda: False)
+    full, cut = (RunDir(tmp_path / name).metrics() for name in ("full", "cut"))
+    assert full[0]["alignment_start"] == cut[0]["alignment_start"] != full[0]["alignment"]
+    assert abs(full[0]["alignment_start"][0]) < 0.1  # independent random matrices: near 0
+    assert all("alignment_start" not in r for r in full[1:])
+
+
 def test_resume_onto_a_new_schedule_is_the_run_that_used_it_throughout(tmp_path):
     """A constant run resumed with a decay that starts after its checkpoint ends exactly where a run
     with that decay from the start ends; a schedule that rewrites trained epochs is refused."""

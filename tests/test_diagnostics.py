@@ -148,6 +148,25 @@ def test_plot_without_diagnostics_has_no_angle_figure(tmp_path):
     assert names == {"errors.png", "alignment.png", "summary.png"}
 
 
+def test_alignment_curves_start_at_epoch_0_when_the_run_recorded_it():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analogprop.plots import PANELS
+
+    rec = [{"epoch": 1, "alignment": [0.1, 0.2], "alignment_start": [0.0, -0.01]}, {"epoch": 2, "alignment": [0.15, 0.3]}]
+    fig, ax = plt.subplots()
+    PANELS["alignment"](ax, [("run", rec)])
+    assert [list(line.get_xdata()) for line in ax.lines] == [[0, 1, 2], [0, 1, 2]]
+    assert [list(line.get_ydata()) for line in ax.lines] == [[0.0, 0.1, 0.15], [-0.01, 0.2, 0.3]]
+    ax.clear()
+    PANELS["alignment"](ax, [("older run", [{k: v for k, v in r.items() if k != "alignment_start"} for r in rec])])
+    assert [list(line.get_xdata()) for line in ax.lines] == [[1, 2], [1, 2]]
+    plt.close(fig)
+
+
 def test_plot_refuses_missing_or_corrupt_runs(tmp_path, capsys):
     with pytest.raises(DataError, match="no metrics.jsonl"):
         plot_runs([tmp_path / "nothing"], tmp_path / "fig")
