@@ -125,7 +125,8 @@ def build(cfg: dict, params: dict | None = None):
     cfg = complete(cfg)
     tc = train_config(cfg)
     sizes = arch_sizes(cfg["arch"])
-    make_solver(cfg), make_nudge_solver(cfg)  # validate solver settings before loading anything
+    make_solver(cfg)  # validate solver settings before loading anything
+    make_nudge_solver(cfg)
     data = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["download"])
     check_fit(sizes, data)
     check_fits(tc.shift, data.image_shape)
