@@ -69,4 +69,5 @@ def test_training_with_a_truncated_nudge_from_the_command_line(tmp_path, capsys)
     records = [json.loads(line) for line in (out / "metrics.jsonl").read_text().splitlines()]
     assert records[-1]["test_error"] < 0.3 < records[0]["train_error"]
     assert records[-1]["unconverged_free"] == 0
-    assert records[-1]["unconverged_nudged"] == len(load_digits().y_train)  # every nudged phase stops by count
+    # stopped by count: most nudged phases end off their fixed point, unlike the free ones
+    assert len(load_digits().y_train) / 2 < records[-1]["unconverged_nudged"] <= len(load_digits().y_train)
