@@ -136,7 +136,7 @@ def test_interrupted_reference_resumes(serial, tmp_path):
     assert (res["computed"], res["complete"]) == (0, False)
     ref = next((tmp_path / "references").glob("*.npz"))
     with np.load(ref) as z:
-        assert json.loads(str(z["meta"]))["state"] == {"epoch": 0, "batch": 4, "stats": ANY}
+        assert json.loads(str(z["meta"]))["state"] == {"epoch": 0, "batch": 4, "stats": ANY, "alignment_start": ANY}
     res = run_sweep(small_spec(), tmp_path, progress=False, plots=False)
     assert res["computed"] == 4 and strip(res["rows"]) == strip(full["rows"])
 
