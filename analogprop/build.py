@@ -28,8 +28,12 @@ DEFAULTS = {
 }
 
 
+def _dtype(cfg: dict):
+    return np.dtype(cfg.get("dtype", "float64")).type
+
+
 def make_solver(cfg: dict):
-    dtype = np.dtype(cfg.get("dtype", "float64")).type
+    dtype = _dtype(cfg)
     if cfg["solver"] == "fast":
         return FastSolver(tol=cfg["tol"], max_sweeps=cfg["max_steps"], dtype=dtype)
     if cfg["solver"] == "euler":
@@ -50,8 +54,7 @@ def make_nudge_solver(cfg: dict):
     if cfg["driver"] != "ideal":
         raise ConfigError(f"nudge_steps truncates the ideal model's nudged phase; the {cfg['driver']} driver "
                           "measures fixed points (use nudge_steps 0)")
-    dtype = np.dtype(cfg.get("dtype", "float64")).type
-    return EulerSolver(step=cfg["euler_step"], max_steps=int(n), tol=cfg["tol"], stop_early=False, dtype=dtype)
+    return EulerSolver(step=cfg["euler_step"], max_steps=int(n), tol=cfg["tol"], stop_early=False, dtype=_dtype(cfg))
 
 
 def _ideal(cfg, network):

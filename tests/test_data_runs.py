@@ -133,13 +133,7 @@ def test_resume_matches_uninterrupted_run(tmp_path, extra):
 def test_alignment_before_training_survives_a_resume_inside_epoch_1(tmp_path):
     """Fig. 3 right starts at epoch 0: the first record carries the initial weights' alignment."""
     train(CFG, tmp_path / "full", progress=False)
-    calls = {"n": 0}
-
-    def stop_after_10():
-        calls["n"] += 1
-        return calls["n"] == 10
-
-    train(CFG, tmp_path / "cut", progress=False, stop=stop_after_10)
+    train(CFG, tmp_path / "cut", progress=False, stop=_stop_at(10))
     assert load_checkpoint(tmp_path / "cut" / "checkpoint.npz")[1]["state"]["epoch"] == 0
     train({}, tmp_path / "cut", resume=True, progress=False, stop=lambda: False)
     full, cut = (RunDir(tmp_path / name).metrics() for name in ("full", "cut"))
