@@ -85,13 +85,15 @@ def add_train_options(p):
     g.add_argument("--adam-eps", type=float, help="Adam's epsilon (default 1e-8)")
     g.add_argument("--rule", choices=["two-phase", "gradient"],
                    help="two-phase (the paper's rule, default) or gradient (true-gradient baseline, ideal driver)")
+    g.add_argument("--alignment-drift", action="store_true", default=None,
+                   help="record per epoch the forward and the feedback updates' parts of each pair's alignment change")
     g.add_argument("--probe", type=int, help="probe batch size for per-epoch gradient diagnostics (0: off, default)")
 
 
 CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "feedback_init", "linear_output", "driver", "solver", "tol",
                "max_steps", "euler_step", "nudge_steps", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
                "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "rule", "probe",
-               "optimizer", "adam_betas", "adam_eps"]
+               "optimizer", "adam_betas", "adam_eps", "alignment_drift"]
 
 
 def config_from_args(args) -> dict:

@@ -34,7 +34,7 @@ import numpy as np
 
 from .conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose, conv_out
 from .errors import ConfigError
-from .network import Network, check_feedback_init, parse_sizes
+from .network import Network, check_feedback_init, cosine, parse_sizes
 
 _CONV = re.compile(r"^c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")
 _MAP = re.compile(r"^(\d+)x(\d+)x(\d+)$")
@@ -257,14 +257,13 @@ class ConvNetwork(Network):
                 out[f"bias{k + 1}"] = bias_sum
         return out
 
+    def alignment_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Each forward parameter and its feedback mirror (kernels: the kernels themselves)."""
+        return [(self.params[f"fwd{k}"], self._mirror(k, self.params[f"bwd{k}"])) for k in range(1, self.n_layers)]
+
     def alignment(self) -> list[float]:
-        """Cosine of each forward parameter and its feedback mirror (kernels: the kernels themselves)."""
-        out = []
-        for k in range(1, self.n_layers):
-            f, b = self.params[f"fwd{k}"], self._mirror(k, self.params[f"bwd{k}"])
-            den = np.linalg.norm(f) * np.linalg.norm(b)
-            out.append(float(np.sum(f * b) / den) if den > 0 else 0.0)
-        return out
+        """Cosine of each forward parameter and its feedback mirror."""
+        return [cosine(f, b) for f, b in self.alignment_pairs()]
 
     def deepened(self, k: int) -> "Network":
         """Deepening (Network.deepened) is implemented for dense networks only."""

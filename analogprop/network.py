@@ -239,14 +239,32 @@ class Network:
                 out[f"bias{k + 1}"] = dh[k].sum(axis=0)
         return out
 
+    def alignment_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """(W_{k+1,k}, W_{k,k+1}^T) per hidden pair: the two matrices :meth:`alignment` compares."""
+        return [(self.params[f"fwd{k}"], self.params[f"bwd{k}"].T) for k in range(1, self.n_layers)]
+
     def alignment(self) -> list[float]:
         """Normalised tr(W_{k,k+1} W_{k+1,k}) per hidden pair (Fig. 3 right): cosine of fwd and bwd^T."""
-        out = []
-        for k in range(1, self.n_layers):
-            f, b = self.params[f"fwd{k}"], self.params[f"bwd{k}"]
-            den = np.linalg.norm(f) * np.linalg.norm(b)
-            out.append(float(np.sum(f * b.T) / den) if den > 0 else 0.0)
-        return out
+        return [cosine(f, b) for f, b in self.alignment_pairs()]
+
+
+def cosine(f: np.ndarray, b: np.ndarray) -> float:
+    den = np.linalg.norm(f) * np.linalg.norm(b)
+    return float(np.sum(f * b) / den) if den > 0 else 0.0
+
+
+def alignment_drift(before, after) -> tuple[list[float], list[float]]:
+    """How one update moved each pair's trace tr(W_{k,k+1} W_{k+1,k}) (Fig. 3 right), in units of the
+    alignment cosine: the forward update's part <dF, B> / (|F| |B|) and the feedback update's part
+    <F, dB> / (|F| |B|), at the weights ``before`` (lists of :meth:`Network.alignment_pairs`).
+
+    They sum to the change of the trace up to <dF, dB>; the cosine also moves with the norms."""
+    fwd, bwd = [], []
+    for (f0, b0), (f1, b1) in zip(before, after):
+        den = np.linalg.norm(f0) * np.linalg.norm(b0)
+        fwd.append(float(np.sum((f1 - f0) * b0) / den) if den > 0 else 0.0)
+        bwd.append(float(np.sum(f0 * (b1 - b0)) / den) if den > 0 else 0.0)
+    return fwd, bwd
 
 
 def saturate(net: Network, seed: int, gain: float = 3.0, feedback: float = 0.3,

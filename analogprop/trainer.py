@@ -16,7 +16,9 @@ pixels per presentation (data augmentation, :mod:`analogprop.augment`).
 ``centered`` takes the presynaptic rates of the weight updates minus their
 batch mean (:func:`analogprop.gradients.centre`; not in the paper).
 ``optimizer`` turns the estimates into steps (:mod:`analogprop.optimizers`:
-plain ``sgd``, the paper's, or ``adam``).
+plain ``sgd``, the paper's, or ``adam``).  ``alignment_drift`` records per
+epoch how much the forward and the feedback weights' changes each moved every
+pair's alignment (:func:`analogprop.network.alignment_drift`, Fig. 3 right).
 """
 from __future__ import annotations
 
@@ -29,6 +31,7 @@ import numpy as np
 from .augment import check_fits, random_shifts, whole_pixels
 from .dynamics import cost
 from .errors import ConfigError, DivergedError, check_finite
+from .network import alignment_drift
 from .optimizers import make_optimizer
 
 
@@ -51,6 +54,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # "sgd" (the paper's) or "adam" (analogprop.optimizers)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    alignment_drift: bool = False  # record each update's forward and feedback parts of the alignment change
 
     def validate(self, n_pairs: int) -> "TrainConfig":
         if not (np.isfinite(self.beta) and self.beta > 0):
@@ -84,6 +88,8 @@ class TrainConfig:
         if len(betas) != 2:
             raise ConfigError(f"adam_betas must be two decay rates, got {self.adam_betas!r}")
         self.adam_betas = betas
+        if not isinstance(self.alignment_drift, (bool, np.bool_)):
+            raise ConfigError(f"alignment_drift must be true or false, got {self.alignment_drift!r}")
         self.make_optimizer()  # refuses an unknown name or bad settings now
         return self
 
@@ -117,10 +123,17 @@ class EpochStats:
     unconverged_free: int = 0
     unconverged_nudged: int = 0
     seconds: float = 0.0
+    drift_forward: list = field(default_factory=list)  # per pair, summed alignment_drift parts
+    drift_feedback: list = field(default_factory=list)
 
     def add(self, other: dict):
         for k, v in other.items():
-            setattr(self, k, getattr(self, k) + v)
+            old = getattr(self, k)
+            if isinstance(old, list):
+                v = [a + b for a, b in zip(old, v)] if old else list(v)
+            else:
+                v = old + v
+            setattr(self, k, v)
 
 
 @dataclass
@@ -264,7 +277,11 @@ class TwoPhaseTrainer:
                 x = data.x_train[idx]
                 if cfg.shift:
                     x = random_shifts(x, data.image_shape, cfg.shift, np.random.default_rng([cfg.seed, state.epoch, b]))
+                before = self.driver.alignment_pairs() if cfg.alignment_drift else None
                 stats = self.step(x, data.y_train[idx], signs[b])
+                if before is not None:
+                    stats["drift_forward"], stats["drift_feedback"] = alignment_drift(
+                        before, self.driver.alignment_pairs())
                 stats["seconds"] = time.perf_counter() - t0
                 state.stats.add(stats)
                 state.batch = b + 1
@@ -295,6 +312,9 @@ class TwoPhaseTrainer:
                   "alignment": self.driver.alignment(),
                   "lr_scale": self.lr_scale,
                   "train_seconds": s.seconds}
+        if self.config.alignment_drift:
+            record["alignment_drift_forward"] = s.drift_forward
+            record["alignment_drift_feedback"] = s.drift_feedback
         if state.epoch == 0 and state.alignment_start is not None:
             record["alignment_start"] = state.alignment_start
         if self.diagnostics is not None:

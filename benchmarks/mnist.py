@@ -16,6 +16,8 @@ import argparse
 import sys
 import time
 
+import numpy as np
+
 from threadpoolctl import threadpool_limits
 
 from analogprop.build import build, complete
@@ -44,6 +46,8 @@ def parse_args(argv=None):
     ap.add_argument("--nudge-steps", type=int, help="nudged phase: this many Euler steps from the free fixed point "
                     "(Table 1's second-phase iterations; default 0: relax to the fixed point)")
     ap.add_argument("--euler-step", type=float, help="Euler step of --nudge-steps (default 0.5)")
+    ap.add_argument("--alignment-drift", action="store_true",
+                    help="record per epoch the forward and the feedback updates' parts of each pair's alignment change")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
     ap.add_argument("--batch-size", type=int, default=20)
     ap.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
@@ -66,6 +70,13 @@ def parse_args(argv=None):
     return ap.parse_args(argv)
 
 
+def _drift(rec) -> str:
+    if "alignment_drift_forward" not in rec:
+        return ""
+    return (f"drift forward {[round(a, 4) for a in rec['alignment_drift_forward']]} "
+            f"feedback {[round(a, 4) for a in rec['alignment_drift_feedback']]} ")
+
+
 def run(args) -> tuple[list[dict], dict, dict]:
     """Train per ``args``; returns the epoch records (all of them, also those of a resumed run),
     the run's configuration and the final checkpoint's errors on the training set."""
@@ -77,7 +88,8 @@ def run(args) -> tuple[list[dict], dict, dict]:
            "nudge_steps": args.nudge_steps, "euler_step": args.euler_step,
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
            "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
-           "shift": args.shift, "keep_every": args.keep_every, "feedback_init": args.feedback_init}
+           "shift": args.shift, "keep_every": args.keep_every, "feedback_init": args.feedback_init,
+           "alignment_drift": args.alignment_drift}
     subsets = (args.train_subset, args.test_subset)
     state, params, records = None, None, []
     if args.init:
@@ -119,6 +131,7 @@ def run(args) -> tuple[list[dict], dict, dict]:
         rundir.write_metrics(records)
         print(f"epoch {rec['epoch']}: train error {rec['train_error']:.2%} test error {rec['test_error']:.2%} "
               f"alignment {[round(a, 3) for a in rec['alignment']]} "
+              f"{_drift(rec)}"
               f"{rec['train_seconds']:.1f}+{rec['eval_seconds']:.1f}s (cpu {rec['cpu_seconds']:.1f}s, of which eval {rec['cpu_eval_seconds']:.1f}s)", file=sys.stderr, flush=True)
 
     def checkpoint(st):
@@ -156,6 +169,10 @@ def main(argv=None):
     if "alignment_start" in records[0]:
         print(f"alignment before training: {[round(a, 4) for a in records[0]['alignment_start']]}")
     print(f"alignment first/last: {records[0]['alignment']} / {last['alignment']}")
+    if "alignment_drift_forward" in last:
+        for part in ("forward", "feedback"):
+            total = np.sum([r[f"alignment_drift_{part}"] for r in records], axis=0)
+            print(f"alignment drift from {part} updates, all epochs: {[round(float(a), 4) for a in total]}")
     print(f"unconverged free/nudged last epoch: {last['unconverged_free']}/{last['unconverged_nudged']}")
     print(f"seconds per epoch (train+eval) mean: {sum(epoch_s) / len(epoch_s):.1f}")
     cpu_s = [r["cpu_seconds"] for r in records if "cpu_seconds" in r]

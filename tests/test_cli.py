@@ -41,13 +41,14 @@ def test_user_errors_are_one_line(tmp_path, args, message):
 def test_train_then_evaluate(tmp_path, capsys):
     out = tmp_path / "run"
     assert main(["train", "--arch", "64-16-10", "--epochs", "2", "--lrs", "0.5,0.2", "--weight-decay", "1e-4",
-                 "--feedback-init", "mirrored", "--out", str(out), "--quiet"]) == 0
+                 "--feedback-init", "mirrored", "--alignment-drift", "--out", str(out), "--quiet"]) == 0
     assert "final: train error" in capsys.readouterr().out
     for name in ("config.json", "checkpoint.npz", "metrics.jsonl", "metrics.csv"):
         assert (out / name).exists()
     cfg = json.loads((out / "config.json").read_text())
-    assert cfg["weight_decay"] == 1e-4 and cfg["feedback_init"] == "mirrored"
+    assert cfg["weight_decay"] == 1e-4 and cfg["feedback_init"] == "mirrored" and cfg["alignment_drift"] is True
     last = json.loads((out / "metrics.jsonl").read_text().splitlines()[-1])
+    assert len(last["alignment_drift_forward"]) == len(last["alignment_drift_feedback"]) == 1
     assert 0.5 < last["alignment"][0] < 1  # started at 1, learned apart (a random start is near 0)
     first = json.loads((out / "metrics.jsonl").read_text().splitlines()[0])
     assert first["alignment_start"] == [pytest.approx(1.0)]

@@ -105,6 +105,13 @@ class Driver(ABC):
 
         return Network(self.sizes, self.effective_weights()).alignment()
 
+    def alignment_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
+        """Copies of the matrix pairs :meth:`alignment` compares (for
+        :func:`~analogprop.network.alignment_drift`)."""
+        from ..network import Network
+
+        return [(f.copy(), b.copy()) for f, b in Network(self.sizes, self.effective_weights()).alignment_pairs()]
+
     def effective_weights(self) -> dict[str, np.ndarray]:
         """Parameters expressed as the network weights they realise."""
         return self.get_parameters()

@@ -42,6 +42,9 @@ class IdealDriver(Driver):
     def alignment(self):
         return self.network.alignment()
 
+    def alignment_pairs(self):
+        return [(f.copy(), b.copy()) for f, b in self.network.alignment_pairs()]
+
     def relax_free(self, x):
         return _phase(self.solver.solve(self.network, x))
 

@@ -1,0 +1,71 @@
+"""alignment_drift: which weights' changes move each pair's alignment (Fig. 3 right)."""
+import numpy as np
+import pytest
+
+from analogprop.build import build, complete
+from analogprop.errors import ConfigError
+from analogprop.network import alignment_drift, cosine
+from analogprop.runs import RunDir, load_checkpoint
+from analogprop.train_run import train
+from conftest import load_script, printed_values
+from test_data_runs import _stop_at
+from test_mnist_benchmark import _args, fake_mnist  # noqa: F401 (fixture)
+
+CFG = {"arch": "64-24-16-10", "epochs": 2, "checkpoint_every": 7, "lrs": [0.5, 0.2, 0.05], "alignment_drift": True}
+
+
+def test_parts_are_the_two_first_order_terms_of_the_trace_change():
+    rng = np.random.default_rng(0)
+    f0, b0, df, db = (rng.normal(size=(5, 4)) for _ in range(4))
+    fwd, bwd = alignment_drift([(f0, b0)], [(f0 + df, b0 + db)])
+    den = np.linalg.norm(f0) * np.linalg.norm(b0)
+    assert fwd == [pytest.approx(np.sum(df * b0) / den)] and bwd == [pytest.approx(np.sum(f0 * db) / den)]
+    change = (np.sum((f0 + df) * (b0 + db)) - np.sum(f0 * b0)) / den
+    assert fwd[0] + bwd[0] + np.sum(df * db) / den == pytest.approx(change)
+    assert alignment_drift([(f0, b0)], [(f0 + df, b0)])[1] == [0.0]  # feedback unchanged: no feedback part
+
+
+def test_a_training_run_records_both_parts_per_pair_and_epoch(tmp_path):
+    train({**CFG, "lrs": [0.5, 0.2, 0.0]}, tmp_path / "run", progress=False)
+    recs = RunDir(tmp_path / "run").metrics()
+    for r in recs:
+        assert len(r["alignment_drift_forward"]) == len(r["alignment_drift_feedback"]) == 2
+        assert r["alignment_drift_forward"][1] == r["alignment_drift_feedback"][1] == 0.0  # output pair frozen
+        assert r["alignment_drift_forward"][0] != 0.0 and r["alignment_drift_feedback"][0] != 0.0
+    # summed over an epoch at small rates (norms nearly constant) the parts are the trace's change
+    small = {**CFG, "lrs": [0.02, 0.02, 0.02], "epochs": 1}
+    train(small, tmp_path / "small", progress=False)
+    before = build(complete(small))[1].alignment_pairs()
+    after = build(complete(small), load_checkpoint(tmp_path / "small" / "checkpoint.npz")[0])[1].alignment_pairs()
+    r = RunDir(tmp_path / "small").metrics()[0]
+    for k, ((f0, b0), (f1, b1)) in enumerate(zip(before, after)):
+        moved = (np.sum(f1 * b1) - np.sum(f0 * b0)) / (np.linalg.norm(f0) * np.linalg.norm(b0))
+        parts = r["alignment_drift_forward"][k] + r["alignment_drift_feedback"][k]
+        assert parts == pytest.approx(moved, rel=0.03)
+        assert cosine(f1, b1) == pytest.approx(r["alignment"][k])
+    train({**CFG, "alignment_drift": False}, tmp_path / "off", progress=False)
+    assert "alignment_drift_forward" not in RunDir(tmp_path / "off").metrics()[0]
+
+
+def test_the_sums_survive_a_resume_mid_epoch(tmp_path):
+    train(CFG, tmp_path / "full", progress=False, stop=lambda: False)
+    train(CFG, tmp_path / "cut", progress=False, stop=_stop_at(10))
+    train({}, tmp_path / "cut", resume=True, progress=False, stop=lambda: False)
+    full, cut = (RunDir(tmp_path / name).metrics() for name in ("full", "cut"))
+    for key in ("alignment_drift_forward", "alignment_drift_feedback"):
+        assert [r[key] for r in full] == [r[key] for r in cut]
+
+
+@pytest.mark.parametrize("bad", ["yes", 1, 0.5])
+def test_a_setting_that_is_not_true_or_false_is_refused(tmp_path, bad):
+    with pytest.raises(ConfigError, match="alignment_drift must be true or false"):
+        train({**CFG, "alignment_drift": bad}, tmp_path / "run", progress=False)
+
+
+def test_mnist_benchmark_prints_the_drift(fake_mnist, tmp_path, capsys):  # noqa: F811
+    load_script("benchmarks/mnist.py").main(_args(fake_mnist, tmp_path / "run", 2) + ["--alignment-drift"])
+    p = printed_values(capsys.readouterr().out)
+    rec = RunDir(tmp_path / "run").metrics()
+    total = np.sum([r["alignment_drift_forward"] for r in rec], axis=0)
+    assert p["alignment drift from forward updates, all epochs"] == str([round(float(a), 4) for a in total])
+    assert "alignment drift from feedback updates, all epochs" in p
