@@ -1,4 +1,4 @@
-"""PNG figures of one or several runs side by side: error curves, alignment, angle to the gradient.
+"""PNG figures of one or several runs side by side: error curves, alignment, its drift, angle to the gradient.
 
 Headless (matplotlib's Agg backend).  Reads each run's ``metrics.jsonl``.
 """
@@ -76,11 +76,30 @@ def _angle(ax, runs):
     ax.set(xlabel="epoch", ylabel="degrees", title=r"angle to $-\partial J/\partial W$ (solid: $\nu$, dashed: update)")
 
 
-PANELS = {"errors": _errors, "alignment": _alignment, "angle": _angle}
+def _drift(ax, runs):
+    """Cumulative ``alignment_drift`` parts from epoch 0: which weights moved each pair's alignment."""
+    for i, (label, rec) in enumerate(runs):
+        n = max((len(r.get("alignment_drift_forward", [])) for r in rec), default=0)
+        for k in range(n):
+            for part, style in (("forward", "-"), ("feedback", "--")):
+                xs, ys = _series(rec, f"alignment_drift_{part}", k)
+                if xs:
+                    total = [0.0]
+                    for y in ys:
+                        total.append(total[-1] + y)
+                    ax.plot([xs[0] - 1] + xs, total, style, color=f"C{i * n + k}",
+                            label=f"{label} layers {k + 1}-{k + 2} {part}")
+    ax.axhline(0, color="grey", linewidth=0.8)
+    ax.set(xlabel="epoch", ylabel="cumulative change of the cosine",
+           title="alignment drift (solid: forward updates, dashed: feedback)")
+
+
+PANELS = {"errors": _errors, "alignment": _alignment, "alignment_drift": _drift, "angle": _angle}
 
 
 def plot_runs(paths, out, dpi: int = 150) -> list[Path]:
-    """Write ``errors.png``, ``alignment.png``, ``angle.png`` (when a run has diagnostics) and
+    """Write ``errors.png``, ``alignment.png``, ``alignment_drift.png`` and ``angle.png`` (when a run
+    records them) and
     ``summary.png`` (all panels side by side) into ``out``; returns the files written."""
     import matplotlib
 
@@ -89,8 +108,9 @@ def plot_runs(paths, out, dpi: int = 150) -> list[Path]:
     from matplotlib.ticker import MaxNLocator
 
     runs = _load(paths)
-    has_angle = any("angle_nu_grad" in r for _, rec in runs for r in rec)
-    panels = [p for p in PANELS if p != "angle" or has_angle]
+    has = {"angle": any("angle_nu_grad" in r for _, rec in runs for r in rec),
+           "alignment_drift": any("alignment_drift_forward" in r for _, rec in runs for r in rec)}
+    panels = [p for p in PANELS if has.get(p, True)]
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
     written = []

@@ -1,4 +1,6 @@
 """alignment_drift: which weights' changes move each pair's alignment (Fig. 3 right)."""
+import json
+
 import numpy as np
 import pytest
 
@@ -69,3 +71,26 @@ def test_mnist_benchmark_prints_the_drift(fake_mnist, tmp_path, capsys):  # noqa
     total = np.sum([r["alignment_drift_forward"] for r in rec], axis=0)
     assert p["alignment drift from forward updates, all epochs"] == str([round(float(a), 4) for a in total])
     assert "alignment drift from feedback updates, all epochs" in p
+
+
+def test_the_drift_panel_draws_cumulative_parts_from_epoch_0(tmp_path):
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analogprop.plots import PANELS, plot_runs
+
+    rec = [{"epoch": 1, "alignment": [0.1], "alignment_drift_forward": [0.02], "alignment_drift_feedback": [-0.01]},
+           {"epoch": 2, "alignment": [0.1], "alignment_drift_forward": [0.03], "alignment_drift_feedback": [-0.02]}]
+    fig, ax = plt.subplots()
+    PANELS["alignment_drift"](ax, [("run", rec)])
+    lines = [line for line in ax.lines if len(line.get_xdata()) == 3]  # not the zero line
+    assert [list(line.get_xdata()) for line in lines] == [[0, 1, 2], [0, 1, 2]]
+    assert [list(line.get_ydata()) for line in lines] == [[0.0, 0.02, pytest.approx(0.05)], [0.0, -0.01, -0.03]]
+    plt.close(fig)
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "metrics.jsonl").write_text("".join(json.dumps({**r, "train_error": 0.5, "test_error": 0.4}) + "\n"
+                                               for r in rec))
+    assert "alignment_drift.png" in {p.name for p in plot_runs([run], tmp_path / "fig")}
