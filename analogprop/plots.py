@@ -98,9 +98,9 @@ PANELS = {"errors": _errors, "alignment": _alignment, "alignment_drift": _drift,
 
 
 def plot_runs(paths, out, dpi: int = 150) -> list[Path]:
-    """Write ``errors.png``, ``alignment.png``, ``alignment_drift.png`` and ``angle.png`` (when a run
-    records them) and
-    ``summary.png`` (all panels side by side) into ``out``; returns the files written."""
+    """Write ``errors.png``, ``alignment.png``, ``alignment_drift.png`` and ``angle.png`` (these two
+    when a run records them) and ``summary.png`` (all panels side by side) into ``out``; returns the
+    files written."""
     import matplotlib
 
     matplotlib.use("Agg")
