@@ -24,7 +24,8 @@ DEFAULTS = {
     "symmetric": False, "random_sign": False, "checkpoint_every": 0, "keep_every": 0,
     "lr_decay": 1.0, "lr_decay_start": 1, "weight_decay": 0.0, "shift": 0,
     "centered": False, "rule": "two-phase", "probe": 0,
-    "optimizer": "sgd", "adam_betas": [0.9, 0.999], "adam_eps": 1e-8, "alignment_drift": False,
+    "optimizer": "sgd", "adam_betas": [0.9, 0.999], "adam_eps": 1e-8, "feedback_lr_factor": 1.0,
+    "alignment_drift": False,
 }
 
 
@@ -101,7 +102,7 @@ def complete(cfg: dict) -> dict:
 def train_config(cfg: dict) -> TrainConfig:
     keys = ("beta", "lrs", "batch_size", "epochs", "seed", "symmetric", "random_sign", "checkpoint_every",
             "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "optimizer",
-            "adam_betas", "adam_eps", "alignment_drift")
+            "adam_betas", "adam_eps", "feedback_lr_factor", "alignment_drift")
     tc = TrainConfig(**{k: cfg[k] for k in keys})
     return tc.validate(len(arch_sizes(cfg["arch"])) - 1)
 

@@ -85,6 +85,8 @@ def add_train_options(p):
     g.add_argument("--adam-eps", type=float, help="Adam's epsilon (default 1e-8)")
     g.add_argument("--rule", choices=["two-phase", "gradient"],
                    help="two-phase (the paper's rule, default) or gradient (true-gradient baseline, ideal driver)")
+    g.add_argument("--feedback-lr-factor", type=float,
+                   help="factor on the feedback weights' learning rates (default 1: the paper's rule; 0: fixed feedback)")
     g.add_argument("--alignment-drift", action="store_true", default=None,
                    help="record per epoch the forward and the feedback updates' parts of each pair's alignment change")
     g.add_argument("--probe", type=int, help="probe batch size for per-epoch gradient diagnostics (0: off, default)")
@@ -93,7 +95,7 @@ def add_train_options(p):
 CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "feedback_init", "linear_output", "driver", "solver", "tol",
                "max_steps", "euler_step", "nudge_steps", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
                "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "rule", "probe",
-               "optimizer", "adam_betas", "adam_eps", "alignment_drift"]
+               "optimizer", "adam_betas", "adam_eps", "feedback_lr_factor", "alignment_drift"]
 
 
 def config_from_args(args) -> dict:

@@ -15,6 +15,9 @@ after Eq. 18: synaptic depression); it acts on the weights, not the biases.
 pixels per presentation (data augmentation, :mod:`analogprop.augment`).
 ``centered`` takes the presynaptic rates of the weight updates minus their
 batch mean (:func:`analogprop.gradients.centre`; not in the paper).
+``feedback_lr_factor`` multiplies the learning rate of every feedback weight
+W_{k,k+1} (1: the paper's rule; 0: fixed random feedback, as in the feedback
+alignment of Lillicrap et al. 2016 that section 5 discusses).
 ``optimizer`` turns the estimates into steps (:mod:`analogprop.optimizers`:
 plain ``sgd``, the paper's, or ``adam``).  ``alignment_drift`` records per
 epoch how much the forward and the feedback weights' changes each moved every
@@ -54,6 +57,7 @@ class TrainConfig:
     optimizer: str = "sgd"  # "sgd" (the paper's) or "adam" (analogprop.optimizers)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
+    feedback_lr_factor: float = 1.0  # factor on the feedback weights' learning rates (0: fixed feedback)
     alignment_drift: bool = False  # record each update's forward and feedback parts of the alignment change
 
     def validate(self, n_pairs: int) -> "TrainConfig":
@@ -88,6 +92,10 @@ class TrainConfig:
         if len(betas) != 2:
             raise ConfigError(f"adam_betas must be two decay rates, got {self.adam_betas!r}")
         self.adam_betas = betas
+        if not (isinstance(self.feedback_lr_factor, (int, float)) and not isinstance(self.feedback_lr_factor, bool)
+                and np.isfinite(self.feedback_lr_factor) and self.feedback_lr_factor >= 0):
+            raise ConfigError(f"feedback_lr_factor must be a finite number >= 0 (1: the paper's rule, 0: fixed "
+                              f"feedback), got {self.feedback_lr_factor!r}")
         if not isinstance(self.alignment_drift, (bool, np.bool_)):
             raise ConfigError(f"alignment_drift must be true or false, got {self.alignment_drift!r}")
         self.make_optimizer()  # refuses an unknown name or bad settings now
@@ -200,7 +208,8 @@ class TwoPhaseTrainer:
 
     def lr(self, name: str) -> float:
         """Learning rate of parameter ``name`` in the current epoch."""
-        return self.lr_scale * self.config.lrs[self.groups[name]]
+        factor = self.config.feedback_lr_factor if name.startswith("bwd") else 1.0
+        return self.lr_scale * self.config.lrs[self.groups[name]] * factor
 
     # -- one minibatch -------------------------------------------------------
     def step(self, x, labels, sign: float = 1.0) -> dict:

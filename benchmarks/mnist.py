@@ -46,6 +46,8 @@ def parse_args(argv=None):
     ap.add_argument("--nudge-steps", type=int, help="nudged phase: this many Euler steps from the free fixed point "
                     "(Table 1's second-phase iterations; default 0: relax to the fixed point)")
     ap.add_argument("--euler-step", type=float, help="Euler step of --nudge-steps (default 0.5)")
+    ap.add_argument("--feedback-lr-factor", type=float,
+                    help="factor on the feedback weights' learning rates (default 1: the paper's rule; 0: fixed feedback)")
     ap.add_argument("--alignment-drift", action="store_true",
                     help="record per epoch the forward and the feedback updates' parts of each pair's alignment change")
     ap.add_argument("--dtype", default="float32", choices=["float32", "float64"])
@@ -89,7 +91,7 @@ def run(args) -> tuple[list[dict], dict, dict]:
            "batch_size": args.batch_size, "epochs": args.epochs, "seed": args.seed,
            "lr_decay": args.lr_decay, "lr_decay_start": args.lr_decay_start, "weight_decay": args.weight_decay,
            "shift": args.shift, "keep_every": args.keep_every, "feedback_init": args.feedback_init,
-           "alignment_drift": args.alignment_drift}
+           "alignment_drift": args.alignment_drift, "feedback_lr_factor": args.feedback_lr_factor}
     subsets = (args.train_subset, args.test_subset)
     state, params, records = None, None, []
     if args.init:
@@ -159,6 +161,7 @@ def main(argv=None):
     print(f"architecture: {cfg['arch']}")
     print(f"settings: lrs {cfg['lrs']}, beta {cfg['beta']}{' symmetric' if cfg['symmetric'] else ''}{' centered' if cfg['centered'] else ''}"
           f"{', nudged phase ' + str(cfg['nudge_steps']) + ' Euler steps of ' + str(cfg['euler_step']) if cfg['nudge_steps'] else ''}, optimizer {cfg['optimizer']}, "
+          f"{'feedback learning-rate factor ' + str(cfg['feedback_lr_factor']) + ', ' if cfg['feedback_lr_factor'] != 1 else ''}"
           f"lr decay {cfg['lr_decay']} from epoch {cfg['lr_decay_start']}, weight decay {cfg['weight_decay']}")
     print(f"epochs: {last['epoch']}")
     print(f"final train error %: {100 * last['train_error']:.2f}")
