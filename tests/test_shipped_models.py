@@ -1,6 +1,7 @@
 """Runs kept in the repository (made with `analogprop export`): the finished ones in benchmarks/trained/
 and the long runs a stop interrupted in benchmarks/in-progress/, consistent with their records, and,
-where MNIST is on this machine, the finished ones reproducing their final test error."""
+where MNIST is on this machine, the finished ones reproducing their final test error; and the records
+(configuration and per-epoch metrics, no weights) of finished runs not shipped, in benchmarks/records/."""
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from conftest import ROOT, load_script
 
 SHIPPED = sorted(p for p in (ROOT / "benchmarks" / "trained").glob("*") if (p / "config.json").exists())
 IN_PROGRESS = sorted(p for p in (ROOT / "benchmarks" / "in-progress").glob("*") if (p / "config.json").exists())
+RECORDS = sorted(p for p in (ROOT / "benchmarks" / "records").glob("*") if p.is_dir())
 
 
 def mnist_dir() -> Path | None:
@@ -50,3 +52,12 @@ def test_shipped_run_reproduces_its_final_test_error(path):
     res = example.evaluate(path, data_dir=data)
     assert res["unconverged"] == 0
     assert res["test_error"] == RunDir(path).metrics()[-1]["test_error"]
+
+
+@pytest.mark.parametrize("path", RECORDS, ids=lambda p: p.name)
+def test_kept_record_is_a_finished_run(path):
+    run = RunDir(path)
+    cfg, records = run.read_config(), run.metrics()
+    assert [r["epoch"] for r in records] == list(range(1, cfg["epochs"] + 1))
+    assert all(0 <= r["test_error"] <= 1 and len(r["alignment"]) == len(cfg["arch"].split("-")) - 2 for r in records)
+    assert not run.checkpoint_path.exists()  # weights of finished runs are shipped in trained/ or not kept
