@@ -7,7 +7,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analogprop.conv_network import create_network
+from analogprop.conv_network import arch_sizes, create_network
 from analogprop.data import data_dir
 from analogprop.runs import RunDir, load_checkpoint
 from conftest import ROOT, load_script
@@ -59,5 +59,5 @@ def test_kept_record_is_a_finished_run(path):
     run = RunDir(path)
     cfg, records = run.read_config(), run.metrics()
     assert [r["epoch"] for r in records] == list(range(1, cfg["epochs"] + 1))
-    assert all(0 <= r["test_error"] <= 1 and len(r["alignment"]) == len(cfg["arch"].split("-")) - 2 for r in records)
+    assert all(0 <= r["test_error"] <= 1 and len(r["alignment"]) == len(arch_sizes(cfg["arch"])) - 2 for r in records)
     assert not run.checkpoint_path.exists()  # weights of finished runs are shipped in trained/ or not kept
