@@ -265,6 +265,18 @@ def cmd_plot(args):
         print(path)
 
 
+def _summary_options(p):
+    p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (with metrics.jsonl)")
+
+
+@command("summary", "final and best errors of one or several runs, and how each pair's alignment moved "
+         "(start, end, peak, epochs it fell)", _summary_options)
+def cmd_summary(args):
+    from .run_summary import summarize_runs
+
+    print(summarize_runs(args.runs))
+
+
 def _bench_options(p):
     from .bench.options import add_serve_options
 

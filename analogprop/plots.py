@@ -7,29 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .errors import DataError
-from .runs import RunDir
-
-
-def _load(paths):
-    runs = []
-    for p in paths:
-        p = Path(p)
-        if not (p / "metrics.jsonl").exists():
-            raise DataError(f"{p}: no metrics.jsonl (not a run directory, or no epoch finished yet)")
-        try:
-            records = RunDir(p).metrics()
-        except ValueError as e:
-            raise DataError(f"{p / 'metrics.jsonl'}: malformed ({e})") from None
-        if not records:
-            raise DataError(f"{p}: metrics.jsonl holds no epoch")
-        label = p.name
-        try:
-            rule = RunDir(p).read_config().get("rule")
-        except DataError:
-            rule = None
-        runs.append((f"{label} ({rule})" if rule and rule not in label else label, records))
-    return runs
+from .runs import labelled_metrics
 
 
 def _series(records, key, index=None):
@@ -107,7 +85,7 @@ def plot_runs(paths, out, dpi: int = 150) -> list[Path]:
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    runs = _load(paths)
+    runs = labelled_metrics(paths)
     has = {"angle": any("angle_nu_grad" in r for _, rec in runs for r in rec),
            "alignment_drift": any("alignment_drift_forward" in r for _, rec in runs for r in rec)}
     panels = [p for p in PANELS if has.get(p, True)]

@@ -151,6 +151,27 @@ class RunDir:
         atomic_write(self.csv_path, write_csv)
 
 
+def labelled_metrics(paths) -> list[tuple[str, list[dict]]]:
+    """(label, per-epoch records) of each run directory in ``paths``; the label is the directory's name,
+    with the training rule when the name does not say it.  DataError names a path that holds no epoch."""
+    runs = []
+    for p in map(Path, paths):
+        if not (p / "metrics.jsonl").exists():
+            raise DataError(f"{p}: no metrics.jsonl (not a run directory, or no epoch finished yet)")
+        try:
+            records = RunDir(p).metrics()
+        except ValueError as e:
+            raise DataError(f"{p / 'metrics.jsonl'}: malformed ({e})") from None
+        if not records:
+            raise DataError(f"{p}: metrics.jsonl holds no epoch")
+        try:
+            rule = RunDir(p).read_config().get("rule")
+        except DataError:
+            rule = None
+        runs.append((f"{p.name} ({rule})" if rule and rule not in p.name else p.name, records))
+    return runs
+
+
 def _kept(run: RunDir) -> str:
     return f"kept: {run.snapshots() or 'none; train with --keep-every N'}"
 
