@@ -49,10 +49,10 @@ def test_summary_of_a_run_directory(tmp_path, capsys):
 
 
 def test_summary_of_a_kept_record_matches_its_metrics():
-    path = ROOT / "benchmarks" / "records" / "mnist3-trunc8-shift1-b035"
+    path = ROOT / "benchmarks" / "trained" / "mnist-784-512-512-512-10-beta035"
     records = RunDir(path).metrics()
     text = summarize_runs([path])
-    assert text.startswith(f"mnist3-trunc8-shift1-b035 (two-phase): {len(records)} epochs")
+    assert text.startswith(f"mnist-784-512-512-512-10-beta035 (two-phase): {len(records)} epochs")
     assert f"test {100 * records[-1]['test_error']:.2f}%" in text
     assert len(text.splitlines()) == 1 + len(records[-1]["alignment"])
 
