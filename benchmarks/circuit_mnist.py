@@ -17,7 +17,7 @@ from analogprop.network import Network, parse_sizes
 from analogprop.trainer import TrainConfig, TwoPhaseTrainer
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--data-dir", required=True, help="MNIST directory")
     ap.add_argument("--arch", default="784-128-10")
@@ -28,7 +28,7 @@ def main():
     ap.add_argument("--lrs", default="0.05,0.025", help="per layer pair (default 0.05,0.025: half of Table 1's "
                                                          "784-512-10 rates, since the crossbar moves both devices)")
     ap.add_argument("--beta", type=float, default=1.0)
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     data = load_mnist(args.data_dir).subset(args.train_subset, args.test_subset)
     crossbar = args.level.startswith("c") or args.level == "1"
     cfg = {"driver_level": args.level, "driver_die": 1, "driver_g_dtod": 0.02, "driver_gain_dtod": 0.02,

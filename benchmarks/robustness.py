@@ -34,13 +34,13 @@ def test_error(driver, data):
     return TwoPhaseTrainer(driver, TrainConfig(lrs=(0.0,), epochs=1)).evaluate(data.x_test, data.y_test)["error"]
 
 
-def main():
+def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--quick", action="store_true", help="one die, two spreads, fewer epochs")
     ap.add_argument("--dies", type=int, default=3, help="dies per spread (default 3)")
     ap.add_argument("--epochs", type=int, default=15, help="ideal training epochs (default 15)")
     ap.add_argument("--circuit-epochs", type=int, default=5, help="in-circuit training epochs (default 5)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     spreads = [0.02, 0.1] if args.quick else [0.0, 0.02, 0.05, 0.1, 0.2]
     dies = 1 if args.quick else args.dies
     epochs, c_epochs = (8, 2) if args.quick else (args.epochs, args.circuit_epochs)
