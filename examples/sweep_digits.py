@@ -19,12 +19,12 @@ from analogprop.sweep.store import format_summary, summarize
 HERE = Path(__file__).parent
 
 
-def main(grid_file=HERE / "sweep_digits.toml", out="runs/sweep-digits", description=__doc__, **settings):
+def main(grid_file=HERE / "sweep_digits.toml", out="runs/sweep-digits", description=__doc__, argv=None):
     ap = argparse.ArgumentParser(description=description.splitlines()[0])
     ap.add_argument("--out", default=out)
     ap.add_argument("--workers", type=int, default=default_workers(), help="Dask workers (0: in this process)")
     ap.add_argument("--data-dir", help="MNIST directory (MNIST example)")
-    args = ap.parse_args()
+    args = ap.parse_args(argv)
     try:
         spec = make_spec(read_spec_file(grid_file), data_dir=args.data_dir)
         res = run_sweep(spec, Path(args.out), workers=args.workers)
