@@ -22,12 +22,20 @@ def _series(records, key, index=None):
     return xs, ys
 
 
+PAIR_STYLES = ["-", "--", ":", "-."]
+
+
+def _pair_key(n):
+    names = {"-": "solid", "--": "dashed", ":": "dotted", "-.": "dash-dot"}
+    return ", ".join(f"{names[PAIR_STYLES[k % 4]]}: layers {k + 1}-{k + 2}" for k in range(n))
+
+
 def _errors(ax, runs):
     for i, (label, rec) in enumerate(runs):
         color = f"C{i}"
         for key, style in (("train_error", "--"), ("test_error", "-")):
             xs, ys = _series(rec, key)
-            ax.plot(xs, [100 * y for y in ys], style, color=color, label=f"{label} {key.split('_')[0]}")
+            ax.plot(xs, [100 * y for y in ys], style, color=color, label=label if key == "test_error" else None)
     ax.set(xlabel="epoch", ylabel="error (%)", title="error (dashed: train, solid: test)")
 
 
@@ -39,9 +47,10 @@ def _alignment(ax, runs):
             xs, ys = _series(rec, "alignment", k)
             if start and k < len(start):  # the initial weights, at epoch 0
                 xs, ys = [0] + xs, [start[k]] + ys
-            ax.plot(xs, ys, color=f"C{i}", linestyle=["-", "--", ":", "-."][k % 4],
-                    label=f"{label} layers {k + 1}-{k + 2}" if n > 1 else label)
-    ax.set(xlabel="epoch", ylabel=r"$\cos(W_{k+1,k}, W_{k,k+1}^T)$", title="forward/feedback alignment")
+            ax.plot(xs, ys, color=f"C{i}", linestyle=PAIR_STYLES[k % 4], label=label if k == 0 else None)
+    n = max(len(r.get("alignment", [])) for _, rec in runs for r in rec)
+    ax.set(xlabel="epoch", ylabel=r"$\cos(W_{k+1,k}, W_{k,k+1}^T)$", title="forward/feedback alignment"
+           + (f"\n({_pair_key(n)})" if n > 1 else ""))
 
 
 def _angle(ax, runs):
@@ -49,7 +58,7 @@ def _angle(ax, runs):
         for key, style, what in (("angle_nu_grad", "-", "nu"), ("angle_update_grad", "--", "update")):
             xs, ys = _series(rec, key)
             if xs:
-                ax.plot(xs, ys, style, color=f"C{i}", label=f"{label} {what}")
+                ax.plot(xs, ys, style, color=f"C{i}", label=label if what == "nu" else None)
     ax.axhline(90, color="grey", linewidth=0.8)
     ax.set(xlabel="epoch", ylabel="degrees", title=r"angle to $-\partial J/\partial W$ (solid: $\nu$, dashed: update)")
 
@@ -65,8 +74,9 @@ def _drift(ax, runs):
                     total = [0.0]
                     for y in ys:
                         total.append(total[-1] + y)
+                    pair = f"layers {k + 1}-{k + 2}" if len(runs) == 1 else f"{label} layers {k + 1}-{k + 2}"
                     ax.plot([xs[0] - 1] + xs, total, style, color=f"C{i * n + k}",
-                            label=f"{label} layers {k + 1}-{k + 2} {part}")
+                            label=pair if part == "forward" else None)
     ax.axhline(0, color="grey", linewidth=0.8)
     ax.set(xlabel="epoch", ylabel="cumulative change of the cosine",
            title="alignment drift (solid: forward updates, dashed: feedback)")

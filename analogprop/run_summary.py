@@ -41,7 +41,8 @@ def format_summary(label: str, s: dict) -> str:
              f"(best {_pct(s['best_test_error'])}, epoch {s['best_epoch']}){cpu}"]
     for k, p in enumerate(s["pairs"]):
         start = "?" if p["start"] is None else f"{p['start']:.4f}"
-        falls = (f"falls in {len(p['fall_epochs'])} epochs (largest {p['largest_fall']:.2g}: "
+        n = len(p["fall_epochs"])
+        falls = (f"falls in {n} epoch{'s' * (n > 1)} (largest {p['largest_fall']:.2g}: "
                  f"{', '.join(map(str, p['fall_epochs']))})" if p["fall_epochs"] else "falls in no epoch")
         lines.append(f"  alignment layers {k + 1}-{k + 2}: {start} -> {p['end']:.4f}, "
                      f"peak {p['peak']:.4f} (epoch {p['peak_epoch']}), {falls}")

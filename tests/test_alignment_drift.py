@@ -94,3 +94,25 @@ def test_the_drift_panel_draws_cumulative_parts_from_epoch_0(tmp_path):
     (run / "metrics.jsonl").write_text("".join(json.dumps({**r, "train_error": 0.5, "test_error": 0.4}) + "\n"
                                                for r in rec))
     assert "alignment_drift.png" in {p.name for p in plot_runs([run], tmp_path / "fig")}
+
+
+def test_panels_of_several_runs_keep_one_legend_entry_per_run_and_pair():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    from analogprop.plots import PANELS
+
+    rec = [{"epoch": e, "train_error": 0.5, "test_error": 0.4, "alignment": [0.1, 0.2, 0.3],
+            "alignment_drift_forward": [0.01] * 3, "alignment_drift_feedback": [-0.01] * 3} for e in (1, 2)]
+    runs = [("a", rec), ("b", rec)]
+    fig, axes = plt.subplots(1, 3)
+    for ax, name in zip(axes, ("errors", "alignment", "alignment_drift")):
+        PANELS[name](ax, runs)
+    assert axes[0].get_legend_handles_labels()[1] == ["a", "b"]  # train and test told apart by the title
+    assert axes[1].get_legend_handles_labels()[1] == ["a", "b"]
+    assert "dotted: layers 3-4" in axes[1].get_title()
+    assert axes[2].get_legend_handles_labels()[1] == [f"{r} layers {k}-{k + 1}" for r in "ab" for k in (1, 2, 3)]
+    assert len(axes[1].lines) == 6 and len(axes[2].lines) == 2 * 6 + 1  # every curve drawn (+ the zero line)
+    plt.close(fig)
