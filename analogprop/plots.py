@@ -7,6 +7,7 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .run_summary import alignment_series
 from .runs import labelled_metrics
 
 
@@ -41,12 +42,8 @@ def _errors(ax, runs):
 
 def _alignment(ax, runs):
     for i, (label, rec) in enumerate(runs):
-        n = max((len(r.get("alignment", [])) for r in rec), default=0)
-        start = rec[0].get("alignment_start") if rec[0]["epoch"] == 1 else None
-        for k in range(n):
-            xs, ys = _series(rec, "alignment", k)
-            if start and k < len(start):  # the initial weights, at epoch 0
-                xs, ys = [0] + xs, [start[k]] + ys
+        for k in range(max(len(r.get("alignment", [])) for r in rec)):
+            xs, ys = zip(*alignment_series(rec, k))  # from epoch 0, the initial weights, when recorded
             ax.plot(xs, ys, color=f"C{i}", linestyle=PAIR_STYLES[k % 4], label=label if k == 0 else None)
     n = max(len(r.get("alignment", [])) for _, rec in runs for r in rec)
     ax.set(xlabel="epoch", ylabel=r"$\cos(W_{k+1,k}, W_{k,k+1}^T)$", title="forward/feedback alignment"

@@ -7,16 +7,21 @@ from __future__ import annotations
 from .runs import labelled_metrics
 
 
+def alignment_series(records: list[dict], k: int) -> list[tuple[int, float]]:
+    """(epoch, cosine) of pair ``k``, from epoch 0 (the initial weights) when the run recorded them."""
+    start = records[0].get("alignment_start") if records[0]["epoch"] == 1 else None
+    series = [(r["epoch"], r["alignment"][k]) for r in records if k < len(r.get("alignment", []))]
+    return ([(0, start[k])] if start and k < len(start) else []) + series
+
+
 def pair_history(records: list[dict], k: int) -> dict:
     """Alignment of pair ``k`` over the epochs: start (the initial weights, when the run recorded them),
     end, peak and its epoch, and the epochs in which it fell below the previous epoch's (or the start's)."""
-    start = records[0].get("alignment_start") if records[0]["epoch"] == 1 else None
-    start = start[k] if start and k < len(start) else None
-    series = [(r["epoch"], r["alignment"][k]) for r in records if k < len(r.get("alignment", []))]
-    previous = [start] + [a for _, a in series[:-1]]
-    falls = [(e, p - a) for (e, a), p in zip(series, previous) if p is not None and a < p]
-    peak_epoch, peak = max(series, key=lambda ea: ea[1])
-    return {"start": start, "end": series[-1][1], "peak": peak, "peak_epoch": peak_epoch,
+    points = alignment_series(records, k)
+    start = points[0][1] if points[0][0] == 0 else None
+    falls = [(e, p - a) for (_, p), (e, a) in zip(points, points[1:]) if a < p]
+    peak_epoch, peak = max((ea for ea in points if ea[0] > 0), key=lambda ea: ea[1])
+    return {"start": start, "end": points[-1][1], "peak": peak, "peak_epoch": peak_epoch,
             "fall_epochs": [e for e, _ in falls], "largest_fall": max((d for _, d in falls), default=0.0)}
 
 

@@ -156,16 +156,17 @@ def labelled_metrics(paths) -> list[tuple[str, list[dict]]]:
     with the training rule when the name does not say it.  DataError names a path that holds no epoch."""
     runs = []
     for p in map(Path, paths):
-        if not (p / "metrics.jsonl").exists():
+        run = RunDir(p)
+        if not run.metrics_path.exists():
             raise DataError(f"{p}: no metrics.jsonl (not a run directory, or no epoch finished yet)")
         try:
-            records = RunDir(p).metrics()
+            records = run.metrics()
         except ValueError as e:
-            raise DataError(f"{p / 'metrics.jsonl'}: malformed ({e})") from None
+            raise DataError(f"{run.metrics_path}: malformed ({e})") from None
         if not records:
             raise DataError(f"{p}: metrics.jsonl holds no epoch")
         try:
-            rule = RunDir(p).read_config().get("rule")
+            rule = run.read_config().get("rule")
         except DataError:
             rule = None
         runs.append((f"{p.name} ({rule})" if rule and rule not in p.name else p.name, records))
