@@ -10,7 +10,8 @@ from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.solver import CircuitSolver
 from analogprop.relax import FastSolver
 from analogprop.spice.engine import NetlistError, engine
-from analogprop.spice.netlist import IncludeError, netlist, sanitise
+from analogprop.spice.include import IncludeError
+from analogprop.spice.netlist import netlist, sanitise
 from analogprop.spice.solver import SpiceSolver, kcl_residual
 from analogprop.spice.transient import simulate
 

@@ -21,39 +21,18 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from .include import read_include
 
 #: The subcircuit libraries (repository's ``netlists/``), in inclusion order.
 LIBRARY_DIR = Path(__file__).resolve().parents[2] / "netlists"
 LIBRARIES = ("buffer.lib", "inverter.lib", "neuron.lib")
 OPTIONS = ".options reltol=1e-6 vntol=1e-9 abstol=1e-15 pivrel=1e-10 itl1=200 itl2=100"
 
-_FORBIDDEN = re.compile(r"^\s*(\.control\b|\.endc\b|shell\b|\.exec\b|\.include\b|\.inc\b|\.lib\b|\.end\s*$)",
-                        re.I | re.M)
-
-
-class IncludeError(ConfigError):
-    """A user include that could run commands or escape the netlist."""
-
 
 def sanitise(name: str) -> str:
     """A SPICE-safe lower-case token: letters, digits and '_' only, starting with a letter."""
     token = re.sub(r"[^a-z0-9_]+", "_", str(name).strip().lower()).strip("_")
     return token if token[:1].isalpha() else f"n_{token}"
-
-
-def read_include(path) -> str:
-    """Text of a user include; refuses ``.control`` blocks, ``shell`` commands and nested includes."""
-    path = Path(path)
-    try:
-        text = path.read_text()
-    except (OSError, UnicodeDecodeError) as e:
-        raise IncludeError(f"cannot read include {path}: {e}") from None
-    m = _FORBIDDEN.search(text)
-    if m:
-        line = text[:m.start()].count("\n") + 1
-        raise IncludeError(f"include {path} line {line}: {m.group(1).strip()!r} is not allowed in an include "
-                           f"(no .control blocks, shell commands, nested includes or .end)")
-    return text
 
 
 def library_text() -> str:
