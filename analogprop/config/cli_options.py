@@ -1,0 +1,95 @@
+"""Command-line options generated from the configuration tree (for the CLI layer only).
+
+Flags and dests are the config.json keys' (``--beta`` -> ``beta``, ``--g-dtod`` -> ``driver_g_dtod``), so
+command lines and :func:`analogprop.cli.config_from_args` keep their meaning.  Every default is None:
+an option that was not given is not an override, and the tree's default (shown in ``--help``) applies.
+"""
+from __future__ import annotations
+
+import argparse
+
+from .checks import Choice, Flag, Number, Numbers
+from .files import load_toml, merge
+from .tree import RunConfig
+
+_GROUPS = {s.NAME: s.TITLE for s in RunConfig.SECTIONS.values()}
+
+
+def _floats(text):
+    try:
+        return [float(v) for v in text.split(",")]
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
+
+
+def _help(key) -> str:
+    m, check = key.meta, key.meta["check"]
+    if isinstance(check, Flag):
+        return (m["cli_help"] or m["help"]).replace("%", "%%")
+    extra = [] if isinstance(check, Choice) and not check.aliases else [check.accepts]
+    if key.default is not None:
+        default = ",".join(f"{v:g}" for v in key.default) if isinstance(key.default, tuple) else key.default
+        extra.append(f"default {default}")
+    text = f"{m['help']} ({m['unit']})" if m["unit"] else m["help"]
+    return (f"{text} [{'; '.join(extra)}]" if extra else text).replace("%", "%%")
+
+
+def _group(key) -> str:
+    return key.section or key.meta["after"].split(".")[0]
+
+
+def add_arguments(parser, sections=None, config_file=False) -> None:
+    """Add the options of the tree's settings to ``parser``, one argument group per section (``sections``:
+    names of the sections to add, default all; ``seed`` goes with ``model``).  ``config_file`` adds
+    ``--config FILE.toml`` (dest ``config_file``), read by :func:`config_from_args`."""
+    wanted = list(_GROUPS) if sections is None else list(sections)
+    unknown = sorted(set(wanted) - set(_GROUPS))
+    if unknown:
+        raise ValueError(f"unknown sections {unknown} (known: {', '.join(_GROUPS)})")
+    groups = {}
+    if config_file:
+        parser.add_argument("--config", dest="config_file", metavar="FILE.toml",
+                            help="settings from a TOML file ([data], [model], [training], ... sections); "
+                                 "options given on the command line override them")
+    for key in RunConfig.keys():
+        name = _group(key)
+        if name not in wanted:
+            continue
+        if name not in groups:
+            groups[name] = parser.add_argument_group(_GROUPS[name])
+        check = key.meta["check"]
+        kw = {"dest": key.flat, "help": _help(key), "default": None}
+        if isinstance(check, Flag):
+            kw["action"] = "store_false" if key.default is True else "store_true"
+        else:
+            if isinstance(check, Numbers):
+                kw["type"] = _floats
+            elif isinstance(check, Number):
+                kw["type"] = check.kind
+            if isinstance(check, Choice) and not check.aliases:
+                kw["choices"] = check.choices
+            if key.meta["metavar"]:
+                kw["metavar"] = key.meta["metavar"]
+        groups[name].add_argument(key.flag, **kw)
+
+
+def overrides_from_args(args) -> dict:
+    """The settings given on the command line, as a nested dict (a layer for :func:`~.files.merge`)."""
+    given = vars(args)
+    out = {}
+    for key in RunConfig.keys():
+        value = given.get(key.flat)
+        if value is None:
+            continue
+        if key.section:
+            out.setdefault(key.section, {})[key.name] = value
+        else:
+            out[key.name] = value
+    return out
+
+
+def config_from_args(args) -> RunConfig:
+    """Defaults < ``--config`` file < options given on the command line."""
+    path = getattr(args, "config_file", None)
+    layers = [load_toml(path)] if path else []
+    return merge(*layers, overrides_from_args(args))
