@@ -1,17 +1,19 @@
-"""The bench emulator over real loopback TCP (pyvisa-py): physics, protocol, faults."""
+"""The bench emulator over real loopback TCP (pyvisa-py): physics, protocol, bounds, faults."""
+import socket
 import time
+import tracemalloc
 
 import numpy as np
 import pytest
 import pyvisa
 
-from analogprop.bench.emulator import BenchEmulator
-from analogprop.bench.instruments import SMU, Board, ScannerDMM, VoltageSource
-from analogprop.bench.scpi import ConnectionLost, SCPIErrorQueued
+from analogprop.bench.emulator import ERROR_QUEUE_DEPTH, BenchEmulator
+from analogprop.bench.instruments import PROG_CODES, SMU, Board, ScannerDMM, VoltageSource
+from analogprop.bench.scpi import ConnectionLost, Instrument, InstrumentError, ReplyError, SCPIErrorQueued
 from analogprop.errors import ConfigError
 from analogprop.network import Network
 from analogprop.relax import FastSolver
-from bench_helpers import emulated, profile
+from bench_helpers import DIGITS, emulated, profile
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")
 
@@ -30,8 +32,7 @@ class Bench:
         self.board = mk(Board, "board", codes=p.conductances.codes, nudge_codes=p.nudge_codes,
                         address_count=p.conductances.address_count)
         self.src.set_limits(1, 16, (0.0, 1.0))
-        self.smu.current_limit = 0.05
-        self.smu.source_voltage = 3.3
+        self.smu.source_volts(3.3, 0.05)
         self.smu.output_enabled = 1
         self.src.output_enabled = 1
         assert self.smu.output_enabled and self.src.output_enabled  # queries: the writes have been executed
@@ -208,3 +209,170 @@ def test_circuit_physics_with_device_spreads():
     expect = np.concatenate([s[0] for s in FastSolver(tol=1e-10).solve(grid_network(3), x[None]).states])
     np.testing.assert_allclose(readings["nominal"], expect, atol=2e-6)
     assert np.abs(readings["spread"] - expect).max() > 0.01
+
+
+def raw(emu, name):
+    """A plain TCP connection to an emulated instrument."""
+    host, port = emu.servers[name].server_address
+    return socket.create_connection((host, port), timeout=5)
+
+
+def wait_for(condition, timeout=5.0):
+    end = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < end, "condition not reached in time"
+        time.sleep(0.005)
+
+
+def ask(sock, line):
+    sock.sendall(line.encode() + b"\n")
+    reply = b""
+    while not reply.endswith(b"\n"):
+        chunk = sock.recv(4096)
+        assert chunk, "connection closed"
+        reply += chunk
+    return reply.decode().strip()
+
+
+def test_a_line_cut_off_by_a_disconnect_is_not_executed(bench):
+    emu, b = bench
+    before = emu.state.physics.codes[:4].copy()
+    s = raw(emu, "board")
+    s.sendall(b"PROG 0,1234,2222,3")  # no terminator: the client leaves mid-line
+    s.close()
+    wait_for(lambda: emu.sessions("board") == 1)  # only the Bench's own session is left
+    np.testing.assert_array_equal(emu.state.physics.codes[:4], before)
+    np.testing.assert_array_equal(b.board.read_codes(0, 4), before)
+    s = raw(emu, "board")
+    s.sendall(b"PROG 0,1234,2222,3\n")  # the same command, terminated, is executed
+    assert ask(s, "*OPC?") == "1"
+    s.close()
+    np.testing.assert_array_equal(b.board.read_codes(0, 3), [1234, 2222, 3])
+
+
+def test_an_overlong_line_is_refused_without_being_buffered(bench):
+    emu, b = bench
+    flood = b"PROG 0," + b"1," * (8 << 20)  # 16 MB without a terminator
+    code = emu.state.physics.codes[0]
+    s = raw(emu, "board")
+    tracemalloc.start()
+    try:
+        s.sendall(flood)
+        s.sendall(b"7\n")
+        assert ask(s, "SYST:ERR?") == '-223,"Too much data"'
+        peak = tracemalloc.get_traced_memory()[1]
+    finally:
+        tracemalloc.stop()
+    assert peak < 1 << 20, peak  # the emulator held at most a bounded chunk of the line
+    assert ask(s, "SYST:ERR?") == '0,"No error"' and ask(s, "PROG? 0,1") == str(code)  # discarded, not executed
+    s.sendall(b"PROG 5,42\n")  # the session goes on
+    assert ask(s, "PROG? 5,1") == "42"
+    s.close()
+
+
+def test_the_error_queue_is_bounded_and_reports_its_overflow(bench):
+    emu, b = bench
+    b.board.write(";".join(["BOGUS"] * 200))
+    assert b.board.query("SYST:ERR?").strip() == '-113,"Undefined header; BOGUS"'
+    errors = b.board.drain_errors()
+    assert len(errors) == ERROR_QUEUE_DEPTH - 1  # the first was read above
+    assert errors[:-1] == [(-113, "Undefined header; BOGUS")] * (ERROR_QUEUE_DEPTH - 2)
+    assert errors[-1] == (-350, "Queue overflow")
+    assert len(emu.state.errors["board"]) == 0
+
+
+def test_concurrent_sessions_are_capped_and_extra_ones_refused():
+    logs = []
+    with BenchEmulator(profile(), ephemeral=True, max_clients=2, log=logs.append) as emu:
+        first, second = raw(emu, "dmm"), raw(emu, "dmm")
+        assert ask(first, "*IDN?").startswith("analogprop,DMM-S10") and ask(second, "*OPC?") == "1"
+        extra = [raw(emu, "dmm") for _ in range(3)]
+        for s in extra:
+            s.sendall(b"*IDN?\n")
+            assert s.recv(100) == b""  # closed by the emulator without a reply
+            s.close()
+        assert len(logs) == 3 and all(line.startswith("dmm: refused a connection from 127.0.0.1:") and
+                                      line.endswith("(2 sessions already open)") for line in logs), logs
+        assert ask(first, "*OPC?") == "1"  # the open sessions are unaffected
+        assert ask(raw(emu, "source"), "*OPC?") == "1"  # the cap is per instrument
+        first.close()
+        wait_for(lambda: emu.sessions("dmm") == 1)
+        third = raw(emu, "dmm")
+        assert ask(third, "*OPC?") == "1"
+        for s in (second, third):
+            s.close()
+    with pytest.raises(ValueError, match="max_clients"):
+        BenchEmulator(profile(), ephemeral=True, max_clients=0)
+
+
+def test_reply_faults_malformed_wrong_and_extra(bench):
+    emu, b = bench
+    emu.inject("dmm", "malformed", "MEAS")
+    with pytest.raises(ReplyError, match="malformed reply 'ERROR'"):
+        b.read()
+    emu.inject("dmm", "wrong", "MEAS", "SAMP:COUN?")
+    with pytest.raises(ReplyError, match="expected 7 values, got 1"):
+        b.read()
+    good = b.read()
+    emu.inject("dmm", "extra", "MEAS")  # the reply, then the same line again
+    np.testing.assert_array_equal(b.read(), good)
+    with pytest.raises(ReplyError, match=r"malformed SYST:ERR\? reply '0,0"):  # the stray line (all-zero states)
+        b.dmm.check_errors()
+    emu.inject("board", "extra", "NUDG?", "hello")
+    assert b.board.nudge_code == 0
+    with pytest.raises(ReplyError, match="malformed reply 'hello'"):
+        b.board.nudge_code
+    emu.inject("supply", "malformed", "SOUR:VOLT:ILIM:TRIP", "µ")
+    with pytest.raises(ReplyError, match="reply is not ASCII"):
+        b.smu.limit_tripped
+    assert emu.pending_faults() == 0
+
+
+def test_emulated_smu_speaks_like_a_2450():
+    with emulated(profile()) as (emu, p):
+        b = Bench(p)
+        b.program(grid_network(3))
+        assert b.smu.query("*LANG?").strip() == "SCPI"
+        assert b.smu.source_function == "VOLT"
+        b.smu.source_function = "CURR"  # sourcing current: the board is not powered by a voltage
+        assert b.smu.source_function == "CURR"  # (the query also waits for the write to be executed)
+        b.apply(np.full(6, 0.5))
+        np.testing.assert_array_equal(b.read(), 0.0)
+        b.smu.source_function = "VOLT"
+        assert b.smu.source_function == "VOLT"
+        assert np.abs(b.read()).max() > 0.1
+        b.smu.write(":SOUR:FUNC RESISTANCE")
+        with pytest.raises(SCPIErrorQueued, match="-224"):
+            b.smu.check_errors()
+        b.close()
+    rm = pyvisa.ResourceManager("@py")
+    for language in ("TSP", "SCPI2400"):
+        with emulated(profile(smu_language=language)) as (emu, p):
+            smu = SMU("supply", p.instruments["supply"].resource, "analogprop", 300, rm)
+            with pytest.raises(InstrumentError, match=f"uses the '{language}' command set"):
+                smu.connect()
+            assert not smu.connected
+            generic = Instrument("supply", p.instruments["supply"].resource, "analogprop", 300, rm).connect()
+            if language == "TSP":  # nothing but common commands is understood
+                assert generic.query(":SOUR:FUNC VOLT;:OUTP 1;*OPC?").strip() == "1"
+                assert emu.state.smu["func"] == "CURR" and not emu.state.smu["out"]
+            else:  # the 2400's dialect: no :SOUR:VOLT:ILIM
+                generic.write(":SOUR:VOLT:ILIM 0.05")
+                with pytest.raises(SCPIErrorQueued, match="-113"):
+                    generic.check_errors()
+            generic.disconnect()
+    rm.close()
+
+
+def test_large_blocks_are_programmed_in_bounded_lines():
+    with emulated(profile(DIGITS)) as (emu, p):
+        rm = pyvisa.ResourceManager("@py")
+        c = p.conductances
+        board = Board("board", p.instruments["board"].resource, "analogprop", 1000, rm, codes=c.codes,
+                      address_count=c.address_count).connect()
+        codes = np.random.default_rng(0).integers(*c.codes, size=2 * PROG_CODES + 5)
+        board.program(7, codes)
+        assert board.writes == 3  # ceil(2053 / 1024) lines, each within the emulator's line limit
+        np.testing.assert_array_equal(board.read_codes(7, codes.size), codes)
+        board.check_errors()
+        rm.close()

@@ -11,10 +11,10 @@ import pytest
 import pyvisa
 
 from analogprop.bench.instruments import SMU, Board, ScannerDMM, VoltageSource, codes_crc
-from analogprop.bench.scpi import InstrumentError, SCPIErrorQueued, SetpointError
+from analogprop.bench.scpi import Instrument, InstrumentError, ReplyError, SCPIErrorQueued, SetpointError
 
 SIM = Path(__file__).resolve().parent.parent / "instruments" / "sim-bench.yaml"
-RES = {k: f"TCPIP::127.0.0.1::5630{i}::SOCKET" for i, k in enumerate(["source", "dmm", "smu", "board"], 1)}
+RES = {k: f"TCPIP::127.0.0.1::5630{i}::SOCKET" for i, k in enumerate(["source", "dmm", "smu", "board", "smu_tsp"], 1)}
 
 
 @pytest.fixture
@@ -65,9 +65,9 @@ def test_dmm_scan_read_and_malformed_replies(rm):
     np.testing.assert_allclose(dmm.measure(101, 103), [0.1, 0.2, 0.3])
     dmm.sample_count = 2
     np.testing.assert_allclose(dmm.measure(101, 102, repeats=2), [0.2, 0.35])  # mean of two sweeps
-    with pytest.raises(InstrumentError, match="expected 6 values, got 3"):
+    with pytest.raises(ReplyError, match="expected 6 values, got 3"):
         dmm.measure(101, 103, repeats=2)
-    with pytest.raises(InstrumentError, match="malformed reply 'overload'"):
+    with pytest.raises(ReplyError, match="malformed reply 'overload'"):
         dmm.measure(104, 104)
     with pytest.raises(SetpointError, match="sample count"):
         dmm.sample_count = 0
@@ -76,8 +76,11 @@ def test_dmm_scan_read_and_malformed_replies(rm):
 
 def test_smu_properties_limits_and_shutdown(rm):
     smu = make(SMU, rm, "smu", voltage_limits=(0.0, 3.6), ramp_step_v=0.5, ramp_dwell_s=0.0)
-    smu.current_limit = 0.05
-    smu.source_voltage = 3.3
+    assert smu.source_function == "CURR"  # as the previous user left it
+    smu.source_volts(3.3, 0.05)
+    assert smu.source_function == "VOLT"
+    with pytest.raises(SetpointError, match="source function: 'VOLTAGE' is not one of VOLT, CURR"):
+        smu.source_function = "VOLTAGE"
     smu.output_enabled = 1
     assert smu.source_voltage == pytest.approx(3.3)
     assert smu.current_limit == pytest.approx(0.05)
@@ -112,6 +115,14 @@ def test_board_programming_readback_crc_and_nudge(rm):
     with pytest.raises(SetpointError, match="nudge code"):
         board.nudge_code = 1001
     board.check_errors()
+
+
+def test_smu_in_another_command_set_is_refused(rm):
+    with pytest.raises(InstrumentError, match=r"instrument 'smu_tsp' at TCPIP::127.0.0.1::56305::SOCKET uses the 'TSP' "
+                                              r"command set \(\*LANG\?\); switch it to SCPI .*\*LANG SCPI.* and reboot it"):
+        make(SMU, rm, "smu_tsp")
+    tsp = make(Instrument, rm, "smu_tsp")  # the same instrument, opened without the check, answers *IDN?
+    assert tsp.query("*LANG?").strip() == "TSP"
 
 
 def test_idn_mismatch_and_error_queue(rm):

@@ -58,6 +58,13 @@ def edit(old, new, text=SMALL):
     (edit("[inputs]\n", ""), "field 'instruments.board.compliance_a': unknown field"),
     (edit("seed = 7", 'seed = 7\nphysics = "spice"'), "field 'emulator.physics': expected 'ideal' or 'circuit', got 'spice'"),
     (edit("seed = 7", "seed = 7\noffset_dtod = 0.01"), "field 'emulator.offset_dtod': only used with physics = \"circuit\""),
+    (edit("seed = 7", 'seed = 7\nsmu_language = "tsp2"'), "field 'emulator.smu_language': expected one of SCPI, SCPI2400, TSP"),
+    *[(edit("::56202::", f"::{port}::"), f"field 'instruments.dmm.resource': 'TCPIP::127.0.0.1::{port}::SOCKET': "
+       f"port '{port}' is not a TCP port (an integer in 1..65535)") for port in ("99999", "0", "-1", "65536", "")],
+    *[(edit("limits = [0.0, 1.0]", f"limits = {bad}"), f"field 'inputs.limits': limits must be finite, got {shown}")
+      for bad, shown in [("[nan, 1.0]", "[nan, 1.0]"), ("[0.0, inf]", "[0.0, inf]"), ("[-inf, 1.0]", "[-inf, 1.0]")]],
+    (edit("limits = [0.0, 3.6]", "limits = [0.0, nan]"), "field 'supply.limits': limits must be finite"),
+    (edit("weight_range = [-2.0, 2.0]", "weight_range = [-inf, 2.0]"), "field 'conductances.weight_range': limits must be finite"),
 ])
 def test_malformed_profiles_name_the_field(text, message):
     with pytest.raises(ConfigError) as e:

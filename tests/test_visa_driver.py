@@ -124,16 +124,32 @@ def train_steps(p, faults=None, steps=6):
 
 def test_faults_are_survived_without_losing_or_doubling_an_update():
     p = profile(timeout_ms=300, recovery=FAST_RECOVERY)
-    clean, clean_codes, _, events = train_steps(p)
+    clean, clean_codes, _, events = train_steps(p, steps=15)
     assert len(events) == 1 and events[0].startswith("device codes of ['fwd0'")  # the initial programming only
     faults = {0: [("dmm", "drop", "MEAS")],
               1: [("source", "delay", "SOUR:VOLT", "0.5")],
               2: [("board", "error", "NUDG:STAT")],
               3: [("source", "range", "SOUR:VOLT")],
               4: [("board", "drop_after", "PROG")],   # update written, connection lost before it was verified
-              5: [("board", "drop", "PROG"), ("supply", "drop", "")]}
-    params, codes, board, events = train_steps(p, faults)
-    assert sum("reconnecting" in e for e in events) >= 6, events
+              5: [("board", "drop", "PROG"), ("supply", "drop", "")],
+              # replies that do not answer their query
+              6: [("dmm", "malformed", "MEAS")],
+              7: [("supply", "malformed", "SOUR:VOLT:ILIM:TRIP")],
+              8: [("dmm", "wrong", "MEAS", "SAMP:COUN?")],
+              9: [("board", "wrong", "NUDG:STAT 1", "NUDG?")],
+              10: [("board", "malformed", "CRC", "\u00b5V")],
+              # an unsolicited line shifts every later reply by one: caught by the phase's closing queries
+              11: [("dmm", "extra", "MEAS")],
+              12: [("source", "extra", "SOUR:VOLT")],
+              13: [("board", "extra", "NUDG:STAT 1")],
+              14: [("board", "extra", "CRC")]}
+    params, codes, board, events = train_steps(p, faults, steps=15)
+    assert sum("reconnecting" in e for e in events) >= 15, events
+    for kind in ("dmm': MEAS:VOLT:DC?: malformed reply 'ERROR'", "supply': :SOUR:VOLT:ILIM:TRIP?: malformed reply 'ERROR'",
+                 "dmm': MEAS:VOLT:DC?: expected 7 values, got 1", "replied '250', expected 1", "reply is not ASCII",
+                 "dmm': malformed SYST:ERR? reply", "source': malformed SYST:ERR? reply",
+                 "board': malformed SYST:ERR? reply '1'"):
+        assert any(kind in e for e in events), (kind, events)
     for k in clean:
         np.testing.assert_allclose(params[k], clean[k], atol=1e-6)
         np.testing.assert_array_equal(codes[k], clean_codes[k])
@@ -155,6 +171,51 @@ def test_persistent_fault_is_reported_with_outputs_at_zero():
         assert not st.outputs["source"] and not st.smu["out"] and st.smu["volt"] == 0 and not st.nudge_on
         np.testing.assert_array_equal(st._applied(p.inputs), 0.0)
         drv.close()
+
+
+@pytest.mark.parametrize("fault", [("dmm", "malformed", "MEAS"), ("supply", "malformed", "SOUR:VOLT:ILIM:TRIP", "ERROR"),
+                                   ("dmm", "wrong", "MEAS", "*IDN?")])
+def test_a_reply_fault_that_persists_is_reported_with_outputs_at_zero(fault):
+    """One more bad reply than there are reconnect attempts: one line, outputs safe, weights untouched."""
+    with emulated(profile(recovery=FAST_RECOVERY)) as (emu, p):
+        drv = VisaDriver(p, contracting_network(), log=lambda m: None)
+        x, _ = batch(0)
+        drv.relax_free(x)
+        codes = emu.state.physics.codes.copy()
+        for _ in range(4):
+            emu.inject(*fault)
+        with pytest.raises(InstrumentError) as e:
+            drv.relax_free(x)
+        message = str(e.value)
+        assert "\n" not in message and message.startswith("free phase: gave up after 3 reconnect attempts: "
+                                                          f"instrument {fault[0]!r}: "), message
+        assert message.endswith("; outputs ramped to zero and off"), message
+        st = emu.state
+        assert not st.outputs["source"] and not st.smu["out"] and st.smu["volt"] == 0 and not st.nudge_on
+        np.testing.assert_array_equal(st.physics.codes, codes)
+        assert emu.pending_faults() == 0
+        drv.close()
+
+
+def test_an_smu_in_another_command_set_is_refused_before_anything_is_switched_on():
+    with emulated(profile(smu_language="TSP", recovery=FAST_RECOVERY)) as (emu, p):
+        with pytest.raises(InstrumentError) as e:
+            VisaDriver(p, contracting_network(), log=lambda m: None)
+        assert str(e.value) == (
+            f"connect: instrument 'supply' at {p.instruments['supply'].resource} uses the 'TSP' command set (*LANG?); "
+            "switch it to SCPI (front panel: MENU > System > Settings > Command Set, or send *LANG SCPI) and reboot "
+            "it; nothing was switched on")
+        st = emu.state
+        assert st.commands["source"] == st.commands["dmm"] == 1  # *IDN? only
+        assert st.commands["board"] == 0 and not st.outputs["source"] and not st.smu["out"]
+
+
+def test_the_supply_sources_voltage_whatever_function_it_was_left_in():
+    with emulated(profile()) as (emu, p):
+        assert emu.state.smu["func"] == "CURR"
+        with VisaDriver(p, contracting_network(), log=lambda m: None) as drv:
+            assert emu.state.smu["func"] == "VOLT" and emu.state.powered()
+            assert max(np.abs(s).max() for s in drv.relax_free(batch(0)[0]).states) > 0.1
 
 
 def test_close_ramps_everything_to_zero():

@@ -11,6 +11,17 @@ with the profile's time constant, read with Gaussian noise at the DMM's
 resolution.  With ``physics = "circuit"`` the board is instead a compiled
 circuit of :mod:`analogprop.circuit` (:class:`CircuitPhysics`).
 
+Like a real instrument's input buffer and error queue, both are bounded: a
+line is executed only once its terminator has arrived (a client leaving
+mid-line executes nothing); a line longer than :data:`MAX_LINE` bytes queues
+``-223,"Too much data"`` and is discarded up to its terminator without being
+buffered; the error queue holds :data:`ERROR_QUEUE_DEPTH` entries, the last
+becoming ``-350,"Queue overflow"`` when more arrive.  Each server serves at
+most ``max_clients`` sessions at a time and closes any further connection at
+once.  The SMU answers ``*LANG?`` with the profile's ``smu_language``; outside
+SCPI it executes only common (``*``) commands, and it powers the board only
+with its source function set to voltage (``:SOUR:FUNC VOLT``).
+
 Faults are injected with :meth:`BenchEmulator.inject` or the ``EMUL:FAULT``
 command; each fires once, at the next command of that instrument starting
 with ``match``:
@@ -18,16 +29,24 @@ with ``match``:
 * ``drop`` - close the connection without executing the command;
 * ``drop_after`` - execute it, then close without replying;
 * ``delay`` - execute it and reply ``arg`` seconds late (beyond the timeout);
-* ``error`` - queue a SCPI error (``arg`` = its text, default ``-350,"Queue overflow"``);
+* ``error`` - queue a SCPI error (``arg`` = ``code,"text"``, default ``-350,"Queue overflow"``);
 * ``range`` - refuse the setpoint as out of range (``-222``), not applying it;
+* ``malformed`` - execute it and reply ``arg`` (default ``ERROR``) instead of its reply;
+* ``wrong`` - execute it and reply what the query ``arg`` (default ``*IDN?``) replies;
+* ``extra`` - execute it, reply, then send the unsolicited line ``arg`` (default: the reply
+  again, ``1`` after a command without one);
 * ``stuck`` - channel ``arg`` stops following: it holds its value and every
   command touching it queues ``-240,"Hardware error; channel N stuck"`` (permanent).
+
+Fault arguments are checked when the fault is armed (:func:`check_fault`).
 """
 from __future__ import annotations
 
+import math
 import re
 import socket
 import socketserver
+import sys
 import threading
 import time
 from dataclasses import dataclass
@@ -37,9 +56,12 @@ import numpy as np
 from ..network import Network
 from ..dynamics import rho
 from .instruments import codes_crc
+from .options import MAX_CLIENTS
 from .profile import Profile
 
-FAULT_KINDS = ("drop", "drop_after", "delay", "error", "range", "stuck")
+FAULT_KINDS = ("drop", "drop_after", "delay", "error", "range", "malformed", "wrong", "extra", "stuck")
+MAX_LINE = 65536          # bytes of one input line, terminator excluded
+ERROR_QUEUE_DEPTH = 10    # entries of each instrument's SCPI error queue
 SOURCE_RANGE_V = (-12.0, 12.0)
 SMU_RANGE_V = (0.0, 21.0)
 _CHANNELS = re.compile(r"\(@(\d+)(?::(\d+))?\)\s*$")
@@ -183,17 +205,28 @@ class BenchState:
         self.faults = {n: [] for n in p.instruments}
         self.stuck = {n: set() for n in p.instruments}
         self.sample_count = 1
-        self.smu = {"volt": 0.0, "ilim": 1e-3, "out": False}
+        # sourcing current: the state a previous user may leave a 2450 in (it keeps its source
+        # function until reset), so nothing is powered until :SOUR:FUNC VOLT is sent
+        self.smu = {"volt": 0.0, "ilim": 1e-3, "out": False, "func": "CURR", "lang": p.emulation.smu_language}
         self.nudge_code, self.nudge_on = 0, False
         self.h_start = [np.zeros(n) for n in p.sizes[1:]]
         self.target = None
         self.t_change = time.monotonic()
         self.commands = {n: 0 for n in p.instruments}
 
+    def push_error(self, name: str, code: int, message: str) -> None:
+        """Queue a SCPI error; a full queue's last entry becomes -350 (Queue overflow)."""
+        q = self.errors[name]
+        if len(q) < ERROR_QUEUE_DEPTH:
+            q.append((code, message))
+        else:
+            q[-1] = (-350, "Queue overflow")
+
     # -- physics ---------------------------------------------------------------
     def powered(self) -> bool:
         s = self.smu
-        return s["out"] and s["volt"] >= 0.5 * self.profile.supply_voltage and not self.tripped()
+        return (s["out"] and s["func"] == "VOLT" and s["volt"] >= 0.5 * self.profile.supply_voltage
+                and not self.tripped())
 
     def tripped(self) -> bool:
         return self.smu["out"] and self.profile.emulation.supply_current_a > self.smu["ilim"]
@@ -243,7 +276,7 @@ class BenchState:
                 v = s[i] if 0 <= i < s.size else 0.0
                 if ch in self.stuck[spec.name]:
                     v = 0.0
-                    self.errors[spec.name].append((-240, f"Hardware error; channel {ch} stuck"))
+                    self.push_error(spec.name, -240, f"Hardware error; channel {ch} stuck")
                 if emu.read_noise_v:
                     v += emu.read_noise_v * self.rng.standard_normal()
                 out.append(round(v / emu.resolution_v) * emu.resolution_v)
@@ -252,49 +285,100 @@ class BenchState:
 
 class _Handler(socketserver.StreamRequestHandler):
     def handle(self):
-        server = self.server
-        server.track(self.request)
+        server, bench = self.server, self.server.bench
         try:
             while True:
-                line = self.rfile.readline()
-                if not line:
-                    return
-                reply, close = server.bench.execute(server.name, line.decode("ascii", "replace").strip())
+                line = self.rfile.readline(MAX_LINE + 1)
+                if not line.endswith(b"\n"):
+                    if len(line) <= MAX_LINE:  # end of stream mid-line: the partial command is not executed
+                        return
+                    with bench.state.lock:
+                        bench.state.push_error(server.name, -223, "Too much data")
+                    if not self._skip_line():
+                        return
+                    continue
+                lines, delay, close = bench.execute(server.name, line.decode("ascii", "replace").strip())
                 if close:
                     self.request.shutdown(socket.SHUT_RDWR)
                     return
-                if reply is not None:
-                    delay = reply[1]
+                if lines:
                     if delay:
                         time.sleep(delay)
-                    self.wfile.write((reply[0] + "\n").encode())
+                    self.wfile.write("".join(f"{r}\n" for r in lines).encode())
         except OSError:
             return
-        finally:
-            server.untrack(self.request)
+
+    def _skip_line(self) -> bool:
+        """Discard input up to the next terminator, a bounded chunk at a time; False at end of stream."""
+        while True:
+            chunk = self.rfile.readline(MAX_LINE)
+            if not chunk:
+                return False
+            if chunk.endswith(b"\n"):
+                return True
 
 
 class _Server(socketserver.ThreadingTCPServer):
     daemon_threads = True
     allow_reuse_address = True
 
-    def __init__(self, addr, bench, name):
-        self.bench, self.name = bench, name
+    def __init__(self, addr, bench, name, max_clients):
+        self.bench, self.name, self.max_clients = bench, name, max_clients
         self.sockets = set()
+        self.clients_lock = threading.Lock()
         super().__init__(addr, _Handler)
 
-    def track(self, s):
-        self.sockets.add(s)
+    def verify_request(self, request, client_address):
+        """Accept a session while fewer than ``max_clients`` are open; refuse (close) any other."""
+        with self.clients_lock:
+            if len(self.sockets) < self.max_clients:
+                self.sockets.add(request)
+                return True
+        self.bench.log(f"{self.name}: refused a connection from {client_address[0]}:{client_address[1]} "
+                       f"({self.max_clients} sessions already open)")
+        return False
 
-    def untrack(self, s):
-        self.sockets.discard(s)
+    def shutdown_request(self, request):
+        with self.clients_lock:
+            self.sockets.discard(request)
+        super().shutdown_request(request)
 
     def close_all(self):
-        for s in list(self.sockets):
+        with self.clients_lock:
+            open_ = list(self.sockets)
+        for s in open_:
             try:
                 s.shutdown(socket.SHUT_RDWR)
             except OSError:
                 pass
+
+
+def check_fault(profile: Profile, instrument: str, kind: str, match: str = "", arg: str = "") -> None:
+    """Raise ValueError naming the problem if the fault cannot be armed as given."""
+    if kind not in FAULT_KINDS:
+        raise ValueError(f"unknown fault {kind!r} (choose {', '.join(FAULT_KINDS)})")
+    if instrument not in profile.instruments:
+        raise ValueError(f"no instrument {instrument!r} in the profile (defined: {', '.join(profile.instruments)})")
+    if kind in ("drop", "drop_after", "range") and arg:
+        raise ValueError(f"fault {kind!r} takes no argument, got {arg!r}")
+    if kind == "delay" and arg:
+        try:
+            seconds = float(arg)
+        except ValueError:
+            seconds = math.nan
+        if not 0 <= seconds <= 3600:
+            raise ValueError(f"delay {arg!r} is not a number of seconds in [0, 3600]")
+    if kind == "error" and arg and not re.fullmatch(r'[+-]?\d+,"[^"]*"', arg):
+        raise ValueError(f'error {arg!r} is not CODE,"TEXT" (e.g. -350,"Queue overflow")')
+    if kind == "wrong" and arg and not arg.endswith("?"):
+        raise ValueError(f"wrong reply source {arg!r} is not a query (ends with '?')")
+    if kind in ("malformed", "extra") and "\n" in arg:
+        raise ValueError("a reply line cannot hold a line break")
+    if kind == "stuck":
+        channels = profile.instruments[instrument].channels
+        if not re.fullmatch(r"\d+", arg) or not channels[0] <= int(arg) <= channels[1] or channels == (0, 0):
+            raise ValueError(f"stuck channel {arg!r} is not a channel of {instrument!r} "
+                             f"({'none' if channels == (0, 0) else f'{channels[0]}..{channels[1]}'})")
 
 
 class BenchEmulator:
@@ -302,17 +386,22 @@ class BenchEmulator:
 
     With ``ephemeral`` every server binds a free port (see :attr:`resources`);
     otherwise it binds the port of the instrument's resource string, which
-    must be a ``TCPIP::127.0.0.1::PORT::SOCKET`` resource.
+    must be a ``TCPIP::127.0.0.1::PORT::SOCKET`` resource.  Each server
+    serves at most ``max_clients`` sessions at a time; ``log`` receives a
+    line for every refused connection (default: standard error).
     """
 
-    def __init__(self, profile: Profile, ephemeral: bool = False):
+    def __init__(self, profile: Profile, ephemeral: bool = False, max_clients: int = MAX_CLIENTS, log=None):
+        if max_clients < 1:
+            raise ValueError(f"max_clients must be >= 1, got {max_clients}")
         self.profile = profile
+        self.log = log or (lambda msg: print(f"bench emulator: {msg}", file=sys.stderr, flush=True))
         self.state = BenchState(profile)
         self.servers, self.resources = {}, {}
         try:
             for name, spec in profile.instruments.items():
                 port = 0 if ephemeral else _loopback_port(spec.resource, name)
-                srv = _Server(("127.0.0.1", port), self, name)
+                srv = _Server(("127.0.0.1", port), self, name, max_clients)
                 self.servers[name] = srv
                 self.resources[name] = f"TCPIP::127.0.0.1::{srv.server_address[1]}::SOCKET"
         except OSError as e:
@@ -326,11 +415,8 @@ class BenchEmulator:
             t.start()
 
     def inject(self, instrument: str, kind: str, match: str = "", arg: str = "") -> None:
-        """Arm a fault (see module docstring) on ``instrument``."""
-        if kind not in FAULT_KINDS:
-            raise ValueError(f"unknown fault {kind!r} (choose {', '.join(FAULT_KINDS)})")
-        if instrument not in self.profile.instruments:
-            raise ValueError(f"no instrument {instrument!r} in the profile")
+        """Arm a fault (see module docstring) on ``instrument``; ValueError if it cannot be armed."""
+        check_fault(self.profile, instrument, kind, match, arg)
         with self.state.lock:
             if kind == "stuck":
                 self.state.stuck[instrument].add(int(arg))
@@ -340,6 +426,12 @@ class BenchEmulator:
     def pending_faults(self) -> int:
         with self.state.lock:
             return sum(len(f) for f in self.state.faults.values())
+
+    def sessions(self, instrument: str) -> int:
+        """Sessions open on ``instrument``'s server."""
+        srv = self.servers[instrument]
+        with srv.clients_lock:
+            return len(srv.sockets)
 
     def close(self) -> None:
         for s in self.servers.values():
@@ -356,38 +448,51 @@ class BenchEmulator:
 
     # -- protocol ------------------------------------------------------------------
     def execute(self, name: str, line: str):
-        """Run one line on instrument ``name``: returns ((reply, delay) or None, close)."""
+        """Run one line on instrument ``name``: returns (reply lines, delay, close)."""
         st = self.state
-        replies, delay = [], 0.0
+        delay = 0.0
         with st.lock:
             st.commands[name] += 1
             fault = next((f for f in st.faults[name] if line.upper().lstrip(":").startswith(f.match)), None)
             if fault:
                 st.faults[name].remove(fault)
                 if fault.kind == "drop":
-                    return None, True
+                    return [], 0.0, True
                 if fault.kind == "error":
                     code, _, msg = (fault.arg or '-350,"Queue overflow"').partition(",")
-                    st.errors[name].append((int(code), msg.strip('"')))
+                    st.push_error(name, int(code), msg.strip('"'))
                 if fault.kind == "delay":
                     delay = float(fault.arg or 5.0)
-            for cmd in line.split(";"):
-                cmd = cmd.strip().lstrip(":")
-                if not cmd:
-                    continue
-                try:
-                    if fault and fault.kind == "range" and not cmd.endswith("?"):
-                        fault = None
-                        raise CommandError(-222, "Data out of range")
-                    r = self._command(name, cmd)
-                except CommandError as e:
-                    st.errors[name].append((e.code, e.message))
-                    r = None
-                if r is not None:
-                    replies.append(r)
+            replies = self._run_line(name, line, fault if fault and fault.kind == "range" else None)
             if fault and fault.kind == "drop_after":
-                return None, True
-        return ((";".join(replies), delay) if replies else None), False
+                return [], 0.0, True
+            lines = [";".join(replies)] if replies else []
+            if fault and fault.kind == "malformed":
+                lines = [fault.arg or "ERROR"]
+            elif fault and fault.kind == "wrong":
+                lines = [";".join(self._run_line(name, fault.arg or "*IDN?"))]
+            elif fault and fault.kind == "extra":
+                lines = lines + [fault.arg or (lines[0] if lines else "1")]
+        return lines, delay, False
+
+    def _run_line(self, name: str, line: str, range_fault=None) -> list[str]:
+        """Execute the ``;``-separated commands of a line; returns the replies of its queries."""
+        st, replies = self.state, []
+        for cmd in line.split(";"):
+            cmd = cmd.strip().lstrip(":")
+            if not cmd:
+                continue
+            try:
+                if range_fault and not cmd.endswith("?"):
+                    range_fault = None
+                    raise CommandError(-222, "Data out of range")
+                r = self._command(name, cmd)
+            except CommandError as e:
+                st.push_error(name, e.code, e.message)
+                r = None
+            if r is not None:
+                replies.append(r)
+        return replies
 
     def _command(self, name: str, cmd: str):
         st, spec = self.state, self.profile.instruments[name]
@@ -395,13 +500,13 @@ class BenchEmulator:
         head = head.upper()
         if head == "*IDN?":
             return f"{spec.idn},EMU-{name},{self.profile.emulation.seed},1.0"
-        if head == "SYST:ERR?":
-            return self._pop_error(name)
         if head == "*CLS":
             st.errors[name].clear()
             return None
         if head == "*OPC?":
             return "1"
+        if head == "*LANG?" and spec.kind == "smu":
+            return st.smu["lang"]
         if head == "EMUL:FAULT":
             parts = [p.strip() for p in arg.split(",", 2)]
             try:
@@ -409,6 +514,10 @@ class BenchEmulator:
             except (ValueError, TypeError) as e:
                 raise CommandError(-224, f"Illegal parameter value; {e}") from None
             return None
+        if spec.kind == "smu" and st.smu["lang"] == "TSP":  # a TSP syntax error: logged, no reply
+            raise CommandError(-285, f"Program syntax error; {head} is not TSP")
+        if head == "SYST:ERR?":
+            return self._pop_error(name)
         handler = getattr(self, f"_{spec.kind}")
         return handler(name, spec, head, arg)
 
@@ -445,7 +554,7 @@ class BenchEmulator:
             stuck = [c for c in range(a, b + 1) if c in st.stuck[name]]
             for c in stuck:
                 new[c - a] = st.volts[name][c - spec.channels[0]]
-                st.errors[name].append((-240, f"Hardware error; channel {c} stuck"))
+                st.push_error(name, -240, f"Hardware error; channel {c} stuck")
             st.volts[name][sl] = new
             st.changed()
             return None
@@ -468,6 +577,17 @@ class BenchEmulator:
 
     def _smu(self, name, spec, head, arg):
         st, s = self.state, self.state.smu
+        if s["lang"] == "SCPI2400" and "ILIM" in head:  # the 2400 sets its compliance with :SENS:CURR:PROT
+            raise CommandError(-113, f"Undefined header; {head}")
+        if head == "SOUR:FUNC":
+            func = {"VOLT": "VOLT", "VOLTAGE": "VOLT", "CURR": "CURR", "CURRENT": "CURR"}.get(arg.strip().upper())
+            if func is None:
+                raise CommandError(-224, f"Illegal parameter value; {arg.strip()[:20]!r}")
+            s["func"] = func
+            st.changed()
+            return None
+        if head == "SOUR:FUNC?":
+            return s["func"]
         setters = {"SOUR:VOLT": ("volt", SMU_RANGE_V), "SOUR:VOLT:ILIM": ("ilim", (1e-9, 1.05))}
         if head in setters:
             key, (lo, hi) = setters[head]

@@ -4,10 +4,11 @@
   ``SOUR:VOLT v1,v2,...,(@1:64)``, per-channel safe limits checked before sending.
 * :class:`ScannerDMM` - a DMM with a scanner card: ``MEAS:VOLT:DC? (@101:142)``
   returns ``SAMP:COUN`` sweeps of the channel list in one reply.
-* :class:`SMU` - a Keithley-2450-style source-measure unit: source voltage,
-  current limit, limit-tripped query.
+* :class:`SMU` - a Keithley-2450-style source-measure unit: command set check
+  (``*LANG?``), source function, source voltage, current limit, limit-tripped query.
 * :class:`Board` - the learning board's line protocol: ``PROG addr,c1,c2,...``
-  programs device codes from ``addr`` on, ``PROG? addr,n`` reads them back,
+  programs device codes from ``addr`` on (at most :data:`PROG_CODES` per line),
+  ``PROG? addr,n`` reads them back,
   ``CRC? addr,n`` is the CRC-32 of n codes, ``NUDG code`` / ``NUDG:STAT 0|1`` set
   and switch the nudge conductance.
 
@@ -21,7 +22,10 @@ import time
 
 import numpy as np
 
-from .scpi import (Instrument, InstrumentError, SetpointError, boolean, channel_list, control, measurement, strict_range)
+from .scpi import (Instrument, InstrumentError, SetpointError, boolean, channel_list, control, measurement,
+                   strict_discrete_set, strict_range)
+
+PROG_CODES = 1024  # codes per PROG line: a whole block of a large board would overrun an input buffer
 
 
 def strict_int_range(value, limits):
@@ -111,8 +115,17 @@ class ScannerDMM(Instrument):
 
 
 class SMU(Instrument):
-    """Keithley-2450-style SMU sourcing a voltage with a current limit."""
+    """Keithley-2450-style SMU sourcing a voltage with a current limit.
 
+    A 2450 speaks one of three command sets (``*LANG``: SCPI, SCPI2400, TSP),
+    kept in nonvolatile memory and changed only by a reboot; this driver
+    speaks its SCPI set and refuses the others on connect.  The 2450 keeps
+    separate settings per source function, so the voltage function is
+    selected (``:SOUR:FUNC VOLT``) before its limit and level are set.
+    """
+
+    source_function = control(":SOUR:FUNC?", ":SOUR:FUNC {}", "source function: VOLT or CURR", strict_discrete_set,
+                              values=("VOLT", "CURR"), cast=str)
     source_voltage = control(":SOUR:VOLT?", ":SOUR:VOLT {:.6f}", "source voltage: volts", strict_range,
                              values=lambda self: self.voltage_limits)
     current_limit = control(":SOUR:VOLT:ILIM?", ":SOUR:VOLT:ILIM {:.9f}", "current limit: amps", strict_range,
@@ -126,6 +139,20 @@ class SMU(Instrument):
         super().__init__(*args, **kw)
         self.voltage_limits = voltage_limits
         self.ramp_step_v, self.ramp_dwell_s = ramp_step_v, ramp_dwell_s
+
+    def check_language(self) -> None:
+        language = self.query("*LANG?").strip().upper()
+        if language != "SCPI":
+            raise InstrumentError(
+                f"instrument {self.name!r} at {self.resource} uses the {language[:20]!r} command set (*LANG?); "
+                f"switch it to SCPI (front panel: MENU > System > Settings > Command Set, or send *LANG SCPI) "
+                f"and reboot it")
+
+    def source_volts(self, volts: float, current_limit: float) -> None:
+        """Source ``volts`` with ``current_limit``: voltage function first, then its limit and level."""
+        self.source_function = "VOLT"
+        self.current_limit = current_limit
+        self.source_voltage = volts
 
     def safe_shutdown(self) -> None:
         present = np.array([self.source_voltage])
@@ -167,7 +194,8 @@ class Board(Instrument):
         if address < 0 or address + c.size > self.address_count:
             raise SetpointError(f"{self.name}: addresses {address}..{address + c.size - 1} are outside "
                                 f"0..{self.address_count - 1}; not sent")
-        self.write(f"PROG {address}," + ",".join(map(str, c.tolist())))
+        for i in range(0, c.size, PROG_CODES):
+            self.write(f"PROG {address + i}," + ",".join(map(str, c[i:i + PROG_CODES].tolist())))
 
     def read_codes(self, address: int, count: int) -> np.ndarray:
         reply = self.query(f"PROG? {address},{count}")
@@ -175,11 +203,7 @@ class Board(Instrument):
 
     def checksum(self, address: int, count: int) -> int:
         """CRC-32 of ``count`` codes from ``address`` on (see :func:`codes_crc`)."""
-        reply = self.query(f"CRC? {address},{count}").strip()
-        try:
-            return int(reply)
-        except ValueError:
-            raise InstrumentError(f"instrument {self.name!r}: CRC?: malformed reply {reply[:40]!r}") from None
+        return self.parse(self.query(f"CRC? {address},{count}"), int, "CRC?")
 
     def safe_shutdown(self) -> None:
         self.switch_nudge(False)

@@ -20,10 +20,12 @@ Sections:
 * ``[timing]``: settle time per phase, repeats per read, ramp-down step, and
   the optional settling check (``settle_check_ms``, ``settle_tol_v``);
 * ``[recovery]``: reconnect attempts after a timeout or dropped connection;
-* ``[emulator]`` (optional): the simulated board's mismatch, noise and time constant.
+* ``[emulator]`` (optional): the simulated board's mismatch, noise and time constant,
+  and the command set of the emulated SMU (``smu_language``).
 """
 from __future__ import annotations
 
+import math
 import re
 import sys
 from dataclasses import dataclass, field, replace
@@ -37,6 +39,8 @@ else:  # pragma: no cover - Python 3.10
     import tomli as tomllib
 
 KINDS = ("voltage_source", "dmm_scanner", "smu", "board")
+SMU_LANGUAGES = ("SCPI", "SCPI2400", "TSP")  # the command sets of a Keithley 2450 (*LANG)
+_SOCKET = re.compile(r"^TCPIP\d*::[^:]+::([^:]*)::SOCKET$")
 _RESOURCE = re.compile(r"^(TCPIP\d*::[^:]+::\d+::SOCKET|TCPIP\d*::[^:]+(::[^:]+)?::INSTR|ASRL[^:]+::INSTR|GPIB\d*::\d+(::\d+)?::INSTR|USB\d*::.+::INSTR)$")
 
 
@@ -85,7 +89,8 @@ class Conductances:
 class Emulation:
     """The emulated board (``[emulator]``): ``physics`` "ideal" (the network with a log-normal
     gain per device) or "circuit" (:mod:`analogprop.circuit`, behavioural level with node
-    clamps; ``mismatch`` is its ``g_dtod``, the ``*_dtod`` and ``write_noise_std`` its other spreads)."""
+    clamps; ``mismatch`` is its ``g_dtod``, the ``*_dtod`` and ``write_noise_std`` its other spreads);
+    ``smu_language`` is the command set the emulated 2450 answers ``*LANG?`` with."""
 
     seed: int = 0
     physics: str = "ideal"
@@ -98,6 +103,7 @@ class Emulation:
     tau_ms: float = 0.0
     resolution_v: float = 1e-6
     supply_current_a: float = 0.002
+    smu_language: str = "SCPI"
 
 
 @dataclass(frozen=True)
@@ -187,12 +193,11 @@ class _Table:
             return v
         if len(v) != 2:
             self.fail(key, f"expected [low, high], got {v!r}")
-        try:
-            a, b = (kind(x) for x in v)
-        except (TypeError, ValueError):
-            self.fail(key, f"expected two {kind.__name__} values, got {v!r}")
         if any(isinstance(x, bool) or not isinstance(x, (int, float)) or (kind is int and isinstance(x, float)) for x in v):
             self.fail(key, f"expected two {kind.__name__} values, got {v!r}")
+        if not all(math.isfinite(x) for x in v):
+            self.fail(key, f"limits must be finite, got {v!r}")
+        a, b = (kind(x) for x in v)
         if ordered and a > b:
             self.fail(key, f"lower limit {a} is above upper limit {b}")
         return a, b
@@ -212,6 +217,9 @@ def _instrument(t: _Table, name: str) -> InstrumentSpec:
     if kind not in KINDS:
         t.fail("kind", f"unknown instrument kind {kind!r} (choose {', '.join(KINDS)})")
     resource = t.get("resource", str)
+    socket = _SOCKET.match(resource)
+    if socket and not (re.fullmatch(r"\d+", socket.group(1)) and 1 <= int(socket.group(1)) <= 65535):
+        t.fail("resource", f"{resource!r}: port {socket.group(1)!r} is not a TCP port (an integer in 1..65535)")
     if not _RESOURCE.match(resource):
         t.fail("resource", f"{resource!r} is not a VISA resource string such as TCPIP::127.0.0.1::5025::SOCKET")
     timeout = t.number("timeout_ms", 1, 600_000, kind=int)
@@ -351,6 +359,9 @@ def parse_profile(text: str, where: str = "<profile>") -> Profile:
     physics = et.get("physics", str, "ideal")
     if physics not in ("ideal", "circuit"):
         et.fail("physics", f"expected 'ideal' or 'circuit', got {physics!r}")
+    language = et.get("smu_language", str, "SCPI")
+    if language not in SMU_LANGUAGES:
+        et.fail("smu_language", f"expected one of {', '.join(SMU_LANGUAGES)}, got {language!r}")
     spreads = {k: et.number(k, 0, 1, default=0.0) for k in ("gain_dtod", "offset_dtod", "leak_dtod", "write_noise_std")}
     if physics == "ideal" and any(spreads.values()):
         et.fail(next(k for k, v in spreads.items() if v), "only used with physics = \"circuit\"")
@@ -359,7 +370,7 @@ def parse_profile(text: str, where: str = "<profile>") -> Profile:
                     read_noise_v=et.number("read_noise_v", 0, 1, default=0.0),
                     tau_ms=et.number("tau_ms", 0, 60_000, default=0.0),
                     resolution_v=et.number("resolution_v", 0, 1, open_lo=True, default=1e-6),
-                    supply_current_a=et.number("supply_current_a", 0, 10, default=0.002))
+                    supply_current_a=et.number("supply_current_a", 0, 10, default=0.002), smu_language=language)
     et.done()
     root.done()
     return Profile(where, name, sizes, instruments, inputs, targets, states_inst, states_ch, nudge_inst,

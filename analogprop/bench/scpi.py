@@ -4,10 +4,12 @@ Instrument classes declare their settings as :func:`control` descriptors with
 a validator; a setpoint is validated (and refused with :class:`SetpointError`)
 before anything is written.  :class:`Instrument` opens a VISA session,
 checks ``*IDN?``, drains ``SYST:ERR?`` and counts writes and queries, and
-turns pyvisa timeouts and dropped connections into :class:`ConnectionLost`.
+turns pyvisa timeouts and dropped connections into :class:`ConnectionLost`
+and replies that do not parse as the query's answer into :class:`ReplyError`.
 """
 from __future__ import annotations
 
+import math
 import re
 import socket
 
@@ -24,6 +26,11 @@ class ConnectionLost(InstrumentError):
     """A timeout or dropped connection: reconnecting may help."""
 
 
+class ReplyError(InstrumentError):
+    """A reply that does not answer the query (malformed, wrong count or kind): the
+    session is out of step, and a fresh one (reconnecting) resynchronises it."""
+
+
 class SCPIErrorQueued(InstrumentError):
     """``SYST:ERR?`` reported errors; ``errors`` holds (code, message) pairs."""
 
@@ -38,6 +45,12 @@ class SetpointError(ConfigError):
 
 
 # -- validators: value, allowed -> checked value (raise ValueError) ------------
+def strict_discrete_set(value, allowed):
+    if value not in allowed:
+        raise ValueError(f"{value!r} is not one of {', '.join(map(str, allowed))}")
+    return value
+
+
 def strict_range(value, limits):
     lo, hi = limits
     v = float(value)
@@ -56,10 +69,10 @@ def control(get_command, set_command, doc, validator=None, values=None, cast=flo
     """A setting read with ``get_command`` and written with ``set_command.format(value)``.
 
     ``values`` may be a callable of the instrument (limits that depend on its
-    configuration).  Reading returns ``cast`` of the reply.
+    configuration).  Reading returns ``cast`` of the reply (:class:`ReplyError` if it does not parse).
     """
     def fget(self):
-        return cast(self.query(get_command).strip())
+        return self.parse(self.query(get_command), cast, get_command)
 
     def fset(self, value):
         allowed = values(self) if callable(values) else values
@@ -74,14 +87,14 @@ def control(get_command, set_command, doc, validator=None, values=None, cast=flo
 
 def measurement(get_command, doc, cast=float):
     """A read-only quantity."""
-    return property(lambda self: cast(self.query(get_command).strip()), doc=doc)
+    return property(lambda self: self.parse(self.query(get_command), cast, get_command), doc=doc)
 
 
 def channel_list(first: int, last: int) -> str:
     return f"(@{first}:{last})" if last > first else f"(@{first})"
 
 
-_ERR = re.compile(r'^\s*([+-]?\d+)\s*,\s*"?(.*?)"?\s*$')
+_ERR = re.compile(r'^\s*([+-]?\d+)\s*,\s*"(.*)"\s*$')
 
 
 def _no_delay(resource) -> None:
@@ -107,25 +120,39 @@ class Instrument:
 
     # -- session ---------------------------------------------------------------
     def connect(self) -> "Instrument":
-        """Open the session and check that ``*IDN?`` starts with the expected prefix."""
+        """Open the session and check that ``*IDN?`` starts with the expected prefix.
+
+        A raw socket starts with empty buffers; on other interfaces (GPIB,
+        VXI-11, USBTMC) the instrument keeps unread replies across sessions,
+        so a device clear discards them first.
+        """
         self.disconnect()
         try:
-            s = self.rm.open_resource(self.resource, read_termination="\n", write_termination="\n",
-                                      timeout=self.timeout_ms)
+            self.session = self.rm.open_resource(self.resource, read_termination="\n", write_termination="\n",
+                                                 timeout=self.timeout_ms)
+            if not self.resource.upper().endswith("::SOCKET"):
+                self.session.clear()
         except (pyvisa.Error, OSError) as e:
+            self.disconnect()
             raise ConnectionLost(f"instrument {self.name!r} at {self.resource}: cannot connect ({e})") from None
-        self.session = s
-        _no_delay(s)
+        _no_delay(self.session)
         try:
+            self.check_language()
             self.idn = self.query("*IDN?").strip()
         except ConnectionLost as e:
             raise ConnectionLost(f"instrument {self.name!r} at {self.resource}: cannot connect "
-                                 f"(*IDN? failed: {str(e).rpartition('failed ')[2]})") from None
+                                 f"({str(e).partition(': ')[2]})") from None
+        except InstrumentError:
+            self.disconnect()
+            raise
         if not self.idn.startswith(self.idn_prefix):
             self.disconnect()
             raise InstrumentError(f"instrument {self.name!r} at {self.resource} identifies as {self.idn!r}, "
                                   f"expected {self.idn_prefix!r}")
         return self
+
+    def check_language(self) -> None:
+        """Refuse an instrument speaking another command set (instruments that have several)."""
 
     def disconnect(self) -> None:
         if self.session is not None:
@@ -159,6 +186,10 @@ class Instrument:
             reply = self.session.query(command)
         except (pyvisa.Error, OSError) as e:
             raise self._lost(f"query {command[:40]!r}", e) from None
+        except UnicodeDecodeError as e:
+            self.queries += 1
+            raise ReplyError(f"instrument {self.name!r}: {command[:40]!r}: reply is not ASCII "
+                             f"({e.object[:40]!r})") from None
         self.queries += 1
         if reply == "" and not command.startswith("*"):
             raise self._lost(f"query {command[:40]!r}", EOFError("empty reply: connection closed"))
@@ -168,7 +199,7 @@ class Instrument:
         """Write ``command`` followed by ``*OPC?``: returns once the instrument has executed it."""
         reply = self.query(command + ";*OPC?").strip()
         if reply != "1":
-            raise InstrumentError(f"instrument {self.name!r}: {command[:40]!r};*OPC? replied {reply[:40]!r}, expected 1")
+            raise ReplyError(f"instrument {self.name!r}: {command[:40]!r};*OPC? replied {reply[:40]!r}, expected 1")
 
     # -- errors -----------------------------------------------------------------
     def drain_errors(self, limit: int = 50) -> list[tuple[int, str]]:
@@ -178,7 +209,7 @@ class Instrument:
             reply = self.query("SYST:ERR?")
             m = _ERR.match(reply)
             if not m:
-                raise InstrumentError(f"instrument {self.name!r}: malformed SYST:ERR? reply {reply!r}")
+                raise ReplyError(f"instrument {self.name!r}: malformed SYST:ERR? reply {reply[:80]!r}")
             code = int(m.group(1))
             if code == 0:
                 return errors
@@ -191,13 +222,23 @@ class Instrument:
         if errors:
             raise SCPIErrorQueued(self.name, errors)
 
+    def parse(self, reply: str, cast, what: str):
+        """``cast`` of a single-value reply; :class:`ReplyError` if it does not parse."""
+        try:
+            return cast(reply.strip())
+        except (ValueError, TypeError):
+            raise ReplyError(f"instrument {self.name!r}: {what}: malformed reply {reply[:80]!r}") from None
+
     def parse_floats(self, reply: str, count: int, what: str) -> list[float]:
+        """Exactly ``count`` comma-separated finite numbers; :class:`ReplyError` otherwise."""
         try:
             values = [float(v) for v in reply.split(",")]
         except ValueError:
-            raise InstrumentError(f"instrument {self.name!r}: {what}: malformed reply {reply[:80]!r}") from None
+            raise ReplyError(f"instrument {self.name!r}: {what}: malformed reply {reply[:80]!r}") from None
         if len(values) != count:
-            raise InstrumentError(f"instrument {self.name!r}: {what}: expected {count} values, got {len(values)}")
+            raise ReplyError(f"instrument {self.name!r}: {what}: expected {count} values, got {len(values)}")
+        if not all(math.isfinite(v) for v in values):
+            raise ReplyError(f"instrument {self.name!r}: {what}: non-finite value in {reply[:80]!r}")
         return values
 
     def safe_shutdown(self) -> None:

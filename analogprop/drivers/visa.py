@@ -4,17 +4,22 @@ Weights are device codes: ``w = w_lo + (code - code_lo) * lsb`` over the
 profile's weight range, quantised and clipped.  The host keeps the exact
 (unquantised) weights, adds every update to them once, and programs the
 absolute codes they round to; programming is therefore idempotent and is
-verified per block with ``CRC? addr,n``.  A timeout, dropped connection or
-queued SCPI error makes the driver reconnect, reconfigure, re-verify the
-codes and repeat the interrupted operation (a phase's measurements or a
-programming pass), so an update is never lost nor applied twice.
+verified per block with ``CRC? addr,n``.  A timeout, dropped connection,
+queued SCPI error or a reply that does not answer its query (malformed, wrong
+count, another query's reply) makes the driver reconnect, reconfigure,
+re-verify the codes and repeat the interrupted operation (a phase's
+measurements or a programming pass), so an update is never lost nor applied
+twice.  A fresh session is also how the driver resynchronises: every phase
+ends with an error-queue query on each instrument, whose quoted
+``code,"text"`` reply no data reply matches, so a stray line (a late or
+repeated reply) that shifted the replies of a phase is caught within it.
 
 Per sample, the free phase costs two round-trips (source block write
 with ``*OPC?``, scanner query), the nudged phase four (source block write,
 nudge in, scan, nudge out, each confirmed); per batch each phase adds one
 ``SYST:ERR?`` per instrument and one limit-trip query, and a weight update
-one ``PROG`` write and one ``CRC?`` query per changed parameter block
-(counted in :attr:`VisaDriver.traffic`).
+one ``PROG`` write per 1024 codes and one ``CRC?`` query per changed
+parameter block (counted in :attr:`VisaDriver.traffic`).
 
 With ``settle_check_ms`` in the profile's ``[timing]``, every sample is
 scanned a second time that much later: the largest change of a state
@@ -37,13 +42,13 @@ import pyvisa
 
 from ..bench.instruments import SMU, Board, ScannerDMM, VoltageSource, codes_crc
 from ..bench.profile import Profile, load_profile
-from ..bench.scpi import ConnectionLost, InstrumentError, SCPIErrorQueued, SetpointError
+from ..bench.scpi import ConnectionLost, InstrumentError, ReplyError, SCPIErrorQueued, SetpointError
 from ..errors import ConfigError, check_finite
 from ..gradients import presynaptic_rates
 from ..network import Network, pair_of
 from .base import Driver, Phase
 
-RECOVERABLE = (ConnectionLost, SCPIErrorQueued)
+RECOVERABLE = (ConnectionLost, SCPIErrorQueued, ReplyError)
 
 
 def quantise(w, conductances) -> np.ndarray:
@@ -107,18 +112,18 @@ class VisaDriver(Driver):
 
     # -- connection and configuration -------------------------------------------
     def _connect(self) -> None:
-        """Open every session, configure (supply and sources on) and check errors."""
+        """Open (and check) every session, then configure (supply and sources on) and check errors."""
         p = self.profile
-        self._safe = False
         for i in self.inst.values():
             i.connect()
+        self._safe = False
+        for i in self.inst.values():
             i.write("*CLS")
             stale = i.drain_errors()
             if stale:
                 self._event(f"{i.name}: cleared stale errors {stale}")
         smu = self.inst[p.supply_instrument]
-        smu.current_limit = p.supply_current_limit_a
-        smu.source_voltage = p.supply_voltage
+        smu.source_volts(p.supply_voltage, p.supply_current_limit_a)
         smu.output_enabled = 1
         for block in (p.inputs, p.targets):
             src = self.inst[block.instrument]
@@ -165,6 +170,8 @@ class VisaDriver(Driver):
         self._fail(f"{what}: gave up after {attempts} reconnect attempts: {last}")
 
     def _fail(self, message: str):
+        if self._safe:
+            raise InstrumentError(f"{message}; nothing was switched on")
         problems = self._shutdown()
         self._safe = not problems
         state = ("outputs ramped to zero and off" if not problems
