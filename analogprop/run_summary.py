@@ -1,10 +1,19 @@
 """What a run's per-epoch metrics say, in a few lines: final and best errors, and for each forward/feedback
 pair how its alignment (Fig. 3 right) moved: from the initial weights to the end, its peak, and in how many
-epochs it fell.  ``analogprop summary RUN_DIR ...`` prints it for one or several runs.
+epochs it fell.  ``analogprop summary RUN_DIR ...`` prints it for one or several runs, ``--markdown`` as
+the tables of the documentation's results page.
 """
 from __future__ import annotations
 
-from .runs import labelled_metrics
+from .errors import DataError
+from .runs import RunDir, labelled_metrics
+
+#: configuration keys that shape what a run learns, each with the value at which it changes nothing
+#: (None: always shown); ``driver_*`` keys (circuit and bench settings) are shown too
+_SETTINGS = {"driver": "ideal", "seed": None, "dtype": None, "tol": None, "lrs": None, "beta": None,
+             "symmetric": False, "random_sign": False, "lr_decay": 1, "lr_decay_start": None, "weight_decay": 0,
+             "nudge_steps": 0, "shift": 0, "feedback_lr_factor": 1, "centered": False, "optimizer": "sgd",
+             "feedback_init": "random", "tied": False, "linear_output": False}
 
 
 def alignment_series(records: list[dict], k: int) -> list[tuple[int, float]]:
@@ -57,3 +66,54 @@ def format_summary(label: str, s: dict) -> str:
 def summarize_runs(paths) -> str:
     """:func:`format_summary` of each run directory in ``paths``."""
     return "\n".join(format_summary(label, summarize(records)) for label, records in labelled_metrics(paths))
+
+
+def _value(v) -> str:
+    if isinstance(v, bool):
+        return str(v).lower()
+    if isinstance(v, (list, tuple)):
+        return ",".join(map(_value, v))
+    return f"{v:g}" if isinstance(v, float) else str(v)
+
+
+def settings(config: dict) -> str:
+    """The settings of a run's configuration that shape what it learns, as ``key value`` (each key is the
+    ``analogprop train`` option of that name, ``_`` written ``-``); one at the value where it changes nothing
+    (no shift, no weight decay, ...) is left out."""
+    shown = {k: config[k] for k, inert in _SETTINGS.items() if k in config and config[k] != inert}
+    if "lr_decay" not in shown:
+        shown.pop("lr_decay_start", None)
+    shown.update((k, v) for k, v in config.items() if k.startswith("driver_"))
+    return ", ".join(f"{k} {_value(v)}" for k, v in shown.items())
+
+
+def _config(path) -> dict:
+    try:
+        return RunDir(path).read_config()
+    except DataError:
+        return {}
+
+
+def markdown_summary(paths) -> str:
+    """Two Markdown tables of the runs in ``paths``: errors and settings of each, then every
+    forward/feedback pair's alignment (start, end, peak, falls).  The documentation's results page is
+    this text, rendered at build time from the records themselves."""
+    runs = [(str(p), label, _config(p), summarize(records))
+            for p, (label, records) in zip(paths, labelled_metrics(paths))]
+    lines = ["| run | data, architecture | epochs | test error | best test error (epoch) "
+             "| training error (running, last epoch) | settings |",
+             "| --- | --- | --- | --- | --- | --- | --- |"]
+    for path, label, cfg, s in runs:
+        data = f"{cfg.get('dataset', '?')}, `{cfg.get('arch', '?')}`"
+        lines.append(f"| {label}<br>`{path}` | {data} | {s['epochs']} | **{_pct(s['test_error'])}** "
+                     f"| {_pct(s['best_test_error'])} ({s['best_epoch']}) | {_pct(s['train_error'])} "
+                     f"| {settings(cfg) or '-'} |")
+    lines += ["", "| run | layers | alignment at start | at end | peak (epoch) | epochs it fell (largest fall) |",
+              "| --- | --- | --- | --- | --- | --- |"]
+    for _, label, _, s in runs:
+        for k, p in enumerate(s["pairs"]):
+            start = "-" if p["start"] is None else f"{p['start']:.4f}"
+            falls = (f"{len(p['fall_epochs'])} ({p['largest_fall']:.2g})" if p["fall_epochs"] else "none")
+            lines.append(f"| {label} | {k + 1}-{k + 2} | {start} | {p['end']:.4f} "
+                         f"| {p['peak']:.4f} ({p['peak_epoch']}) | {falls} |")
+    return "\n".join(lines)

@@ -1,9 +1,11 @@
 """analogprop summary: final and best errors, and how each pair's alignment moved (start, end, peak, falls)."""
+import json
+
 import pytest
 
 from analogprop.cli import main
 from analogprop.errors import DataError
-from analogprop.run_summary import pair_history, summarize, summarize_runs
+from analogprop.run_summary import markdown_summary, pair_history, summarize, summarize_runs
 from analogprop.runs import RunDir
 from conftest import ROOT
 
@@ -61,5 +63,31 @@ def test_a_directory_without_metrics_is_named(tmp_path):
     with pytest.raises(DataError, match=f"{tmp_path}: no metrics.jsonl"):
         summarize_runs([tmp_path])
     (tmp_path / "metrics.jsonl").write_text("{not json\n")
-    with pytest.raises(DataError, match="metrics.jsonl: malformed"):
+    with pytest.raises(DataError, match=r"metrics.jsonl: (line 1 is )?malformed"):
         summarize_runs([tmp_path])
+
+
+
+def test_markdown_summary_tables_name_each_run_its_settings_and_pairs(tmp_path, capsys):
+    run = RunDir(tmp_path / "r")
+    run.write_metrics(RECORDS)
+    run.config_path.write_text(json.dumps({"dataset": "digits", "arch": "64-32-10", "epochs": 4, "seed": 0,
+                                           "beta": 1.0, "lrs": [0.4, 0.1], "shift": 1, "centered": True,
+                                           "lr_decay": 1.0, "lr_decay_start": 5, "weight_decay": 0.0,
+                                           "driver_die": 3, "keep_every": 5, "rule": "two-phase"}))
+    assert main(["summary", "--markdown", str(run.path)]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    # the settings in a fixed order, without bookkeeping (epochs, keep_every) or inert ones (lr_decay 1)
+    assert lines[2] == (f"| r (two-phase)<br>`{run.path}` | digits, `64-32-10` | 4 | **4.50%** | 4.00% (3) "
+                        "| 2.25% | seed 0, lrs 0.4,0.1, beta 1, shift 1, centered true, driver_die 3 |")
+    assert lines[3] == ""
+    assert lines[6:] == ["| r (two-phase) | 1-2 | 0.0010 | 0.0500 | 0.0500 (4) | none |",
+                         "| r (two-phase) | 2-3 | -0.0020 | 0.0105 | 0.0120 (2) | 2 (0.001) |"]
+
+
+def test_markdown_summary_of_a_run_without_config_or_recorded_start(tmp_path):
+    run = RunDir(tmp_path / "r")
+    run.write_metrics(RECORDS[1:])
+    lines = markdown_summary([run.path]).splitlines()
+    assert lines[2].endswith("| ?, `?` | 4 | **4.50%** | 4.00% (3) | 2.25% | - |")
+    assert lines[6].startswith("| r | 1-2 | - | 0.0500 |")
