@@ -4,6 +4,10 @@ examples; :func:`load_run` does the same for a saved run.  Drivers register a fa
 """
 from __future__ import annotations
 
+import numbers
+import os
+from dataclasses import fields
+
 import numpy as np
 
 from .augment import check_fits
@@ -86,24 +90,86 @@ def _ngspice(cfg, network):
 DRIVERS = {"ideal": _ideal, "visa": _visa, "circuit": _circuit, "ngspice": _ngspice}
 
 
+def _is_number(value) -> bool:
+    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
+
+
+def _typed(key: str, value):
+    """``value`` of setting ``key`` checked against the type of its default (whole numbers given as
+    3.0 become 3, numbers become floats); ConfigError names the key otherwise."""
+    default = DEFAULTS[key]
+    number = _is_number(value)
+    if isinstance(default, bool):
+        if isinstance(value, bool):
+            return value
+        kind = "true or false"
+    elif isinstance(default, int):
+        if number and float(value).is_integer():
+            return int(value)
+        kind = "a whole number"
+    elif isinstance(default, float):
+        if number and not (isinstance(value, numbers.Integral) and abs(value) > np.finfo(float).max):
+            return float(value)  # NaN and infinity: refused with the setting's range below
+        kind = "a number"
+    elif isinstance(default, list):
+        if isinstance(value, (list, tuple)) and all(map(_is_number, value)):
+            return [float(v) for v in value]
+        kind = "a list of numbers, e.g. [0.5, 0.2]"
+    elif key == "arch":
+        if isinstance(value, str) or (isinstance(value, (list, tuple)) and value
+                                      and all(_is_number(v) and float(v).is_integer() for v in value)):
+            return value
+        kind = "text such as 64-32-10"
+    else:  # text settings; data_dir may also be a path
+        if isinstance(value, str) or (key == "data_dir" and isinstance(value, os.PathLike)):
+            return os.fspath(value)
+        kind = "text"
+    raise ConfigError(f"{key} must be {kind}, got {value!r}")
+
+
+def check_resolution(cfg: dict) -> None:
+    """beta must exceed the resolution of the fixed points.  The nudged phase moves the states
+    by about beta (the nudging term beta (y - s) of Eq. 12, with states and targets in [0, 1]),
+    and each fixed point is only known to within the solver tolerance ``tol``, and never better
+    than the machine epsilon of the solver's dtype; below that, (h_beta - h0) / beta (Eq. 56)
+    is relaxation error, not a gradient estimate."""
+    floor = max(cfg["tol"], float(np.finfo(cfg["dtype"]).eps))
+    if cfg["beta"] <= floor:
+        raise ConfigError(f"beta {cfg['beta']:g} is below the resolution of the fixed points, max(tol, eps of "
+                          f"{cfg['dtype']}) = {floor:g}: the nudged phase moves the states by about beta, so "
+                          f"(h_beta - h0)/beta would be relaxation error; use beta > {floor:g} (or a lower tol)")
+
+
 def complete(cfg: dict) -> dict:
-    """Fill defaults and check the keys; returns a new dict."""
+    """Fill defaults and check every setting (type, range, the training settings of
+    :meth:`TrainConfig.validate`); returns a new dict.  ConfigError names the key."""
     unknown = sorted(set(cfg) - set(DEFAULTS) - {k for k in cfg if k.startswith("driver_")})
     if unknown:
         raise ConfigError(f"unknown configuration keys {unknown}")
     out = dict(DEFAULTS)
-    out.update({k: v for k, v in cfg.items() if v is not None})
+    # TrainConfig.validate (below) checks its own fields, the drivers their driver_* keys
+    out.update({k: v if k.startswith("driver_") or k in TRAIN_KEYS else _typed(k, v)
+                for k, v in cfg.items() if v is not None})
     out["arch"] = normalize_arch(out["arch"])
     if out["driver"] not in DRIVERS:
         raise ConfigError(f"unknown driver {out['driver']!r} (available: {', '.join(sorted(DRIVERS))})")
+    if out["dtype"] not in ("float32", "float64"):
+        raise ConfigError(f"dtype must be float32 or float64, got {out['dtype']!r}")
+    if not (np.isfinite(out["tol"]) and out["tol"] > 0):
+        raise ConfigError(f"tol must be a finite number > 0 (the residual at which a relaxation stops), "
+                          f"got {out['tol']}")
+    if out["max_steps"] < 1:
+        raise ConfigError(f"max_steps must be a whole number >= 1, got {out['max_steps']}")
+    TrainConfig(**{k: out[k] for k in TRAIN_KEYS}).validate()  # learning rates per layer pair: train_config
+    check_resolution(out)
     return out
 
 
+TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
+
+
 def train_config(cfg: dict) -> TrainConfig:
-    keys = ("beta", "lrs", "batch_size", "epochs", "seed", "symmetric", "random_sign", "checkpoint_every",
-            "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "optimizer",
-            "adam_betas", "adam_eps", "feedback_lr_factor", "alignment_drift")
-    tc = TrainConfig(**{k: cfg[k] for k in keys})
+    tc = TrainConfig(**{k: cfg[k] for k in TRAIN_KEYS})
     return tc.validate(len(arch_sizes(cfg["arch"])) - 1)
 
 

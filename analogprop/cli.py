@@ -32,11 +32,23 @@ def _floats(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+def out_path(text):
+    """An output path option: refused when empty (it would write into the current directory)."""
+    if not text.strip():
+        raise argparse.ArgumentTypeError("an empty path would write into the current directory; name one")
+    return text
+
+
 def add_model_options(p):
     from .network import FEEDBACK_INITS
 
     g = p.add_argument_group("model")
-    g.add_argument("--dataset", choices=["digits", "mnist"], help="digits (embedded, default) or mnist")
+    g.add_argument("--dataset", help="digits (embedded, default); mnist; idx: IDX files named as MNIST's "
+                   "(train-images-idx3-ubyte[.gz] ..., e.g. Fashion-MNIST) in the --data-dir directory, checked "
+                   "against its SHA256SUMS if present; npz: the --data-dir .npz file with x_train, y_train, x_test, "
+                   "y_test; csv: train.csv and test.csv in the --data-dir directory, label in the first column, "
+                   "optional header line; sklearn:NAME, NAME digits, iris, wine or breast_cancer. Inputs must lie "
+                   "in [0, 1] (uint8 arrays are divided by 255); labels are 0..K-1")
     g.add_argument("--data-dir", help="directory of MNIST IDX files (else $ANALOGPROP_DATA or ~/.cache/analogprop/mnist)")
     g.add_argument("--download", action="store_true", default=None, help="download MNIST if missing (needs the network)")
     g.add_argument("--arch", help="layer sizes, input first, e.g. 64-32-10; convolutional: CxHxW input, "
@@ -114,8 +126,10 @@ def _train_options(p):
     add_visa_options(p)
     add_circuit_options(p)
     add_ngspice_options(p)
-    p.add_argument("--out", default="runs/latest", help="run directory (default runs/latest)")
+    p.add_argument("--out", type=out_path, default="runs/latest", help="run directory (default runs/latest)")
     p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace the run already in --out (its checkpoint, metrics and snapshots); default: refuse")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -124,7 +138,7 @@ def cmd_train(args):
     from .train_run import train
 
     out = Path(args.out)
-    record = train(config_from_args(args), out, resume=args.resume, progress=not args.quiet)
+    record = train(config_from_args(args), out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
     if record is None:
         print(f"no epoch finished yet; continue with: analogprop train --resume --out {out}")
         return
@@ -134,7 +148,8 @@ def cmd_train(args):
 
 def _evaluate_options(p):
     p.add_argument("run", help="run directory (with config.json and checkpoint.npz)")
-    p.add_argument("--dataset", choices=["digits", "mnist"], help="override the run's dataset")
+    p.add_argument("--dataset", help="override the run's dataset: digits, mnist, idx, npz, csv or sklearn:NAME "
+                   "(as for train)")
     p.add_argument("--data-dir", help="directory of MNIST IDX files")
     p.add_argument("--json", action="store_true", help="print a JSON object")
 
@@ -152,7 +167,7 @@ def cmd_evaluate(args):
 def _branch_options(p):
     p.add_argument("run", help="run directory trained with --keep-every")
     p.add_argument("--epoch", type=int, required=True, help="the kept epoch to branch after")
-    p.add_argument("--out", required=True, help="new run directory")
+    p.add_argument("--out", type=out_path, required=True, help="new run directory")
 
 
 @command("branch", "start a new run from a run's snapshot after a given epoch (resume it with other settings)",
@@ -166,11 +181,11 @@ def cmd_branch(args):
 
 
 def _epochs(text):
-    """'5-12' or '5,7,9' -> a list of epochs."""
+    """'5-12' or '5,7,9' -> the epochs (a range, not a list: it is checked against the kept ones first)."""
     try:
         if "-" in text:
             a, b = (int(v) for v in text.split("-"))
-            return list(range(a, b + 1))
+            return range(a, b + 1)
         return [int(v) for v in text.split(",")]
     except ValueError:
         raise argparse.ArgumentTypeError(f"expected epochs as A-B or A,B,C, got {text!r}") from None
@@ -179,7 +194,7 @@ def _epochs(text):
 def _average_options(p):
     p.add_argument("run", help="run directory trained with --keep-every")
     p.add_argument("--epochs", type=_epochs, required=True, help="kept epochs to average, e.g. 5-12 or 10,15,20")
-    p.add_argument("--out", required=True, help="new run directory (evaluate it with analogprop evaluate)")
+    p.add_argument("--out", type=out_path, required=True, help="new run directory (evaluate it with analogprop evaluate)")
 
 
 @command("average", "average a run's parameters over kept snapshots (stochastic weight averaging) into a new run",
@@ -194,7 +209,7 @@ def cmd_average(args):
 
 def _export_options(p):
     p.add_argument("run", help="run directory")
-    p.add_argument("--out", required=True, help="new run directory")
+    p.add_argument("--out", type=out_path, required=True, help="new run directory")
     p.add_argument("--dtype", choices=("float32", "float64"),
                    help="storage of the parameters (default: the run's solver dtype, evaluation unchanged)")
 
@@ -237,9 +252,10 @@ def cmd_diagnose(args):
 
 
 def _demo_options(p):
-    p.add_argument("--out", default="runs/demo", help="output directory (default runs/demo)")
+    p.add_argument("--out", type=out_path, default="runs/demo", help="output directory (default runs/demo)")
     p.add_argument("--epochs", type=int, default=15, help="epochs of the ideal model (default 15)")
     p.add_argument("--circuit-epochs", type=int, default=4, help="epochs of training in ngspice (default 4)")
+    p.add_argument("--overwrite", action="store_true", help="replace the runs of an earlier demo in --out")
     p.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
@@ -248,12 +264,13 @@ def _demo_options(p):
 def cmd_demo(args):
     from .demo import run_demo
 
-    run_demo(Path(args.out), epochs=args.epochs, circuit_epochs=args.circuit_epochs, progress=not args.quiet)
+    run_demo(Path(args.out), epochs=args.epochs, circuit_epochs=args.circuit_epochs, progress=not args.quiet,
+             overwrite=args.overwrite)
 
 
 def _plot_options(p):
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (with metrics.jsonl)")
-    p.add_argument("--out", default="plots", help="directory for the PNG files (default plots)")
+    p.add_argument("--out", type=out_path, default="plots", help="directory for the PNG files (default plots)")
     p.add_argument("--dpi", type=int, default=150, help="resolution of the PNG files (default 150)")
 
 
@@ -267,14 +284,17 @@ def cmd_plot(args):
 
 def _summary_options(p):
     p.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run directories (with metrics.jsonl)")
+    p.add_argument("--markdown", action="store_true",
+                   help="print Markdown tables (errors and settings, then each pair's alignment), as on the "
+                        "documentation's results page")
 
 
 @command("summary", "final and best errors of one or several runs, and how each pair's alignment moved "
          "(start, end, peak, epochs it fell)", _summary_options)
 def cmd_summary(args):
-    from .run_summary import summarize_runs
+    from .run_summary import markdown_summary, summarize_runs
 
-    print(summarize_runs(args.runs))
+    print((markdown_summary if args.markdown else summarize_runs)(args.runs))
 
 
 def _bench_options(p):
@@ -300,10 +320,10 @@ def _sweep_options(p):
          _sweep_options)
 def cmd_sweep(args):
     from .sweep import default_workers, run_sweep
-    from .sweep.options import spec_from_args
+    from .sweep.options import spec_from_args, workers_from_args
 
     spec = spec_from_args(args)
-    workers = 0 if args.serial else (args.workers if args.workers is not None else default_workers())
+    workers = workers_from_args(args, default_workers)
     res = run_sweep(spec, Path(args.out), workers=workers, scheduler=args.scheduler, dashboard=args.dashboard,
                     progress=not args.quiet, stop=lambda: STOP.requested, plots=not args.no_plots)
     from .sweep.store import format_summary, summarize
@@ -332,9 +352,16 @@ def cmd_netlist(args):
     print(f"netlist written to {path} (run it with: ngspice -b {path})")
 
 
+class _Parser(argparse.ArgumentParser):
+    """Usage errors as one line, as every other user error, pointing to ``--help``."""
+
+    def error(self, message):
+        self.exit(2, f"{self.prog}: error: {message} (see {self.prog} --help)\n")
+
+
 def make_parser():
-    parser = argparse.ArgumentParser(prog="analogprop", description="Train analog learning circuits with the two-phase rule.")
-    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    parser = _Parser(prog="analogprop", description="Train analog learning circuits with the two-phase rule.")
+    sub = parser.add_subparsers(dest="command", required=True, metavar="COMMAND", parser_class=_Parser)
     for name, (fn, help, options) in COMMANDS.items():
         p = sub.add_parser(name, help=help, description=help[0].upper() + help[1:] + ".")
         options(p)

@@ -18,7 +18,7 @@ from pathlib import Path
 import numpy as np
 
 from .circuit import Mismatch
-from .runs import RunDir, load_checkpoint
+from .runs import load_checkpoint, output_run
 from .train_run import evaluate, train
 from .trainer import TrainState
 
@@ -26,13 +26,6 @@ ARCH = "64-32-10"
 DIE = 1
 #: the die's spreads: 30 % conductances, 20 % gains and leaks, 0.1 V offsets, 10 % capacitors
 MISMATCH = Mismatch(g_dtod=0.3, gain_dtod=0.2, offset_dtod=0.1, leak_dtod=0.2, cap_dtod=0.1)
-
-
-def _fresh(path: Path) -> RunDir:
-    run = RunDir(path)
-    for name in ("metrics.jsonl", "metrics.csv", "checkpoint.npz", "config.json"):
-        (run.path / name).unlink(missing_ok=True)
-    return run
 
 
 def circuit_config(epochs: int, netlist_dir: Path) -> dict:
@@ -67,22 +60,27 @@ def plot_transient(res, path: Path) -> Path:
     return path
 
 
-def run_demo(out: Path, epochs: int = 15, circuit_epochs: int = 4, progress: bool = True) -> dict:
-    from .build import build
+def run_demo(out: Path, epochs: int = 15, circuit_epochs: int = 4, progress: bool = True,
+             overwrite: bool = False) -> dict:
+    """Run the demo into ``out``; its runs ``ideal/`` and ``circuit/`` must be new unless ``overwrite``."""
+    from .build import build, complete
     from .plots import plot_runs
     from .spice.netlist import netlist
     from .spice.transient import simulate
     from .trainer import one_hot
 
     out = Path(out)
+    ideal_dir, circuit_dir = (output_run(out / name, overwrite, "demo").path for name in ("ideal", "circuit"))
+    complete({"arch": ARCH, "epochs": epochs})  # both runs' settings are refused before any training
+    circuit_config(circuit_epochs, out / "circuit" / "netlist")
     log = lambda msg: print(f"demo: {msg}", file=sys.stderr)  # noqa: E731
     log(f"1/4 training {ARCH} on the ideal model ({epochs} epochs)")
-    ideal_dir = _fresh(out / "ideal").path
-    ideal = train({"arch": ARCH, "epochs": epochs}, ideal_dir, progress=progress)
+    ideal = train({"arch": ARCH, "epochs": epochs}, ideal_dir, progress=progress, overwrite=overwrite)
     weights, _ = load_checkpoint(ideal_dir / "checkpoint.npz")
 
     log(f"2/4 deploying the ideal weights on die {DIE} of a mismatched circuit, measured in ngspice")
-    run = _fresh(out / "circuit")
+    run = output_run(circuit_dir, overwrite, "demo")
+    run.clear()
     cfg = circuit_config(circuit_epochs, run.path / "netlist")
     _, driver, _ = build(cfg)
     with driver:

@@ -13,6 +13,15 @@ class DataError(AnalogpropError):
     """A dataset file is missing, corrupt or inconsistent."""
 
 
+class OutputError(AnalogpropError):
+    """A file or directory cannot be written: not a directory, no permission, disk full, ..."""
+
+    @classmethod
+    def of(cls, path, error: OSError) -> "OutputError":
+        """The error naming ``path`` and the operating system's reason of ``error``."""
+        return cls(f"cannot write {path}: {error.strerror or error}")
+
+
 class DivergedError(AnalogpropError):
     """Training produced a non-finite update: the learning rates (or beta) are too large."""
 

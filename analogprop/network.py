@@ -25,11 +25,12 @@ _NAME = re.compile(r"^(fwd|bwd|bias)(\d+)$")
 def parse_sizes(text) -> tuple[int, ...]:
     """Parse ``"64-32-10"`` (or a sequence of ints) into layer sizes."""
     if isinstance(text, str):
-        parts = [p for p in re.split(r"[-,x ]", text.strip()) if p]
-        try:
-            sizes = tuple(int(p) for p in parts)
-        except ValueError:
-            raise ConfigError(f"architecture {text!r} must be sizes joined by '-', e.g. 64-32-10") from None
+        parts = text.strip().split("-")
+        for i, p in enumerate(parts):
+            if not p.strip().isdigit():
+                raise ConfigError(f"architecture {text!r}: layer {i} {p!r} is not a whole number of units "
+                                  "(sizes joined by '-', e.g. 64-32-10)")
+        sizes = tuple(int(p) for p in parts)
     else:
         sizes = tuple(int(s) for s in text)
     if len(sizes) < 2:

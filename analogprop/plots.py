@@ -7,8 +7,13 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
+from .errors import ConfigError, OutputError
 from .run_summary import alignment_series
-from .runs import labelled_metrics
+from .runs import labelled_metrics, make_dir
+
+#: Largest resolution: fine print.  An image's memory grows with its square (summary.png, four
+#: 5.5 x 4 inch panels, is 26400 x 4800 pixels, 0.5 GB while drawn, at 1200 dpi).
+MAX_DPI = 1200
 
 
 def _series(records, key, index=None):
@@ -86,19 +91,28 @@ def plot_runs(paths, out, dpi: int = 150) -> list[Path]:
     """Write ``errors.png``, ``alignment.png``, ``alignment_drift.png`` and ``angle.png`` (these two
     when a run records them) and ``summary.png`` (all panels side by side) into ``out``; returns the
     files written."""
+    if isinstance(dpi, bool) or not isinstance(dpi, int) or not 1 <= dpi <= MAX_DPI:
+        raise ConfigError(f"dpi must be a whole number in 1..{MAX_DPI} (fine print), got {dpi!r}")
+    runs = labelled_metrics(paths)
+    has = {"angle": any("angle_nu_grad" in r for _, rec in runs for r in rec),
+           "alignment_drift": any("alignment_drift_forward" in r for _, rec in runs for r in rec)}
+    panels = [p for p in PANELS if has.get(p, True)]
+    out = make_dir(out)
+    try:
+        return _draw(runs, panels, out, dpi)
+    except OSError as e:
+        raise OutputError.of(e.filename or out, e) from None
+
+
+def _draw(runs, panels, out: Path, dpi: int) -> list[Path]:
     import matplotlib
 
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     from matplotlib.ticker import MaxNLocator
 
-    runs = labelled_metrics(paths)
-    has = {"angle": any("angle_nu_grad" in r for _, rec in runs for r in rec),
-           "alignment_drift": any("alignment_drift_forward" in r for _, rec in runs for r in rec)}
-    panels = [p for p in PANELS if has.get(p, True)]
-    out = Path(out)
-    out.mkdir(parents=True, exist_ok=True)
     written = []
+
     def finish(ax, fontsize):
         ax.legend(fontsize=fontsize)
         ax.grid(alpha=0.3)

@@ -5,9 +5,10 @@ import sys
 from pathlib import Path
 
 from .build import build, complete, load_run, train_config
-from .errors import ConfigError
+from .conv_network import arch_sizes
+from .errors import ConfigError, DataError
 from .rules import make_trainer
-from .runs import RunDir, load_checkpoint, load_device_state, load_optimizer_state
+from .runs import RunDir, checkpoint_epoch, load_checkpoint, load_device_state, load_optimizer_state, output_run
 from .trainer import TrainState, TwoPhaseTrainer
 
 
@@ -24,18 +25,52 @@ def _angle(rec) -> str:
 
 SCHEDULE_KEYS = ("lr_decay", "lr_decay_start")
 BOOKKEEPING_KEYS = ("epochs", "checkpoint_every", "keep_every")  # change no trained parameter
+#: where the run finds its inputs and puts its files: they change no result either
+LOCATION_KEYS = ("data_dir", "download", "driver_netlist_dir", "driver_visa_backend")
+
+
+def _canonical(cfg: dict) -> dict:
+    """A configuration with defaults filled and one learning rate per layer pair, so that equal
+    settings compare equal."""
+    out = complete(cfg)
+    lrs = [float(v) for v in out["lrs"]]
+    return {**out, "lrs": lrs * (len(arch_sizes(out["arch"])) - 1) if len(lrs) == 1 else lrs}
+
+
+def check_unchanged(saved: dict, cfg: dict) -> None:
+    """Refuse a setting of ``cfg`` that a resumed run cannot take (see :func:`resumed_config`) and that
+    differs from the ``saved`` one: a resumed run continues the same training.  ConfigError names the
+    key and both values."""
+    given = {k: v for k, v in cfg.items() if v is not None}
+    fixed = sorted(set(given) - set(BOOKKEEPING_KEYS) - set(SCHEDULE_KEYS) - set(LOCATION_KEYS))
+    if not fixed:
+        return
+    old, new = _canonical(saved), _canonical({**saved, **{k: given[k] for k in fixed}})
+
+    def shown(v):
+        return "unset (the driver's default)" if v is None else repr(v)
+
+    for k in fixed:
+        if old.get(k) != new.get(k):
+            raise ConfigError(f"--resume continues the saved run, whose {k} is {shown(old.get(k))}; got "
+                              f"{shown(new.get(k))} (only epochs, checkpoint_every, keep_every, the learning-rate "
+                              f"schedule of epochs to come and data/file locations may change; train a new run, "
+                              f"or branch one, to change {k})")
 
 
 def resumed_config(saved: dict, cfg: dict, state: TrainState) -> dict:
     """The configuration a resumed run continues with: ``saved``, with ``epochs``, the
-    checkpoint and snapshot intervals and the learning-rate schedule taken from ``cfg`` when given.
+    checkpoint and snapshot intervals, the learning-rate schedule and the data and file
+    locations taken from ``cfg`` when given (its other settings are the saved run's:
+    :func:`train` refuses different ones with :func:`check_unchanged`).
 
     A new schedule must give the same learning rates as the saved one in every
     epoch already (partly) trained, so the resumed run is the run that would
     have used it from the start.
     """
+    given = {k: v for k, v in cfg.items() if v is not None}
     out = dict(saved)
-    out.update({k: cfg[k] for k in BOOKKEEPING_KEYS if cfg.get(k) is not None})
+    out.update({k: given[k] for k in BOOKKEEPING_KEYS + LOCATION_KEYS if k in given})
     new = {k: cfg[k] for k in SCHEDULE_KEYS if cfg.get(k) is not None}
     if new:
         out.update(new)
@@ -48,23 +83,33 @@ def resumed_config(saved: dict, cfg: dict, state: TrainState) -> dict:
     return out
 
 
-def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, stop=None) -> dict | None:
+def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, stop=None,
+          overwrite: bool = False) -> dict | None:
     """Train per ``cfg`` into run directory ``out``; returns the last epoch record
     (None when stopped before any epoch finished).
 
     With ``resume`` the configuration and checkpoint in ``out`` are used
     (``cfg`` may only raise ``epochs`` and change the learning-rate schedule
     of epochs still to come, see :func:`resumed_config`); the run ends with the same
-    parameters as an uninterrupted one.  ``stop()`` returning True ends the
-    run after the current minibatch, with a checkpoint.
+    parameters as an uninterrupted one.  Without it, a run already in ``out`` is
+    refused unless ``overwrite`` (its files are then replaced).  ``stop()`` returning
+    True ends the run after the current minibatch, with a checkpoint.
     """
-    run = RunDir(out)
-    state, params = None, None
+    if resume and overwrite:
+        raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    run = RunDir(out) if resume else output_run(out, overwrite, "train")
+    state, params, records = None, None, []
     if resume:
         saved = run.read_config()
         params, meta = load_checkpoint(run.checkpoint_path)
-        state = TrainState.from_dict(meta["state"])
+        checkpoint_epoch(run.checkpoint_path, meta)
+        try:
+            state = TrainState.from_dict(meta["state"])
+        except (KeyError, TypeError) as e:
+            raise DataError(f"{run.checkpoint_path}: corrupt checkpoint (malformed run state: {e})") from None
+        check_unchanged(saved, cfg)
         cfg = resumed_config(saved, cfg, state)
+        records = run.metrics()[:state.epoch]
     cfg = complete(cfg)
     data, driver, tc = build(cfg, params)
     try:  # refuses a bad rule, probe or device state before anything is written
@@ -73,16 +118,16 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         trainer = make_trainer(cfg, driver, tc, data)
         if resume:
             trainer.optimizer.load_state_dict(load_optimizer_state(run.checkpoint_path))
+            run.clean_temporaries()  # of a killed process
+        else:
+            run.clear()  # a run is only here with overwrite: none of its files may outlive it
+        run.write_config(cfg)
     except BaseException:
         driver.close()
         raise
-    run.write_config(cfg)
     if stop is None:
         from .cli import STOP
         stop = lambda: STOP.requested  # noqa: E731
-    records = run.metrics()
-    if state is not None:
-        records = records[:state.epoch]
     n_batches = -(-len(data.y_train) // tc.batch_size)
     bar = _progress(n_batches, progress)
 
@@ -148,6 +193,8 @@ def diagnose(path: Path, probe: int = 40, seed: int = 0, **solver) -> dict:
                           f"{path} used the {cfg['driver']} driver")
     if int(probe) < 1:
         raise ConfigError(f"the probe batch needs at least 1 sample, got {probe}")
+    if int(seed) < 0:
+        raise ConfigError(f"the probe batch's seed must be a whole number >= 0, got {seed}")
     data, driver, tc, _ = load_run(path, **solver)
     x, labels = probe_batch(data, probe, seed)
     v = directions(driver.network, driver.solver, x, one_hot(labels, driver.sizes[-1]), tc.beta, tc.symmetric,

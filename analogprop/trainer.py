@@ -26,6 +26,8 @@ pair's alignment (:func:`analogprop.network.alignment_drift`, Fig. 3 right).
 from __future__ import annotations
 
 import inspect
+import math
+import numbers
 import time
 from dataclasses import asdict, dataclass, field
 
@@ -36,6 +38,12 @@ from .dynamics import cost
 from .errors import ConfigError, DivergedError, check_finite
 from .network import alignment_drift
 from .optimizers import make_optimizer
+
+
+#: Largest parameter magnitude a step may produce: 1/eps of float32 (2^23).  Beyond it a unit-size
+#: step is below the parameter's resolution in the coarsest solver dtype, and since every rate a
+#: weight multiplies lies in [0, 1], no trained network needs it: such a step means divergence.
+PARAMETER_LIMIT = float(2 ** 23)
 
 
 @dataclass
@@ -60,31 +68,30 @@ class TrainConfig:
     feedback_lr_factor: float = 1.0  # factor on the feedback weights' learning rates (0: fixed feedback)
     alignment_drift: bool = False  # record each update's forward and feedback parts of the alignment change
 
-    def validate(self, n_pairs: int) -> "TrainConfig":
-        if not (np.isfinite(self.beta) and self.beta > 0):
-            raise ConfigError(f"beta must be a finite number > 0, got {self.beta}")
-        lrs = tuple(float(v) for v in self.lrs)
-        if len(lrs) == 1:
+    def validate(self, n_pairs: int | None = None) -> "TrainConfig":
+        """Check (and normalise) every setting for a network of ``n_pairs`` layer pairs (None: every
+        setting on its own, the number of learning rates unchecked); ConfigError names it."""
+        self.beta = _real("beta", self.beta, "a finite number > 0", lambda v: v > 0)
+        if isinstance(self.lrs, (str, bytes)) or not isinstance(self.lrs, (list, tuple, np.ndarray)):
+            raise ConfigError(f"lrs must be a list of learning rates, one per layer pair, got {self.lrs!r}")
+        lrs = tuple(_real(f"learning rate {i}", v, "a finite number >= 0", lambda v: v >= 0)
+                    for i, v in enumerate(self.lrs))
+        if len(lrs) == 1 and n_pairs is not None:
             lrs = lrs * n_pairs
-        if len(lrs) != n_pairs:
+        if not lrs:
+            raise ConfigError("lrs holds no learning rate; give one per layer pair, or one for all")
+        if n_pairs is not None and len(lrs) != n_pairs:
             raise ConfigError(f"got {len(lrs)} learning rates {list(lrs)}; the network has {n_pairs} layer pairs (give one or {n_pairs})")
-        for i, v in enumerate(lrs):
-            if not (np.isfinite(v) and v >= 0):
-                raise ConfigError(f"learning rate {i} must be a finite number >= 0, got {v}")
         self.lrs = lrs
-        for name in ("batch_size", "epochs"):
-            if int(getattr(self, name)) < 1:
-                raise ConfigError(f"{name} must be >= 1, got {getattr(self, name)}")
-        if not (np.isfinite(self.lr_decay) and 0 < self.lr_decay <= 1):
-            raise ConfigError(f"lr_decay must be a factor in (0, 1], got {self.lr_decay}")
-        if not (np.isfinite(self.weight_decay) and self.weight_decay >= 0):
-            raise ConfigError(f"weight_decay must be a finite number >= 0, got {self.weight_decay}")
+        for name, lo in (("batch_size", 1), ("epochs", 1), ("seed", 0), ("lr_decay_start", 1),
+                         ("checkpoint_every", 0), ("keep_every", 0)):
+            setattr(self, name, _whole(name, getattr(self, name), lo))
+        self.lr_decay = _real("lr_decay", self.lr_decay, "a factor in (0, 1]", lambda v: 0 < v <= 1)
+        self.weight_decay = _real("weight_decay", self.weight_decay, "a finite number >= 0", lambda v: v >= 0)
         self.shift = whole_pixels(self.shift)
-        if int(self.lr_decay_start) < 1:
-            raise ConfigError(f"lr_decay_start must be an epoch >= 1, got {self.lr_decay_start}")
-        for name in ("checkpoint_every", "keep_every"):
-            if int(getattr(self, name)) < 0:
-                raise ConfigError(f"{name} must be >= 0, got {getattr(self, name)}")
+        for name in ("symmetric", "random_sign", "centered", "alignment_drift"):
+            if not isinstance(getattr(self, name), (bool, np.bool_)):
+                raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         try:
             betas = tuple(float(b) for b in self.adam_betas)
         except (TypeError, ValueError):
@@ -92,12 +99,10 @@ class TrainConfig:
         if len(betas) != 2:
             raise ConfigError(f"adam_betas must be two decay rates, got {self.adam_betas!r}")
         self.adam_betas = betas
-        if not (isinstance(self.feedback_lr_factor, (int, float)) and not isinstance(self.feedback_lr_factor, bool)
-                and np.isfinite(self.feedback_lr_factor) and self.feedback_lr_factor >= 0):
-            raise ConfigError(f"feedback_lr_factor must be a finite number >= 0 (1: the paper's rule, 0: fixed "
-                              f"feedback), got {self.feedback_lr_factor!r}")
-        if not isinstance(self.alignment_drift, (bool, np.bool_)):
-            raise ConfigError(f"alignment_drift must be true or false, got {self.alignment_drift!r}")
+        self.adam_eps = _real("adam_eps", self.adam_eps, "a finite number > 0", lambda v: v > 0)
+        self.feedback_lr_factor = _real("feedback_lr_factor", self.feedback_lr_factor,
+                                        "a finite number >= 0 (1: the paper's rule, 0: fixed feedback)",
+                                        lambda v: v >= 0)
         self.make_optimizer()  # refuses an unknown name or bad settings now
         return self
 
@@ -113,6 +118,30 @@ class TrainConfig:
         d["lrs"] = list(self.lrs)
         d["adam_betas"] = list(self.adam_betas)
         return d
+
+
+def _is_finite(value) -> bool:
+    """Whether ``value`` is a number (not a truth value) that a float holds finitely."""
+    if isinstance(value, (bool, np.bool_)) or not isinstance(value, numbers.Real):
+        return False
+    try:
+        return math.isfinite(value)
+    except OverflowError:  # an int beyond the float range
+        return False
+
+
+def _real(name: str, value, accepted: str, ok) -> float:
+    """``value`` as a float if it is a finite number with ``ok(value)``; else ConfigError saying ``accepted``."""
+    if _is_finite(value) and ok(value):
+        return float(value)
+    raise ConfigError(f"{name} must be {accepted}, got {value!r}")
+
+
+def _whole(name: str, value, lo: int) -> int:
+    """``value`` as an int if it is a whole number >= ``lo``; else ConfigError."""
+    if _is_finite(value) and float(value).is_integer() and value >= lo:
+        return int(value)
+    raise ConfigError(f"{name} must be a whole number >= {lo}, got {value!r}")
 
 
 def one_hot(labels, n):
@@ -196,15 +225,25 @@ class TwoPhaseTrainer:
 
     def apply(self, delta: dict) -> None:
         """Move the parameters by ``delta`` plus the weight-decay step ``-lr lambda W`` (every weight
-        scaled by ``1 - lr lambda``), refusing a non-finite step (the last checkpoint stays good)."""
+        scaled by ``1 - lr lambda``), refusing a step that is not finite or that would take a
+        parameter beyond :data:`PARAMETER_LIMIT`: the parameters stay as they were, and so does
+        the last checkpoint."""
+        hint = (f"(learning rates {list(self.config.lrs)}, beta {self.config.beta}); "
+                "lower them and resume from the last checkpoint")
         bad = sorted(k for k, v in delta.items() if not np.all(np.isfinite(v)))
         if bad:
-            raise DivergedError(f"training diverged: the update of {', '.join(bad)} is not finite "
-                                f"(learning rates {list(self.config.lrs)}, beta {self.config.beta}); "
-                                "lower them and resume from the last checkpoint")
+            raise DivergedError(f"training diverged: the update of {', '.join(bad)} is not finite {hint}")
         lam = self.config.weight_decay
-        decay = {k: 1.0 - self.lr(k) * lam for k in delta if not k.startswith("bias")} if lam else None
-        self.driver.update_parameters(delta, decay)
+        decay = {k: 1.0 - self.lr(k) * lam for k in delta if not k.startswith("bias")} if lam else {}
+        params = self.driver.get_parameters()
+        for k in sorted(set(delta) & set(params)):  # a driver refuses unknown names itself
+            size = float(np.max(np.abs(params[k] * decay.get(k, 1.0) + delta[k]), initial=0.0))
+            if not size <= PARAMETER_LIMIT:
+                raise DivergedError(f"training diverged: the update of {k} would take it to magnitude {size:.3g}, "
+                                    f"beyond 2^23 = {PARAMETER_LIMIT:.3g} (1/eps of float32, the coarsest solver "
+                                    f"dtype: a unit step is lost there, and no network of rates in [0, 1] "
+                                    f"needs such weights) {hint}")
+        self.driver.update_parameters(delta, decay or None)
 
     def lr(self, name: str) -> float:
         """Learning rate of parameter ``name`` in the current epoch."""

@@ -130,7 +130,7 @@ def test_generated_options_are_todays_flags_and_dests():
         return {(tuple(a.option_strings), a.dest) for a in parser._actions
                 if a.option_strings and a.dest not in skip}
 
-    assert options(new_parser(), {"help"}) == options(train_parser(), {"help", "out", "resume", "quiet"})
+    assert options(new_parser(), {"help"}) == options(train_parser(), {"help", "out", "resume", "overwrite", "quiet"})
 
 
 # -- validation -----------------------------------------------------------------------------------------------------

@@ -5,11 +5,13 @@ from pathlib import Path
 
 import numpy as np
 
-from ..errors import ConfigError
+from ..errors import ConfigError, OutputError
+from ..runs import make_dir
 from .netlist import netlist
 
 
 def add_netlist_options(p) -> None:
+    from ..cli import out_path
     from ..drivers.circuit import add_circuit_options
 
     p.add_argument("source", nargs="?",
@@ -23,12 +25,13 @@ def add_netlist_options(p) -> None:
     p.add_argument("--include", action="append", default=[], metavar="FILE",
                    help="user subcircuit/model file copied into the netlist (no .control, shell or nested includes)")
     p.add_argument("--title", help="circuit title (sanitised)")
-    p.add_argument("--out", default="circuit.cir", help="netlist file to write (default circuit.cir)")
+    p.add_argument("--out", type=out_path, default="circuit.cir", help="netlist file to write (default circuit.cir)")
     add_circuit_options(p)
 
 
 def _source(path):
     """(config, parameters) of a run directory or checkpoint file."""
+    from ..build import complete
     from ..runs import RunDir, load_checkpoint
 
     path = Path(path)
@@ -39,9 +42,14 @@ def _source(path):
     if not path.exists():
         raise ConfigError(f"{path}: no such run directory or checkpoint")
     params, meta = load_checkpoint(path)
-    if "config" not in meta:
+    if not isinstance(meta.get("config"), dict):
         raise ConfigError(f"{path}: checkpoint has no run configuration")
-    return dict(meta["config"]), params
+    cfg = dict(meta["config"])
+    try:
+        complete(cfg)
+    except ConfigError as e:
+        raise ConfigError(f"{path}: its run configuration: {e}") from None
+    return cfg, params
 
 
 def circuit_of(cfg: dict, params=None):
@@ -90,6 +98,11 @@ def write_netlist(args) -> Path:
     title = args.title or (Path(args.source).stem if args.source else "analogprop")
     text = netlist(circuit, x, y, title=title, includes=args.include)
     out = Path(args.out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    out.write_text(text)
+    if out.is_dir():
+        raise OutputError(f"cannot write the netlist to {out}: it is a directory, not a file")
+    make_dir(out.parent)
+    try:
+        out.write_text(text)
+    except OSError as e:
+        raise OutputError.of(out, e) from None
     return out

@@ -185,8 +185,13 @@ def validate(spec: SweepSpec) -> SweepSpec:
         if s[name] is not None and (isinstance(s[name], bool) or not isinstance(s[name], int) or s[name] < 1):
             raise ConfigError(f"{name} must be a whole number >= 1, got {s[name]!r}")
     for lrs in ("lrs", "circuit_lrs"):
-        if s[lrs] is not None:
-            s[lrs] = [float(v) for v in s[lrs]]
+        v = s[lrs]
+        if v is not None:
+            if not isinstance(v, (list, tuple)) or not v or any(isinstance(x, bool) or not isinstance(x, (int, float))
+                                                                for x in v):
+                raise ConfigError(f"sweep settings: {lrs} must be a list of numbers, one per layer pair or one "
+                                  f"for all, e.g. [0.5, 0.2], got {v!r}")
+            s[lrs] = [float(x) for x in v]
     try:
         cfg = complete({k: s[k] for k in ("dataset", "data_dir", "arch", "epochs", "beta", "lrs", "batch_size",
                                           "tol", "max_steps")})

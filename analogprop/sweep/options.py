@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import argparse
 
+from ..errors import ConfigError
 from .grid import KNOBS, make_spec, read_spec_file
 
 
@@ -16,6 +17,8 @@ def _list(kind):
 
 
 def add_sweep_options(p) -> None:
+    from ..cli import out_path
+
     g = p.add_argument_group("grid")
     g.add_argument("--grid-file", help="TOML/JSON sweep file: settings (as the options below, with underscores) "
                    "and a [grid] table of knob = [values]; options given here override it")
@@ -46,7 +49,7 @@ def add_sweep_options(p) -> None:
     e.add_argument("--serial", action="store_true", help="run in this process, without Dask")
     e.add_argument("--scheduler", metavar="ADDRESS", help="address of an existing Dask scheduler (e.g. tcp://127.0.0.1:8786)")
     e.add_argument("--dashboard", metavar="PORT", help="serve the Dask dashboard on 127.0.0.1:PORT (needs bokeh; default off)")
-    e.add_argument("--out", default="runs/sweep", help="sweep directory (default runs/sweep)")
+    e.add_argument("--out", type=out_path, default="runs/sweep", help="sweep directory (default runs/sweep)")
     e.add_argument("--no-plots", action="store_true", help="do not draw the PNG plots")
     e.add_argument("--quiet", action="store_true", help="no progress bar")
 
@@ -59,3 +62,13 @@ def spec_from_args(args):
     file_settings = read_spec_file(args.grid_file) if args.grid_file else None
     grid = list(args.grid_options) + ([f"resolution_bits={args.bits}"] if args.bits else [])
     return make_spec(file_settings, grid, **{k: getattr(args, k) for k in SETTING_OPTIONS})
+
+
+def workers_from_args(args, default) -> int:
+    """Worker processes of the sweep (0: serially in this process); ``default()`` when not given."""
+    if args.workers is not None and (isinstance(args.workers, bool) or args.workers < 1):
+        raise ConfigError(f"--workers must be a whole number >= 1 of worker processes (or --serial: none), "
+                          f"got {args.workers}")
+    if args.serial and args.workers is not None:
+        raise ConfigError(f"--serial runs in this process and --workers {args.workers} on a Dask cluster: give one of them")
+    return 0 if args.serial else (args.workers if args.workers is not None else default())

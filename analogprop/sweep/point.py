@@ -26,7 +26,7 @@ from pathlib import Path
 from ..build import DRIVERS, check_fit, complete, train_config
 from ..conv_network import arch_sizes, create_network
 from ..data import load_dataset
-from ..runs import load_checkpoint, save_checkpoint
+from ..runs import checkpoint_epoch, load_checkpoint, save_checkpoint
 from ..trainer import TrainState, TwoPhaseTrainer
 from .grid import digest
 
@@ -78,6 +78,7 @@ def train_reference(task: dict, directory: Path, stop=None) -> dict:
     state, params = TrainState(), None
     if path.exists():
         params, meta = load_checkpoint(path)
+        checkpoint_epoch(path, meta)
         state = TrainState.from_dict(meta["state"])
     net = create_network(cfg["arch"], seed=cfg["seed"])
     driver = DRIVERS["ideal"](cfg, net)

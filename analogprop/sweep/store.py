@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError
-from ..runs import atomic_write
+from ..runs import atomic_write, make_dir
 from .point import RESULT_COLUMNS
 
 
@@ -23,8 +23,8 @@ class SweepDir:
 
     def __init__(self, path):
         self.path = Path(path)
-        self.rows_dir.mkdir(parents=True, exist_ok=True)
-        self.references_dir.mkdir(parents=True, exist_ok=True)
+        make_dir(self.rows_dir)
+        make_dir(self.references_dir)
 
     rows_dir = property(lambda self: self.path / "rows")
     references_dir = property(lambda self: self.path / "references")
