@@ -36,8 +36,8 @@ def main():
 
     from analogprop.data import load_digits
     from analogprop.drivers.visa import VisaDriver
-    from analogprop.network import Network
-    from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+    from analogprop.model.network import Network
+    from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 
     parent, child = mp.Pipe()
     server = mp.get_context("spawn").Process(target=_serve, args=(child,), daemon=True)

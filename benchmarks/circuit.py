@@ -26,9 +26,9 @@ from analogprop.circuit.solver import CircuitSolver
 from analogprop.data import load_digits
 from analogprop.drivers.circuit import CircuitDriver
 from analogprop.drivers.ideal import IdealDriver
-from analogprop.network import Network
-from analogprop.relax import FastSolver
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from analogprop.model.network import Network
+from analogprop.model.relax import FastSolver
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 
 
 def inputs(args, n_in, n, n_out):

@@ -17,7 +17,7 @@ import numpy as np
 
 from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.solver import CircuitSolver, kcl_residual
-from analogprop.network import Network, saturate
+from analogprop.model.network import Network, saturate
 
 CASES = {  # name: (sizes, gain, feedback, offset_dtod, samples, seeds)
     "moderate_20-12-5": ((20, 12, 5), 2.0, (0.5, 1.0, 2.0), 0.01, 300, range(10)),

@@ -13,8 +13,8 @@ import time
 
 from analogprop.data import load_mnist
 from analogprop.drivers.circuit import from_config
-from analogprop.network import Network, parse_sizes
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from analogprop.model.network import Network, parse_sizes
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 
 
 def main(argv=None):

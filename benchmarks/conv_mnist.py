@@ -17,8 +17,8 @@ from pathlib import Path
 
 from threadpoolctl import threadpool_limits
 
-from analogprop.network import FEEDBACK_INITS
-from analogprop.train_run import train
+from analogprop.model.network import FEEDBACK_INITS
+from analogprop.runs.training import train
 
 ARCH = "1x28x28-c32k5p2-c64k5p2-10"
 

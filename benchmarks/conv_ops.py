@@ -12,7 +12,7 @@ import timeit
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from analogprop.conv_ops import conv2d, conv2d_kernel_grad, conv2d_transpose
+from analogprop.model.conv_ops import conv2d, conv2d_kernel_grad, conv2d_transpose
 
 
 def best_ms(fn, number=10, repeat=5):

@@ -21,10 +21,10 @@ import sys
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from analogprop.build import load_run
-from analogprop.conv_network import ConvNetwork
+from analogprop.runs.build import load_run
+from analogprop.model.conv_network import ConvNetwork
 from analogprop.data import load_dataset
-from analogprop.dynamics import rho
+from analogprop.model.dynamics import rho
 from analogprop.errors import AnalogpropError
 
 

@@ -13,9 +13,9 @@ from __future__ import annotations
 import argparse
 import sys
 
-from analogprop.build import load_network
+from analogprop.runs.build import load_network
 from analogprop.errors import AnalogpropError
-from analogprop.runs import save_checkpoint
+from analogprop.runs.directory import save_checkpoint
 
 
 def main(argv=None) -> int:

@@ -18,11 +18,11 @@ from typing import NamedTuple
 
 import numpy as np
 
-from analogprop.build import build, complete
+from analogprop.runs.build import build, complete
 from analogprop.errors import DivergedError
-from analogprop.plots import plot_runs
-from analogprop.rules import make_trainer
-from analogprop.runs import RunDir
+from analogprop.runs.plots import plot_runs
+from analogprop.training.rules import make_trainer
+from analogprop.runs.directory import RunDir
 
 
 class RuleResult(NamedTuple):

@@ -23,14 +23,14 @@ from pathlib import Path
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from analogprop.build import load_run
+from analogprop.runs.build import load_run
 from analogprop.data import Dataset
 from analogprop.drivers.ideal import IdealDriver
-from analogprop.dynamics import rho
+from analogprop.model.dynamics import rho
 from analogprop.errors import AnalogpropError, ConfigError
-from analogprop.network import Network
-from analogprop.runs import RunDir, save_checkpoint
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from analogprop.model.network import Network
+from analogprop.runs.directory import RunDir, save_checkpoint
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 
 
 def output_pair_names(network) -> tuple[str, str, str]:

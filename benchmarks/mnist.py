@@ -20,13 +20,13 @@ import numpy as np
 
 from threadpoolctl import threadpool_limits
 
-from analogprop.build import build, complete
+from analogprop.runs.build import build, complete
 from analogprop.errors import AnalogpropError
-from analogprop.network import FEEDBACK_INITS
-from analogprop.plots import plot_runs
-from analogprop.runs import RunDir, load_checkpoint, load_optimizer_state, transplant
-from analogprop.train_run import resumed_config
-from analogprop.trainer import TrainState, TwoPhaseTrainer
+from analogprop.model.network import FEEDBACK_INITS
+from analogprop.runs.plots import plot_runs
+from analogprop.runs.directory import RunDir, load_checkpoint, load_optimizer_state, transplant
+from analogprop.runs.training import resumed_config
+from analogprop.training.trainer import TrainState, TwoPhaseTrainer
 
 
 def parse_args(argv=None):

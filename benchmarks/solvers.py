@@ -18,8 +18,8 @@ import time
 
 import numpy as np
 
-from analogprop.network import Network
-from analogprop.relax import EulerSolver, FastSolver
+from analogprop.model.network import Network
+from analogprop.model.relax import EulerSolver, FastSolver
 
 
 def inputs(args, n):
@@ -36,7 +36,7 @@ def inputs(args, n):
 def network(args):
     net = Network.create((784, 512, 512, 10), seed=0)
     if args.checkpoint:
-        from analogprop.runs import load_checkpoint
+        from analogprop.runs.directory import load_checkpoint
 
         params, _ = load_checkpoint(args.checkpoint)
         net = Network(net.sizes, {k: np.asarray(v, np.float64) for k, v in params.items()}).validate()

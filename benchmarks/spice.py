@@ -29,7 +29,7 @@ import numpy as np
 
 from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.solver import CircuitSolver
-from analogprop.network import Network
+from analogprop.model.network import Network
 from analogprop.spice.engine import engine
 from analogprop.spice.netlist import netlist
 from analogprop.spice.solver import SpiceSolver

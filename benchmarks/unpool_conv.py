@@ -17,10 +17,10 @@ import sys
 
 import numpy as np
 
-from analogprop.build import load_network
-from analogprop.conv_network import ConvNetwork
+from analogprop.runs.build import load_network
+from analogprop.model.conv_network import ConvNetwork
 from analogprop.errors import AnalogpropError
-from analogprop.runs import save_checkpoint
+from analogprop.runs.directory import save_checkpoint
 
 
 def main(argv=None) -> int:

@@ -65,7 +65,7 @@ def cli_reference() -> str:
 
 
 def results_tables() -> str:
-    from analogprop.run_summary import markdown_summary
+    from analogprop.runs.summary import markdown_summary
 
     cwd = os.getcwd()
     os.chdir(ROOT)  # the tables name each record by its path in the repository

@@ -35,8 +35,8 @@ from scipy.special import expit
 
 from analogprop.data import load_digits
 from analogprop.drivers.base import Driver, Phase
-from analogprop.network import Network
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from analogprop.model.network import Network
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 
 
 def g(u):

@@ -12,9 +12,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from analogprop.build import load_run
+from analogprop.runs.build import load_run
 from analogprop.errors import AnalogpropError
-from analogprop.trainer import TwoPhaseTrainer
+from analogprop.training.trainer import TwoPhaseTrainer
 
 
 def evaluate(run_dir, data_dir=None, limit=None, train=False) -> dict:

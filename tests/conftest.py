@@ -4,7 +4,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analogprop.network import Network, saturate
+from analogprop.model.network import Network, saturate
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -29,7 +29,7 @@ def saturating_network(sizes, seed, gain=3.0, feedback=0.3):
 
 def central_difference(net, solver, x, y, eps=1e-6):
     """-dJ/dtheta by central differences of J (Eq. 11), one parameter entry at a time."""
-    from analogprop.gradients import objective
+    from analogprop.model.gradients import objective
 
     out = {}
     for name, w in net.params.items():

@@ -4,11 +4,11 @@ import json
 import numpy as np
 import pytest
 
-from analogprop.build import build, complete
+from analogprop.runs.build import build, complete
 from analogprop.errors import ConfigError
-from analogprop.network import alignment_drift, cosine
-from analogprop.runs import RunDir, load_checkpoint
-from analogprop.train_run import train
+from analogprop.model.network import alignment_drift, cosine
+from analogprop.runs.directory import RunDir, load_checkpoint
+from analogprop.runs.training import train
 from conftest import load_script, printed_values
 from test_data_runs import _stop_at
 from test_mnist_benchmark import _args, fake_mnist  # noqa: F401 (fixture)
@@ -79,7 +79,7 @@ def test_the_drift_panel_draws_cumulative_parts_from_epoch_0(tmp_path):
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analogprop.plots import PANELS, plot_runs
+    from analogprop.runs.plots import PANELS, plot_runs
 
     rec = [{"epoch": 1, "alignment": [0.1], "alignment_drift_forward": [0.02], "alignment_drift_feedback": [-0.01]},
            {"epoch": 2, "alignment": [0.1], "alignment_drift_forward": [0.03], "alignment_drift_feedback": [-0.02]}]
@@ -102,7 +102,7 @@ def test_panels_of_several_runs_keep_one_legend_entry_per_run_and_pair():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analogprop.plots import PANELS
+    from analogprop.runs.plots import PANELS
 
     rec = [{"epoch": e, "train_error": 0.5, "test_error": 0.4, "alignment": [0.1, 0.2, 0.3],
             "alignment_drift_forward": [0.01] * 3, "alignment_drift_feedback": [-0.01] * 3} for e in (1, 2)]

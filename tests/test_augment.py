@@ -1,11 +1,11 @@
-"""Random translations of training images (analogprop.augment) and their use in the trainer."""
+"""Random translations of training images (analogprop.data.augment) and their use in the trainer."""
 import numpy as np
 import pytest
 
-from analogprop.augment import check_fits, random_shifts, whole_pixels
+from analogprop.data.augment import check_fits, random_shifts, whole_pixels
 from analogprop.data import load_digits
 from analogprop.errors import ConfigError
-from analogprop.train_run import train
+from analogprop.runs.training import train
 from test_trainer import make
 
 

@@ -14,14 +14,14 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analogprop import runs as runs_module
-from analogprop.build import complete
+from analogprop.runs import directory as runs_module
+from analogprop.runs.build import complete
 from analogprop.cli import main
 from analogprop.drivers.ideal import IdealDriver
 from analogprop.errors import ConfigError, DivergedError
-from analogprop.network import Network
-from analogprop.runs import RunDir, load_checkpoint
-from analogprop.trainer import PARAMETER_LIMIT, TrainConfig, TwoPhaseTrainer
+from analogprop.model.network import Network
+from analogprop.runs.directory import RunDir, load_checkpoint
+from analogprop.training.trainer import PARAMETER_LIMIT, TrainConfig, TwoPhaseTrainer
 
 TINY = ["--arch", "64-8-10", "--quiet"]
 

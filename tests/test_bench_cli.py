@@ -13,7 +13,7 @@ from analogprop.bench.emulator import BenchEmulator, profile_text_with_resources
 from analogprop.bench.profile import load_profile
 from analogprop.cli import main
 from analogprop.drivers.visa import quantise
-from analogprop.runs import load_checkpoint
+from analogprop.runs.directory import load_checkpoint
 from bench_helpers import DIGITS, SMALL
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

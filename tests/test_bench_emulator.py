@@ -11,8 +11,8 @@ from analogprop.bench.emulator import ERROR_QUEUE_DEPTH, BenchEmulator
 from analogprop.bench.instruments import PROG_CODES, SMU, Board, ScannerDMM, VoltageSource
 from analogprop.bench.scpi import ConnectionLost, Instrument, InstrumentError, ReplyError, SCPIErrorQueued
 from analogprop.errors import ConfigError
-from analogprop.network import Network
-from analogprop.relax import FastSolver
+from analogprop.model.network import Network
+from analogprop.model.relax import FastSolver
 from bench_helpers import DIGITS, emulated, profile
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

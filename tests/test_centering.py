@@ -6,15 +6,15 @@ import pytest
 
 from analogprop.circuit.mismatch import Mismatch
 from analogprop.cli import main
-from analogprop.conv_network import ConvNetwork
+from analogprop.model.conv_network import ConvNetwork
 from analogprop.drivers.circuit import CircuitDriver
 from analogprop.drivers.ideal import IdealDriver
 from analogprop.drivers.visa import VisaDriver
-from analogprop.dynamics import rho
+from analogprop.model.dynamics import rho
 from analogprop.errors import ConfigError
-from analogprop.network import Network
-from analogprop.relax import FastSolver
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from analogprop.model.network import Network
+from analogprop.model.relax import FastSolver
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 from bench_helpers import emulated, profile
 from conftest import load_script
 
@@ -112,7 +112,7 @@ def test_centred_training_from_the_command_line(tmp_path, capsys):
 
 def test_diagnostics_measure_the_centred_update_the_trainer_applies():
     """two_phase_estimate (diagnose, --probe) with centered is the driver's centred update / (beta n)."""
-    from analogprop.gradients import two_phase_estimate
+    from analogprop.model.gradients import two_phase_estimate
     rng = np.random.default_rng(3)
     net = Network.create((6, 5, 3), seed=4)
     solver = FastSolver(tol=1e-12)

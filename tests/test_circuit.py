@@ -8,9 +8,9 @@ from analogprop.cli import main
 from analogprop.data import load_digits
 from analogprop.drivers.circuit import CircuitDriver, from_config
 from analogprop.errors import ConfigError
-from analogprop.network import Network
-from analogprop.relax import FastSolver
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from analogprop.model.network import Network
+from analogprop.model.relax import FastSolver
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 
 from conftest import saturating_network
 

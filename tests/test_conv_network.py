@@ -4,12 +4,12 @@ import pytest
 from scipy.signal import correlate
 from threadpoolctl import threadpool_limits
 
-from analogprop.conv_network import ConvNetwork, arch_sizes, create_network, normalize_arch
-from analogprop.conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose
-from analogprop.dynamics import mu_beta, rho
+from analogprop.model.conv_network import ConvNetwork, arch_sizes, create_network, normalize_arch
+from analogprop.model.conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose
+from analogprop.model.dynamics import mu_beta, rho
 from analogprop.errors import ConfigError
-from analogprop.network import Network, saturate
-from analogprop.relax import EulerSolver, FastSolver
+from analogprop.model.network import Network, saturate
+from analogprop.model.relax import EulerSolver, FastSolver
 from conftest import central_difference
 
 # pooling; stride 2 with an unused last row; two dense layers on top
@@ -242,7 +242,7 @@ def test_transfer_T_is_the_adjoint_of_transfer(arch, rng):
 @pytest.mark.parametrize("arch", ARCHS)
 def test_true_gradient_of_a_conv_network_matches_finite_differences(arch, rng):
     """Eq. 17 through transfer_T, with saturated units, against central differences of J."""
-    from analogprop import gradients as G
+    from analogprop.model import gradients as G
 
     net = saturating_conv(arch, seed=7, gain=1.0)
     solver = FastSolver(tol=1e-14, max_sweeps=5000)
@@ -258,7 +258,7 @@ def test_true_gradient_of_a_conv_network_matches_finite_differences(arch, rng):
 
 
 def test_conv_linear_solve_falls_back_to_gmres_when_sweeps_diverge(rng, monkeypatch):
-    from analogprop import gradients as G
+    from analogprop.model import gradients as G
 
     rows = []
     krylov = G._krylov
@@ -283,7 +283,7 @@ def test_conv_linear_solve_falls_back_to_gmres_when_sweeps_diverge(rng, monkeypa
 # -- end to end: CLI, trainer, ideal driver, checkpoints ----------------------------
 def test_conv_network_learns_digits_through_the_cli(tmp_path, capsys):
     from analogprop.cli import main
-    from analogprop.runs import RunDir
+    from analogprop.runs.directory import RunDir
 
     out = tmp_path / "conv"
     args = ["train", "--arch", "1x8x8-c8k3-c16k3p2-10", "--lrs", "0.1,0.05,0.2", "--beta", "1.0",
@@ -350,7 +350,7 @@ def test_without_pooling_refuses_pairs_it_cannot_widen():
 
 def test_unpool_script_widens_a_trained_run(tmp_path, capsys):
     from analogprop.cli import main as cli
-    from analogprop.runs import load_checkpoint
+    from analogprop.runs.directory import load_checkpoint
     from conftest import load_script, printed_values
     run = tmp_path / "run"
     assert cli(["train", "--arch", "1x8x8-c4k3p2-10", "--lrs", "0.1,0.2", "--epochs", "1", "--out", str(run)]) == 0
@@ -396,8 +396,8 @@ def test_conv_readout_benchmark_fits_both_feature_sets(tmp_path, capsys):
 def test_unpool_script_widens_a_fresh_network(tmp_path, capsys):
     """--fresh: the widened checkpoint is the fresh pooled network's widening (same seed and dtype),
     and it settles; a malformed architecture is refused with a message."""
-    from analogprop.relax import FastSolver
-    from analogprop.runs import load_checkpoint
+    from analogprop.model.relax import FastSolver
+    from analogprop.runs.directory import load_checkpoint
     from conftest import load_script, printed_values
     script = load_script("benchmarks/unpool_conv.py")
     out = tmp_path / "wide.npz"
@@ -420,10 +420,10 @@ def test_unpool_script_widens_a_fresh_network(tmp_path, capsys):
 def test_frozen_readout_equals_the_two_phase_rule_on_the_whole_network(tmp_path, capsys):
     """benchmarks/frozen_readout.py (cached features, a one-pair net) gives the output pair that the trainer
     gives on the whole conv network with the output's feedback at zero and the conv pair's rate 0."""
-    from analogprop.build import load_run
+    from analogprop.runs.build import load_run
     from analogprop.cli import main as cli
-    from analogprop.runs import RunDir, load_checkpoint
-    from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+    from analogprop.runs.directory import RunDir, load_checkpoint
+    from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
     from conftest import load_script
     run, out = tmp_path / "run", tmp_path / "readout"
     assert cli(["train", "--arch", "1x8x8-c4k3p2-10", "--lrs", "0.1,0.2", "--epochs", "1", "--out", str(run)]) == 0

@@ -8,10 +8,10 @@ import numpy as np
 import pytest
 
 from analogprop import data as D
-from analogprop.build import load_run
+from analogprop.runs.build import load_run
 from analogprop.errors import ConfigError, DataError
-from analogprop.runs import RunDir, average, branch, export, load_checkpoint, load_device_state, save_checkpoint
-from analogprop.train_run import evaluate, train
+from analogprop.runs.directory import RunDir, average, branch, export, load_checkpoint, load_device_state, save_checkpoint
+from analogprop.runs.training import evaluate, train
 
 
 def idx_bytes(arr):

@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from analogprop.conv_network import ConvNetwork
+from analogprop.model.conv_network import ConvNetwork
 from analogprop.errors import ConfigError
-from analogprop.network import Network
-from analogprop.relax import FastSolver
+from analogprop.model.network import Network
+from analogprop.model.relax import FastSolver
 
 
 def _unsaturated(seed=0):
@@ -63,10 +63,10 @@ def test_deepen_script_grows_a_trained_run_that_keeps_its_function(tmp_path, cap
     """A trained digits run deepened after its top hidden layer classifies as before (within 2 points;
     the copy of layer 1 loses more here, as layer 1's drives saturate) and trains on as a deeper run."""
     from analogprop.cli import main as cli
-    from analogprop.build import build
-    from analogprop.runs import load_checkpoint
-    from analogprop.train_run import evaluate
-    from analogprop.trainer import TwoPhaseTrainer
+    from analogprop.runs.build import build
+    from analogprop.runs.directory import load_checkpoint
+    from analogprop.runs.training import evaluate
+    from analogprop.training.trainer import TwoPhaseTrainer
     from conftest import load_script, printed_values
     run = tmp_path / "run"
     assert cli(["train", "--arch", "64-32-32-10", "--lrs", "1.0,0.4,0.2", "--beta", "1", "--epochs", "6", "--out", str(run)]) == 0

@@ -1,6 +1,6 @@
 """The main job (``make demo``) end to end, shortened: ideal training, deployment on a mismatched die
 measured in ngspice, training in ngspice, netlist, transient and plots."""
-from analogprop.demo import run_demo
+from analogprop.runs.demo import run_demo
 
 
 def test_demo_runs_end_to_end(tmp_path, capsys):

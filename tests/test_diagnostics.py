@@ -4,17 +4,17 @@ import json
 import numpy as np
 import pytest
 
-from analogprop import gradients as G
+from analogprop.model import gradients as G
 from analogprop.cli import main
 from analogprop.data import load_digits
-from analogprop.diagnostics import ProbeDiagnostics, probe_batch
+from analogprop.training.diagnostics import ProbeDiagnostics, probe_batch
 from analogprop.drivers import IdealDriver
 from analogprop.errors import ConfigError, DataError
-from analogprop.network import Network
-from analogprop.plots import plot_runs
-from analogprop.relax import FastSolver
-from analogprop.rules import GradientTrainer, make_trainer
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer, one_hot
+from analogprop.model.network import Network
+from analogprop.runs.plots import plot_runs
+from analogprop.model.relax import FastSolver
+from analogprop.training.rules import GradientTrainer, make_trainer
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer, one_hot
 
 
 @pytest.fixture(scope="module")
@@ -51,7 +51,7 @@ def test_tied_network_angle_is_zero(small):
 
 def test_mirrored_feedback_init_through_the_config_starts_on_the_gradient(small):
     """Untied, but with the feedback weights equal to the forward ones the rule starts as EP (nu = -dJ/dW)."""
-    from analogprop.build import build
+    from analogprop.runs.build import build
 
     _, drv, _ = build({"arch": "64-16-10", "feedback_init": "mirrored"})
     x, labels = probe_batch(small, 20)
@@ -154,7 +154,7 @@ def test_alignment_curves_start_at_epoch_0_when_the_run_recorded_it():
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    from analogprop.plots import PANELS
+    from analogprop.runs.plots import PANELS
 
     rec = [{"epoch": 1, "alignment": [0.1, 0.2], "alignment_start": [0.0, -0.01]}, {"epoch": 2, "alignment": [0.15, 0.3]}]
     fig, ax = plt.subplots()
@@ -180,7 +180,7 @@ def test_plot_refuses_missing_or_corrupt_runs(tmp_path, capsys):
 
 
 def test_convolutional_networks_get_diagnostics_and_the_gradient_rule(small):
-    from analogprop.conv_network import ConvNetwork
+    from analogprop.model.conv_network import ConvNetwork
 
     drv = IdealDriver(ConvNetwork.create("1x8x8-c4k3p2-10", seed=0), FastSolver(tol=1e-8))
     x, labels = probe_batch(small, 20)

@@ -1,6 +1,6 @@
 """benchmarks/diagnostics.py on a digits slice: both rules report, and a diverged rule is reported, not raised."""
 from analogprop.errors import DivergedError
-from analogprop.trainer import TwoPhaseTrainer
+from analogprop.training.trainer import TwoPhaseTrainer
 from conftest import load_script, printed_values
 
 

@@ -10,8 +10,8 @@ import sys
 import pytest
 
 from analogprop.cli import COMMANDS, make_parser
-from analogprop.runs import RunDir
-from analogprop.trainer import TwoPhaseTrainer
+from analogprop.runs.directory import RunDir
+from analogprop.training.trainer import TwoPhaseTrainer
 from conftest import ROOT
 
 

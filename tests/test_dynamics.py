@@ -2,8 +2,8 @@
 import numpy as np
 import pytest
 
-from analogprop.dynamics import cost, mu_beta
-from analogprop.relax import EulerSolver, FastSolver
+from analogprop.model.dynamics import cost, mu_beta
+from analogprop.model.relax import EulerSolver, FastSolver
 from conftest import saturating_network
 
 SIZES = [(12, 9, 7, 4), (20, 15, 10, 8, 5), (6, 3)]

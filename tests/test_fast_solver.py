@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from analogprop.dynamics import mu_beta, projected_residual
+from analogprop.model.dynamics import mu_beta, projected_residual
 from analogprop.errors import ConfigError
-from analogprop.network import Network
-from analogprop.relax import EulerSolver, FastSolver
+from analogprop.model.network import Network
+from analogprop.model.relax import EulerSolver, FastSolver
 from conftest import saturating_network
 
 

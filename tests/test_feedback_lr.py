@@ -2,11 +2,11 @@
 import numpy as np
 import pytest
 
-from analogprop.build import build, complete
+from analogprop.runs.build import build, complete
 from analogprop.errors import ConfigError
-from analogprop.runs import load_checkpoint
-from analogprop.train_run import train
-from analogprop.trainer import TwoPhaseTrainer
+from analogprop.runs.directory import load_checkpoint
+from analogprop.runs.training import train
+from analogprop.training.trainer import TwoPhaseTrainer
 
 CFG = {"arch": "64-24-16-10", "epochs": 1, "lrs": [0.5, 0.2, 0.05], "weight_decay": 1e-3}
 

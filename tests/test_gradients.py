@@ -2,10 +2,10 @@
 import numpy as np
 import pytest
 
-from analogprop import gradients as G
+from analogprop.model import gradients as G
 from analogprop.errors import ConfigError
-from analogprop.network import Network
-from analogprop.relax import FastSolver
+from analogprop.model.network import Network
+from analogprop.model.relax import FastSolver
 
 from conftest import central_difference, saturating_network
 

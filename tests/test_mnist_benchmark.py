@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from analogprop import data as D
-from analogprop.runs import load_checkpoint
+from analogprop.runs.directory import load_checkpoint
 from conftest import load_script, printed_values
 from test_data_runs import idx_bytes
 

@@ -4,12 +4,12 @@ import json
 import numpy as np
 import pytest
 
-from analogprop.build import build
+from analogprop.runs.build import build
 from analogprop.cli import main
 from analogprop.data import load_digits
-from analogprop.dynamics import mu_beta
+from analogprop.model.dynamics import mu_beta
 from analogprop.errors import ConfigError
-from analogprop.trainer import one_hot
+from analogprop.training.trainer import one_hot
 
 ARCH = "64-40-30-20-10"  # three hidden layers: the nudge needs steps to reach the first
 

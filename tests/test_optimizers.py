@@ -2,12 +2,12 @@
 import numpy as np
 import pytest
 
-from analogprop.build import build, complete
+from analogprop.runs.build import build, complete
 from analogprop.errors import ConfigError, DataError
-from analogprop.optimizers import SGD, Adam, make_optimizer
-from analogprop.runs import RunDir, export, load_checkpoint, load_optimizer_state
-from analogprop.train_run import train
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from analogprop.training.optimizers import SGD, Adam, make_optimizer
+from analogprop.runs.directory import RunDir, export, load_checkpoint, load_optimizer_state
+from analogprop.runs.training import train
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 
 
 def _grads(seed, scale=1.0):

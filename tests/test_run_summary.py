@@ -5,8 +5,8 @@ import pytest
 
 from analogprop.cli import main
 from analogprop.errors import DataError
-from analogprop.run_summary import markdown_summary, pair_history, summarize, summarize_runs
-from analogprop.runs import RunDir
+from analogprop.runs.summary import markdown_summary, pair_history, summarize, summarize_runs
+from analogprop.runs.directory import RunDir
 from conftest import ROOT
 
 

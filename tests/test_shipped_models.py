@@ -7,9 +7,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from analogprop.conv_network import arch_sizes, create_network
+from analogprop.model.conv_network import arch_sizes, create_network
 from analogprop.data import data_dir
-from analogprop.runs import RunDir, load_checkpoint
+from analogprop.runs.directory import RunDir, load_checkpoint
 from conftest import ROOT, load_script
 
 SHIPPED = sorted(p for p in (ROOT / "benchmarks" / "trained").glob("*") if (p / "config.json").exists())

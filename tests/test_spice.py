@@ -8,7 +8,7 @@ import pytest
 
 from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.solver import CircuitSolver
-from analogprop.relax import FastSolver
+from analogprop.model.relax import FastSolver
 from analogprop.spice.engine import NetlistError, engine
 from analogprop.spice.include import IncludeError
 from analogprop.spice.netlist import netlist, sanitise

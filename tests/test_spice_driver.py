@@ -2,14 +2,14 @@
 import numpy as np
 import pytest
 
-from analogprop.build import build
+from analogprop.runs.build import build
 from analogprop.circuit import Mismatch
 from analogprop.cli import main
 from analogprop.data import load_dataset
 from analogprop.drivers.circuit import CircuitDriver
 from analogprop.drivers.ngspice import NgspiceDriver
-from analogprop.network import Network
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer, one_hot
+from analogprop.model.network import Network
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer, one_hot
 
 from conftest import saturating_network
 
@@ -86,8 +86,8 @@ def test_netlist_of_a_circuit_run_holds_its_trained_devices(tmp_path):
                  "--die", "3", "--out", str(run), "--quiet"]) == 0
     out = tmp_path / "trained.cir"
     assert main(["netlist", str(run), "--samples", "2", "--out", str(out)]) == 0
-    from analogprop.runs import load_checkpoint
-    from analogprop.spice.commands import circuit_of
+    from analogprop.runs.directory import load_checkpoint
+    from analogprop.cli.netlist import circuit_of
 
     params, meta = load_checkpoint(run / "checkpoint.npz")
     circuit, _ = circuit_of(meta["config"], params)

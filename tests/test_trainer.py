@@ -5,9 +5,9 @@ import pytest
 from analogprop.data import load_digits
 from analogprop.drivers import IdealDriver
 from analogprop.errors import ConfigError
-from analogprop.network import Network
-from analogprop.relax import FastSolver
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from analogprop.model.network import Network
+from analogprop.model.relax import FastSolver
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 
 
 @pytest.fixture(scope="module")

@@ -7,9 +7,9 @@ from analogprop.data import load_digits
 from analogprop.drivers.ideal import IdealDriver
 from analogprop.drivers.visa import VisaDriver
 from analogprop.errors import ConfigError
-from analogprop.network import Network
-from analogprop.relax import FastSolver
-from analogprop.trainer import TrainConfig, TwoPhaseTrainer
+from analogprop.model.network import Network
+from analogprop.model.relax import FastSolver
+from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 from bench_helpers import DIGITS, emulated, profile
 
 pytestmark = pytest.mark.filterwarnings("ignore::ResourceWarning")

@@ -6,7 +6,7 @@ dialect of :mod:`analogprop.bench.instruments`.  Behind them sits one
 simulated board (:class:`BoardPhysics`): the network realised by the device
 codes, each device's weight scaled by its own log-normal gain (mismatch),
 relaxed to its fixed point (Eq. 13-15, nudge conductance beta to the target
-voltage) by the sweeps of :class:`analogprop.relax.FastSolver`, approached exponentially
+voltage) by the sweeps of :class:`analogprop.model.relax.FastSolver`, approached exponentially
 with the profile's time constant, read with Gaussian noise at the DMM's
 resolution.  With ``physics = "circuit"`` the board is instead a compiled
 circuit of :mod:`analogprop.circuit` (:class:`CircuitPhysics`).
@@ -53,12 +53,12 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ..network import Network
-from ..dynamics import rho
+from ..model.network import Network
+from ..model.dynamics import rho
 from .instruments import codes_crc
-from .options import MAX_CLIENTS
 from .profile import Profile
 
+MAX_CLIENTS = 4           # sessions an emulated instrument serves at a time (the driver opens one)
 FAULT_KINDS = ("drop", "drop_after", "delay", "error", "range", "malformed", "wrong", "extra", "stuck")
 MAX_LINE = 65536          # bytes of one input line, terminator excluded
 ERROR_QUEUE_DEPTH = 10    # entries of each instrument's SCPI error queue
@@ -129,7 +129,7 @@ class BoardPhysics:
     def fixed_point(self, x, y, beta, start, tol=1e-12, max_sweeps=2000):
         """States (list per dynamic layer) of the fixed point of Eq. 13-15 reached from ``start``.
 
-        The single-sample form of :class:`analogprop.relax.FastSolver`'s
+        The single-sample form of :class:`analogprop.model.relax.FastSolver`'s
         projected block Gauss-Seidel sweeps (a board settles one sample at a
         time); the nudged output solves ``h = (drive + beta y) / (1 + beta)``.
         """

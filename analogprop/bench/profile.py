@@ -141,7 +141,7 @@ class Profile:
         return replace(self, instruments=inst)
 
     def parameter_shapes(self) -> dict[str, tuple[int, ...]]:
-        """Shape of every parameter block the board holds (see :mod:`analogprop.network`)."""
+        """Shape of every parameter block the board holds (see :mod:`analogprop.model.network`)."""
         s = self.sizes
         shapes = {f"fwd{k}": (s[k + 1], s[k]) for k in range(len(s) - 1)}
         shapes.update({f"bwd{k}": (s[k], s[k + 1]) for k in range(1, len(s) - 1)})

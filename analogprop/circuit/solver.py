@@ -6,7 +6,7 @@ clamps: ``V_k = clamp(inj_k(r_{k-1}, r_{k+1}) / gtot_k)`` (both clamps of a
 node conduct between its levels when offsets invert its window, see
 :class:`_ClampWindow`).  The solver sweeps the layers
 (block Gauss-Seidel, input side first) solving each one in closed
-form, which is the circuit analogue of :class:`analogprop.relax.FastSolver`,
+form, which is the circuit analogue of :class:`analogprop.model.relax.FastSolver`,
 and stops per sample once the KCL residual, expressed in volts as
 ``max |I| / g`` (g: gtot plus the clamps conducting at V; how far each node
 is from the voltage its currents balance at), is below ``tol``.  A sample
@@ -24,7 +24,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ..errors import ConfigError, check_finite
-from ..relax import Relaxation
+from ..model.relax import Relaxation
 from .description import Circuit
 
 

@@ -5,7 +5,7 @@
 * :mod:`.tree`: :class:`RunConfig`, the rules between settings, the flat config.json form;
 * :mod:`.rates`: learning rates per layer pair for any depth;
 * :mod:`.files`: TOML files and the layering defaults < file < command line;
-* :mod:`.cli_options`: the argparse options (imported by the command line only).
+* :mod:`analogprop.cli.config_options`: the argparse options generated from the tree (CLI layer).
 """
 from .files import check_layer, load_toml, merge
 from .rates import default_lrs, resolve_lrs

@@ -144,7 +144,7 @@ class Architecture(Check):
     accepts = "an architecture such as 64-32-10 or 1x28x28-c32k5p2-10"
 
     def __call__(self, value):
-        from ..conv_network import normalize_arch
+        from ..model.conv_network import normalize_arch
         from ..errors import ConfigError
 
         if isinstance(value, (list, tuple)):

@@ -30,10 +30,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from .tree import RunConfig
 
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+import tomllib
 
 
 def check_layer(nested: dict) -> dict:
@@ -64,7 +61,7 @@ def load_toml(path) -> dict:
 
 def merge(*layers) -> RunConfig:
     """The defaults overridden by each layer in turn, setting by setting: nested dicts as :func:`load_toml`
-    and :func:`~.cli_options.overrides_from_args` give, or RunConfig objects (every setting of one counts).
+    and :func:`analogprop.cli.config_options.overrides_from_args` give, or RunConfig objects (every setting of one counts).
 
     Driver settings the chosen driver would ignore (e.g. ``--g-dtod`` with the ideal driver) are refused.
     """

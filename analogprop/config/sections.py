@@ -87,7 +87,7 @@ class DataConfig(Section):
 class ModelConfig(Section):
     NAME: ClassVar[str] = "model"
     TITLE: ClassVar[str] = "model"
-    #: as analogprop.network.FEEDBACK_INITS
+    #: as analogprop.model.network.FEEDBACK_INITS
     FEEDBACK_INITS: ClassVar[tuple] = ("random", "mirrored")
 
     arch: str = setting("64-32-10", "layer sizes, input first, e.g. 64-32-10; convolutional: CxHxW input, "
@@ -106,7 +106,7 @@ class ModelConfig(Section):
 class DriverConfig(Section):
     NAME: ClassVar[str] = "driver"
     TITLE: ClassVar[str] = "driver"
-    #: as analogprop.build.DRIVERS
+    #: as analogprop.runs.build.DRIVERS
     NAMES: ClassVar[tuple] = ("ideal", "circuit", "ngspice", "visa")
 
     name: str = setting("ideal", "what is trained: the ideal model, a compiled mismatched circuit, that "
@@ -135,7 +135,7 @@ class SolverConfig(Section):
 class TrainingConfig(Section):
     NAME: ClassVar[str] = "training"
     TITLE: ClassVar[str] = "training"
-    #: as analogprop.rules.TRAINERS and analogprop.optimizers.OPTIMIZERS
+    #: as analogprop.training.rules.TRAINERS and analogprop.training.optimizers.OPTIMIZERS
     RULES: ClassVar[tuple] = ("two-phase", "gradient")
     OPTIMIZERS: ClassVar[tuple] = ("sgd", "adam")
 

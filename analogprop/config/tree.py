@@ -24,7 +24,7 @@ from .rates import resolve_lrs
 from .sections import (DRIVER_ONLY, DRIVER_SECTIONS, SECTIONS, CircuitConfig, DataConfig, DriverConfig, Key,
                        ModelConfig, NgspiceConfig, SolverConfig, TrainingConfig, VisaConfig, key_of)
 
-#: the training section's settings that analogprop.trainer.TrainConfig takes (besides seed)
+#: the training section's settings that analogprop.training.trainer.TrainConfig takes (besides seed)
 _TRAINER_KEYS = ("beta", "lrs", "batch_size", "epochs", "symmetric", "random_sign", "checkpoint_every",
                  "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "optimizer",
                  "adam_betas", "adam_eps", "feedback_lr_factor", "alignment_drift")
@@ -79,7 +79,7 @@ class RunConfig:
     @property
     def n_pairs(self) -> int:
         """Number of layer pairs (k, k+1) of the architecture."""
-        from ..conv_network import arch_sizes
+        from ..model.conv_network import arch_sizes
 
         return len(arch_sizes(self.model.arch)) - 1
 
@@ -121,7 +121,7 @@ class RunConfig:
                 and self.get(k) != k.default]
 
     def training_kwargs(self) -> dict:
-        """Keyword arguments of :class:`analogprop.trainer.TrainConfig` (rates resolved for this architecture)."""
+        """Keyword arguments of :class:`analogprop.training.trainer.TrainConfig` (rates resolved for this architecture)."""
         out = {k: getattr(self.training, k) for k in _TRAINER_KEYS}
         out.update(lrs=self.learning_rates, seed=self.seed)
         return out

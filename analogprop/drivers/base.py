@@ -74,7 +74,7 @@ class Driver(ABC):
         """Per parameter, sum over the batch of dmu/dtheta(s0) . (s_nudged - s0).
 
         ``centered``: every measured presynaptic factor of a weight is taken minus its batch mean (see
-        :func:`analogprop.gradients.centre`); bias updates are unchanged.  A driver that cannot do this leaves
+        :func:`analogprop.model.gradients.centre`); bias updates are unchanged.  A driver that cannot do this leaves
         the argument out, and the trainer refuses ``centered`` for it."""
 
     def device_state(self) -> dict[str, np.ndarray]:
@@ -101,14 +101,14 @@ class Driver(ABC):
 
         Drivers whose parameters are not weights report their effective weights.
         """
-        from ..network import Network
+        from ..model.network import Network
 
         return Network(self.sizes, self.effective_weights()).alignment()
 
     def alignment_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Copies of the matrix pairs :meth:`alignment` compares (for
-        :func:`~analogprop.network.alignment_drift`)."""
-        from ..network import Network
+        :func:`~analogprop.model.network.alignment_drift`)."""
+        from ..model.network import Network
 
         return [(f.copy(), b.copy()) for f, b in Network(self.sizes, self.effective_weights()).alignment_pairs()]
 

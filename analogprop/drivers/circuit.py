@@ -40,7 +40,7 @@ from ..circuit.description import Circuit, compile_circuit, crossbar_pairs
 from ..circuit.mismatch import CrossbarDesign, Mismatch, read_rng
 from ..circuit.solver import CircuitSolver
 from ..errors import ConfigError
-from ..gradients import centre
+from ..model.gradients import centre
 from .base import Driver, Phase
 
 _PARAM = re.compile(r"^(fwd|bwd|bias)(\d+)(_p|_n)?$")

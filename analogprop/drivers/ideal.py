@@ -3,9 +3,9 @@ from __future__ import annotations
 
 import numpy as np
 
-from ..gradients import presynaptic_rates
-from ..network import Network, pair_of
-from ..relax import FastSolver
+from ..model.gradients import presynaptic_rates
+from ..model.network import Network, pair_of
+from ..model.relax import FastSolver
 from .base import Driver, Phase
 
 
@@ -14,7 +14,7 @@ def _phase(r) -> Phase:
 
 
 class IdealDriver(Driver):
-    """Relaxes the ideal network with a solver from :mod:`analogprop.relax`; ``nudge_solver``, if
+    """Relaxes the ideal network with a solver from :mod:`analogprop.model.relax`; ``nudge_solver``, if
     given, runs the nudged phase instead (e.g. a fixed number of Euler steps from the free fixed point)."""
 
     def __init__(self, network: Network, solver=None, nudge_solver=None):

@@ -44,8 +44,8 @@ from ..bench.instruments import SMU, Board, ScannerDMM, VoltageSource, codes_crc
 from ..bench.profile import Profile, load_profile
 from ..bench.scpi import ConnectionLost, InstrumentError, ReplyError, SCPIErrorQueued, SetpointError
 from ..errors import ConfigError, check_finite
-from ..gradients import presynaptic_rates
-from ..network import Network, pair_of
+from ..model.gradients import presynaptic_rates
+from ..model.network import Network, pair_of
 from .base import Driver, Phase
 
 RECOVERABLE = (ConnectionLost, SCPIErrorQueued, ReplyError)
@@ -399,7 +399,7 @@ class VisaDriver(Driver):
 
 
 def make_visa_driver(cfg: dict, network: Network) -> VisaDriver:
-    """Factory for :data:`analogprop.build.DRIVERS`."""
+    """Factory for :data:`analogprop.runs.build.DRIVERS`."""
     path = cfg.get("driver_profile")
     if not path:
         raise ConfigError("--driver visa needs --profile PATH (a bench profile, see instruments/)")

@@ -28,7 +28,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, check_finite
-from ..relax import Relaxation
+from ..model.relax import Relaxation
 from .engine import engine
 from .netlist import netlist
 

@@ -22,7 +22,7 @@ import tomllib
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 
-from ..build import complete, train_config
+from ..runs.build import complete, train_config
 from ..circuit.description import parse_level
 from ..circuit.mismatch import CrossbarDesign, Mismatch
 from ..errors import AnalogpropError, ConfigError

@@ -23,11 +23,11 @@ import functools
 import time
 from pathlib import Path
 
-from ..build import DRIVERS, check_fit, complete, train_config
-from ..conv_network import arch_sizes, create_network
+from ..runs.build import DRIVERS, check_fit, complete, train_config
+from ..model.conv_network import arch_sizes, create_network
 from ..data import load_dataset
-from ..runs import checkpoint_epoch, load_checkpoint, save_checkpoint
-from ..trainer import TrainState, TwoPhaseTrainer
+from ..runs.directory import checkpoint_epoch, load_checkpoint, save_checkpoint
+from ..training.trainer import TrainState, TwoPhaseTrainer
 from .grid import digest
 
 #: Row columns after the knobs, in CSV order.

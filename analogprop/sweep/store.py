@@ -14,7 +14,7 @@ import json
 from pathlib import Path
 
 from ..errors import DataError
-from ..runs import atomic_write, make_dir
+from ..runs.directory import atomic_write, make_dir
 from .point import RESULT_COLUMNS
 
 

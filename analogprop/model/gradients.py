@@ -33,7 +33,7 @@ import scipy.linalg
 import scipy.sparse.linalg
 
 from .dynamics import cost, mu_beta, rho
-from .errors import ConfigError
+from ..errors import ConfigError
 from .network import Network
 
 

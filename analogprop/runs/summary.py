@@ -5,8 +5,8 @@ the tables of the documentation's results page.
 """
 from __future__ import annotations
 
-from .errors import DataError
-from .runs import RunDir, labelled_metrics
+from ..errors import DataError
+from .directory import RunDir, labelled_metrics
 
 #: configuration keys that shape what a run learns, each with the value at which it changes nothing
 #: (None: always shown); ``driver_*`` keys (circuit and bench settings) are shown too

@@ -6,12 +6,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError, OutputError
-from ..runs import make_dir
-from .netlist import netlist
+from ..runs.directory import make_dir
+from ..spice.netlist import netlist
 
 
 def add_netlist_options(p) -> None:
-    from ..cli import out_path
+    from .commands import out_path
     from ..drivers.circuit import add_circuit_options
 
     p.add_argument("source", nargs="?",
@@ -31,8 +31,8 @@ def add_netlist_options(p) -> None:
 
 def _source(path):
     """(config, parameters) of a run directory or checkpoint file."""
-    from ..build import complete
-    from ..runs import RunDir, load_checkpoint
+    from ..runs.build import complete
+    from ..runs.directory import RunDir, load_checkpoint
 
     path = Path(path)
     if path.is_dir():
@@ -54,10 +54,10 @@ def _source(path):
 
 def circuit_of(cfg: dict, params=None):
     """Compiled circuit of a configuration; ``params`` are a checkpoint's (circuit or network parameters)."""
-    from ..build import complete
+    from ..runs.build import complete
     from ..drivers.circuit import from_config
     from ..drivers.ngspice import OWN_KEYS
-    from ..network import Network, parse_sizes
+    from ..model.network import Network, parse_sizes
 
     on_circuit = cfg.get("driver") in ("circuit", "ngspice")
     cfg = complete({k: v for k, v in cfg.items() if k not in OWN_KEYS and k != "driver"})
@@ -70,9 +70,9 @@ def circuit_of(cfg: dict, params=None):
 
 def samples(cfg: dict, n: int):
     """Inputs and one-hot targets of the first n test samples (n = 0: one all-zero input)."""
-    from ..build import check_fit
+    from ..runs.build import check_fit
     from ..data import load_dataset
-    from ..network import parse_sizes
+    from ..model.network import parse_sizes
 
     sizes = parse_sizes(cfg["arch"])
     if n < 0:

@@ -7,9 +7,9 @@ from __future__ import annotations
 import math
 from pathlib import Path
 
-from .errors import ConfigError, OutputError
-from .run_summary import alignment_series
-from .runs import labelled_metrics, make_dir
+from ..errors import ConfigError, OutputError
+from .summary import alignment_series
+from .directory import labelled_metrics, make_dir
 
 #: Largest resolution: fine print.  An image's memory grows with its square (summary.png, four
 #: 5.5 x 4 inch panels, is 26400 x 4800 pixels, 0.5 GB while drawn, at 1200 dpi).

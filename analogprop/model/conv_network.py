@@ -33,7 +33,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose, conv_out
-from .errors import ConfigError
+from ..errors import ConfigError
 from .network import Network, check_feedback_init, cosine, parse_sizes
 
 _CONV = re.compile(r"^c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")

@@ -18,7 +18,7 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import AnalogpropError, ConfigError, DataError, OutputError
+from ..errors import AnalogpropError, ConfigError, DataError, OutputError
 
 #: Names of the temporary files of :func:`atomic_write` (mkstemp's random part between the dots).
 TEMP_NAME = re.compile(r"^\.(?P<name>.+)\.[a-z0-9_]+\.tmp$")
@@ -66,7 +66,7 @@ def atomic_write(path: Path, write) -> None:
 def save_checkpoint(path, params: dict[str, np.ndarray], meta: dict, device: dict | None = None,
                     compressed: bool = False, optimizer: dict | None = None) -> None:
     """Parameters, the JSON-able ``meta``, a driver's device state (:meth:`Driver.device_state`) and
-    the optimizer's state (:mod:`analogprop.optimizers`)."""
+    the optimizer's state (:mod:`analogprop.training.optimizers`)."""
     arrays = {f"param/{k}": np.asarray(v) for k, v in params.items()}
     arrays.update({f"device/{k}": np.asarray(v) for k, v in (device or {}).items()})
     arrays.update({f"optim/{k}": np.asarray(v) for k, v in (optimizer or {}).items()})
@@ -205,7 +205,7 @@ class RunDir:
 
     def read_config(self) -> dict:
         """The saved configuration, refused (naming the file and the key) unless it is a JSON object
-        of valid settings (:func:`analogprop.build.complete`)."""
+        of valid settings (:func:`analogprop.runs.build.complete`)."""
         from .build import complete
 
         path = self.config_path

@@ -12,16 +12,16 @@ of the epoch alone, so a run resumes onto it exactly.  ``weight_decay``
 measured term in nu is the back-moving force ``-lambda W`` (Appendix A,
 after Eq. 18: synaptic depression); it acts on the weights, not the biases.
 ``shift`` moves every training image by a random offset of up to that many
-pixels per presentation (data augmentation, :mod:`analogprop.augment`).
+pixels per presentation (data augmentation, :mod:`analogprop.data.augment`).
 ``centered`` takes the presynaptic rates of the weight updates minus their
-batch mean (:func:`analogprop.gradients.centre`; not in the paper).
+batch mean (:func:`analogprop.model.gradients.centre`; not in the paper).
 ``feedback_lr_factor`` multiplies the learning rate of every feedback weight
 W_{k,k+1} (1: the paper's rule; 0: fixed random feedback, as in the feedback
 alignment of Lillicrap et al. 2016 that section 5 discusses).
-``optimizer`` turns the estimates into steps (:mod:`analogprop.optimizers`:
+``optimizer`` turns the estimates into steps (:mod:`analogprop.training.optimizers`:
 plain ``sgd``, the paper's, or ``adam``).  ``alignment_drift`` records per
 epoch how much the forward and the feedback weights' changes each moved every
-pair's alignment (:func:`analogprop.network.alignment_drift`, Fig. 3 right).
+pair's alignment (:func:`analogprop.model.network.alignment_drift`, Fig. 3 right).
 """
 from __future__ import annotations
 
@@ -33,10 +33,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from .augment import check_fits, random_shifts, whole_pixels
-from .dynamics import cost
-from .errors import ConfigError, DivergedError, check_finite
-from .network import alignment_drift
+from ..data.augment import check_fits, random_shifts, whole_pixels
+from ..model.dynamics import cost
+from ..errors import ConfigError, DivergedError, check_finite
+from ..model.network import alignment_drift
 from .optimizers import make_optimizer
 
 
@@ -62,7 +62,7 @@ class TrainConfig:
     weight_decay: float = 0.0  # lambda of the regulariser lambda/2 ||W||^2 on every weight (not biases)
     shift: int = 0  # largest random translation (pixels per axis) of a training image; 0: none
     centered: bool = False  # presynaptic rates minus their batch mean in the weight updates (gradients.centre)
-    optimizer: str = "sgd"  # "sgd" (the paper's) or "adam" (analogprop.optimizers)
+    optimizer: str = "sgd"  # "sgd" (the paper's) or "adam" (analogprop.training.optimizers)
     adam_betas: tuple[float, float] = (0.9, 0.999)
     adam_eps: float = 1e-8
     feedback_lr_factor: float = 1.0  # factor on the feedback weights' learning rates (0: fixed feedback)

@@ -8,9 +8,9 @@ from __future__ import annotations
 
 import argparse
 
-from .checks import Choice, Flag, Number, Numbers
-from .files import load_toml, merge
-from .tree import RunConfig
+from ..config.checks import Choice, Flag, Number, Numbers
+from ..config.files import load_toml, merge
+from ..config.tree import RunConfig
 
 _GROUPS = {s.NAME: s.TITLE for s in RunConfig.SECTIONS.values()}
 

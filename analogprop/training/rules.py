@@ -1,6 +1,6 @@
 """Learning rules behind the trainer interface, and the choice between them.
 
-* ``two-phase``: the paper's rule (Eq. 56), :class:`~analogprop.trainer.TwoPhaseTrainer`.
+* ``two-phase``: the paper's rule (Eq. 56), :class:`~analogprop.training.trainer.TwoPhaseTrainer`.
 * ``gradient``: the baseline, :class:`GradientTrainer`, steps along the true
   gradient -dJ/dW at the free fixed point (Eq. 17), i.e. the steady state of
   Recurrent Backpropagation (Appendix B, Cor. 7).  It needs the ideal network
@@ -11,9 +11,9 @@ from __future__ import annotations
 import numpy as np
 
 from .diagnostics import ProbeDiagnostics, probe_batch
-from .dynamics import cost
-from .errors import ConfigError
-from .gradients import FixedPoint, neg_gradient, supports
+from ..model.dynamics import cost
+from ..errors import ConfigError
+from ..model.gradients import FixedPoint, neg_gradient, supports
 from .trainer import TwoPhaseTrainer, one_hot
 
 

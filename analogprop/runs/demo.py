@@ -17,10 +17,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .circuit import Mismatch
-from .runs import load_checkpoint, output_run
-from .train_run import evaluate, train
-from .trainer import TrainState
+from ..circuit import Mismatch
+from .directory import load_checkpoint, output_run
+from .training import evaluate, train
+from ..training.trainer import TrainState
 
 ARCH = "64-32-10"
 DIE = 1
@@ -65,9 +65,9 @@ def run_demo(out: Path, epochs: int = 15, circuit_epochs: int = 4, progress: boo
     """Run the demo into ``out``; its runs ``ideal/`` and ``circuit/`` must be new unless ``overwrite``."""
     from .build import build, complete
     from .plots import plot_runs
-    from .spice.netlist import netlist
-    from .spice.transient import simulate
-    from .trainer import one_hot
+    from ..spice.netlist import netlist
+    from ..spice.transient import simulate
+    from ..training.trainer import one_hot
 
     out = Path(out)
     ideal_dir, circuit_dir = (output_run(out / name, overwrite, "demo").path for name in ("ideal", "circuit"))

@@ -5,11 +5,11 @@ import sys
 from pathlib import Path
 
 from .build import build, complete, load_run, train_config
-from .conv_network import arch_sizes
-from .errors import ConfigError, DataError
-from .rules import make_trainer
-from .runs import RunDir, checkpoint_epoch, load_checkpoint, load_device_state, load_optimizer_state, output_run
-from .trainer import TrainState, TwoPhaseTrainer
+from ..model.conv_network import arch_sizes
+from ..errors import ConfigError, DataError
+from ..training.rules import make_trainer
+from .directory import RunDir, checkpoint_epoch, load_checkpoint, load_device_state, load_optimizer_state, output_run
+from ..training.trainer import TrainState, TwoPhaseTrainer
 
 
 def _progress(total, enabled):
@@ -126,7 +126,7 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         driver.close()
         raise
     if stop is None:
-        from .cli import STOP
+        from ..stop import STOP
         stop = lambda: STOP.requested  # noqa: E731
     n_batches = -(-len(data.y_train) // tc.batch_size)
     bar = _progress(n_batches, progress)
@@ -180,12 +180,12 @@ def evaluate(path: Path, dataset=None, data_dir=None) -> dict:
 def diagnose(path: Path, probe: int = 40, seed: int = 0, **solver) -> dict:
     """Gradient diagnostics of a run's checkpoint on ``probe`` training samples: per parameter, layer
     pair and overall, |-dJ/dW|, |nu| and the angles of nu and of the two-phase update to -dJ/dW
-    (see :func:`analogprop.diagnostics.parameter_report`).  Ideal driver only.
+    (see :func:`analogprop.training.diagnostics.parameter_report`).  Ideal driver only.
 
     ``solver`` settings that are not None (``tol``, ``dtype``, ``max_steps``) replace the run's, to see
     whether its relaxation error swamps the two-phase signal (h_beta - h0) / beta of the deep layers."""
-    from .diagnostics import directions, parameter_report, probe_batch
-    from .trainer import one_hot
+    from ..training.diagnostics import directions, parameter_report, probe_batch
+    from ..training.trainer import one_hot
 
     cfg = RunDir(path).read_config()
     if cfg.get("driver", "ideal") != "ideal":

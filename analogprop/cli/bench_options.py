@@ -1,7 +1,7 @@
-"""Command-line options of the bench tools (kept free of heavy imports)."""
+"""Command-line options of the bench tools."""
 from __future__ import annotations
 
-MAX_CLIENTS = 4  # sessions an emulated instrument serves at a time (the driver opens one)
+from ..bench.emulator import MAX_CLIENTS
 
 
 def add_visa_options(p) -> None:

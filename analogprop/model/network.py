@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
-from .errors import ConfigError, check_finite
+from ..errors import ConfigError, check_finite
 
 _NAME = re.compile(r"^(fwd|bwd|bias)(\d+)$")
 

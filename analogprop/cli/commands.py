@@ -12,7 +12,8 @@ import signal
 import sys
 from pathlib import Path
 
-from .errors import AnalogpropError
+from ..errors import AnalogpropError
+from ..stop import STOP
 
 COMMANDS = {}
 
@@ -40,7 +41,7 @@ def out_path(text):
 
 
 def add_model_options(p):
-    from .network import FEEDBACK_INITS
+    from ..model.network import FEEDBACK_INITS
 
     g = p.add_argument_group("model")
     g.add_argument("--dataset", help="digits (embedded, default); mnist; idx: IDX files named as MNIST's "
@@ -117,9 +118,9 @@ def config_from_args(args) -> dict:
 
 
 def _train_options(p):
-    from .bench.options import add_visa_options
-    from .drivers.circuit import add_circuit_options
-    from .drivers.ngspice import add_ngspice_options
+    from .bench_options import add_visa_options
+    from ..drivers.circuit import add_circuit_options
+    from ..drivers.ngspice import add_ngspice_options
 
     add_model_options(p)
     add_train_options(p)
@@ -135,7 +136,7 @@ def _train_options(p):
 
 @command("train", "train a network with the two-phase rule", _train_options)
 def cmd_train(args):
-    from .train_run import train
+    from ..runs.training import train
 
     out = Path(args.out)
     record = train(config_from_args(args), out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
@@ -156,7 +157,7 @@ def _evaluate_options(p):
 
 @command("evaluate", "evaluate a run's checkpoint on its dataset", _evaluate_options)
 def cmd_evaluate(args):
-    from .train_run import evaluate
+    from ..runs.training import evaluate
 
     res = evaluate(Path(args.run), dataset=args.dataset, data_dir=args.data_dir)
     print(json.dumps(res) if args.json else
@@ -173,7 +174,7 @@ def _branch_options(p):
 @command("branch", "start a new run from a run's snapshot after a given epoch (resume it with other settings)",
          _branch_options)
 def cmd_branch(args):
-    from .runs import branch
+    from ..runs.directory import branch
 
     dst = branch(Path(args.run), args.epoch, Path(args.out))
     print(f"{dst.path}: {args.run} after epoch {args.epoch}; continue it with: analogprop train --resume --out "
@@ -200,7 +201,7 @@ def _average_options(p):
 @command("average", "average a run's parameters over kept snapshots (stochastic weight averaging) into a new run",
          _average_options)
 def cmd_average(args):
-    from .runs import average
+    from ..runs.directory import average
 
     dst = average(Path(args.run), args.epochs, Path(args.out))
     print(f"{dst.path}: the mean of {args.run}'s parameters after epochs {sorted(set(args.epochs))}; "
@@ -217,7 +218,7 @@ def _export_options(p):
 @command("export", "copy a run compactly (config, metrics, compressed checkpoint; no snapshots) "
          "to ship or archive", _export_options)
 def cmd_export(args):
-    from .runs import export
+    from ..runs.directory import export
 
     dst = export(Path(args.run), Path(args.out), args.dtype)
     size = dst.checkpoint_path.stat().st_size
@@ -238,7 +239,7 @@ def _diagnose_options(p):
 @command("diagnose", "angles of nu and of the two-phase update to the true gradient, per parameter, "
          "for a run's checkpoint", _diagnose_options)
 def cmd_diagnose(args):
-    from .train_run import diagnose
+    from ..runs.training import diagnose
 
     res = diagnose(Path(args.run), args.probe, args.seed, tol=args.tol, dtype=args.dtype, max_steps=args.max_steps)
     if args.json:
@@ -262,7 +263,7 @@ def _demo_options(p):
 @command("demo", "the main job: train 64-32-10 on the digits as a mismatched circuit in ngspice, "
          "compared with ideal weights deployed on it", _demo_options)
 def cmd_demo(args):
-    from .demo import run_demo
+    from ..runs.demo import run_demo
 
     run_demo(Path(args.out), epochs=args.epochs, circuit_epochs=args.circuit_epochs, progress=not args.quiet,
              overwrite=args.overwrite)
@@ -276,7 +277,7 @@ def _plot_options(p):
 
 @command("plot", "plot error curves, alignment and angle to the gradient of one or several runs", _plot_options)
 def cmd_plot(args):
-    from .plots import plot_runs
+    from ..runs.plots import plot_runs
 
     for path in plot_runs(args.runs, Path(args.out), dpi=args.dpi):
         print(path)
@@ -292,26 +293,26 @@ def _summary_options(p):
 @command("summary", "final and best errors of one or several runs, and how each pair's alignment moved "
          "(start, end, peak, epochs it fell)", _summary_options)
 def cmd_summary(args):
-    from .run_summary import markdown_summary, summarize_runs
+    from ..runs.summary import markdown_summary, summarize_runs
 
     print((markdown_summary if args.markdown else summarize_runs)(args.runs))
 
 
 def _bench_options(p):
-    from .bench.options import add_serve_options
+    from .bench_options import add_serve_options
 
     add_serve_options(p)
 
 
 @command("bench", "lab bench tools: 'bench serve' runs the bench emulator of a profile on 127.0.0.1", _bench_options)
 def cmd_bench(args):
-    from .bench.serve import serve
+    from ..bench.serve import serve
 
-    serve(args)
+    serve(args.profile, args.fault, duration=args.duration, max_clients=args.max_clients)
 
 
 def _sweep_options(p):
-    from .sweep.options import add_sweep_options
+    from .sweep_options import add_sweep_options
 
     add_sweep_options(p)
 
@@ -319,14 +320,14 @@ def _sweep_options(p):
 @command("sweep", "accuracy of transferred vs in-circuit-trained weights over a grid of device-variation knobs, on Dask",
          _sweep_options)
 def cmd_sweep(args):
-    from .sweep import default_workers, run_sweep
-    from .sweep.options import spec_from_args, workers_from_args
+    from ..sweep import default_workers, run_sweep
+    from .sweep_options import spec_from_args, workers_from_args
 
     spec = spec_from_args(args)
     workers = workers_from_args(args, default_workers)
     res = run_sweep(spec, Path(args.out), workers=workers, scheduler=args.scheduler, dashboard=args.dashboard,
                     progress=not args.quiet, stop=lambda: STOP.requested, plots=not args.no_plots)
-    from .sweep.store import format_summary, summarize
+    from ..sweep.store import format_summary, summarize
 
     if res["rows"]:
         print(format_summary(summarize(res["rows"], spec.knob_names()), spec.knob_names()))
@@ -339,14 +340,14 @@ def cmd_sweep(args):
 
 
 def _netlist_options(p):
-    from .spice.commands import add_netlist_options
+    from .netlist import add_netlist_options
 
     add_netlist_options(p)
 
 
 @command("netlist", "write a network or checkpoint on a die as a self-contained ngspice netlist", _netlist_options)
 def cmd_netlist(args):
-    from .spice.commands import write_netlist
+    from .netlist import write_netlist
 
     path = write_netlist(args)
     print(f"netlist written to {path} (run it with: ngspice -b {path})")
@@ -369,22 +370,6 @@ def make_parser():
     return parser
 
 
-class _StopRequest:
-    """First Ctrl-C: finish the minibatch, checkpoint, stop.  Second: stop at once."""
-
-    requested = False
-
-    def __call__(self, signum, frame):
-        if self.requested:
-            raise KeyboardInterrupt
-        self.requested = True
-        print("\ninterrupt: finishing this minibatch and writing a checkpoint (Ctrl-C again to abort)",
-              file=sys.stderr)
-
-
-STOP = _StopRequest()
-
-
 def main(argv=None):
     parser = make_parser()
     args = parser.parse_args(argv)
@@ -401,6 +386,3 @@ def main(argv=None):
         signal.signal(signal.SIGINT, previous)
     return 130 if STOP.requested else 0
 
-
-if __name__ == "__main__":
-    sys.exit(main())

@@ -10,13 +10,13 @@ from dataclasses import fields
 
 import numpy as np
 
-from .augment import check_fits
-from .data import Dataset, load_dataset
-from .errors import ConfigError
-from .conv_network import arch_sizes, create_network, normalize_arch
-from .relax import EulerSolver, FastSolver
-from .runs import RunDir, load_checkpoint, load_device_state
-from .trainer import TrainConfig
+from ..data.augment import check_fits
+from ..data import Dataset, load_dataset
+from ..errors import ConfigError
+from ..model.conv_network import arch_sizes, create_network, normalize_arch
+from ..model.relax import EulerSolver, FastSolver
+from .directory import RunDir, load_checkpoint, load_device_state
+from ..training.trainer import TrainConfig
 
 DEFAULTS = {
     "dataset": "digits", "data_dir": None, "download": False,
@@ -63,25 +63,25 @@ def make_nudge_solver(cfg: dict):
 
 
 def _ideal(cfg, network):
-    from .drivers.ideal import IdealDriver
+    from ..drivers.ideal import IdealDriver
 
     return IdealDriver(network, make_solver(cfg), make_nudge_solver(cfg))
 
 
 def _visa(cfg, network):
-    from .drivers.visa import make_visa_driver
+    from ..drivers.visa import make_visa_driver
 
     return make_visa_driver(cfg, network)
 
 
 def _circuit(cfg, network):
-    from .drivers.circuit import from_config
+    from ..drivers.circuit import from_config
 
     return from_config(cfg, network)
 
 
 def _ngspice(cfg, network):
-    from .drivers.ngspice import from_config
+    from ..drivers.ngspice import from_config
 
     return from_config(cfg, network)
 

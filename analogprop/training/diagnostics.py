@@ -19,10 +19,10 @@ import time
 
 import numpy as np
 
-from .dynamics import cost
-from .errors import ConfigError
-from .gradients import FixedPoint, angle, flat, neg_gradient, nu, supports, two_phase_estimate
-from .network import pair_of
+from ..model.dynamics import cost
+from ..errors import ConfigError
+from ..model.gradients import FixedPoint, angle, flat, neg_gradient, nu, supports, two_phase_estimate
+from ..model.network import pair_of
 from .trainer import one_hot
 
 

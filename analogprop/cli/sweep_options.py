@@ -4,7 +4,7 @@ from __future__ import annotations
 import argparse
 
 from ..errors import ConfigError
-from .grid import KNOBS, make_spec, read_spec_file
+from ..sweep.grid import KNOBS, make_spec, read_spec_file
 
 
 def _list(kind):
@@ -17,7 +17,7 @@ def _list(kind):
 
 
 def add_sweep_options(p) -> None:
-    from ..cli import out_path
+    from .commands import out_path
 
     g = p.add_argument_group("grid")
     g.add_argument("--grid-file", help="TOML/JSON sweep file: settings (as the options below, with underscores) "

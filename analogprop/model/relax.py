@@ -20,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from .dynamics import projected_residual, rho
-from .errors import ConfigError
+from ..errors import ConfigError
 from .network import Network
 
 
