@@ -12,7 +12,8 @@ import argparse
 import time
 
 from analogprop.data import load_mnist
-from analogprop.drivers.circuit import from_config
+from analogprop.circuit.mismatch import Mismatch
+from analogprop.drivers.circuit import make_circuit_driver
 from analogprop.model.network import Network, parse_sizes
 from analogprop.training.trainer import TrainConfig, TwoPhaseTrainer
 
@@ -31,9 +32,9 @@ def main(argv=None):
     args = ap.parse_args(argv)
     data = load_mnist(args.data_dir).subset(args.train_subset, args.test_subset)
     crossbar = args.level.startswith("c") or args.level == "1"
-    cfg = {"driver_level": args.level, "driver_die": 1, "driver_g_dtod": 0.02, "driver_gain_dtod": 0.02,
-           "driver_offset_dtod": 1e-5 if crossbar else 1e-3, "tol": 1e-5}
-    drv = from_config(cfg, Network.create(parse_sizes(args.arch), seed=0))
+    mismatch = Mismatch(g_dtod=0.02, gain_dtod=0.02, offset_dtod=1e-5 if crossbar else 1e-3)
+    drv = make_circuit_driver(Network.create(parse_sizes(args.arch), seed=0), level=args.level, mismatch=mismatch,
+                              die=1, tol=1e-5)
     tr = TwoPhaseTrainer(drv, TrainConfig(lrs=tuple(float(v) for v in args.lrs.split(",")), beta=args.beta,
                                           epochs=args.epochs))
     wall, cpu = time.perf_counter(), time.process_time()

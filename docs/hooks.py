@@ -15,7 +15,8 @@ from mkdocs.structure.files import File
 
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "analogprop"
-RUN_RECORDS = ("benchmarks/trained", "benchmarks/records")
+#: the committed run directories: each experiment's shipped run and its records of variants
+RUN_RECORDS = ("experiments/*/run", "experiments/*/records/*")
 MARKERS = {"cli.md": "<!-- cli-reference -->", "results.md": "<!-- run-records -->"}
 
 
@@ -33,8 +34,8 @@ def modules() -> list[str]:
 
 def run_records() -> list[str]:
     """The committed run directories (``config.json`` + ``metrics.jsonl``), relative to the repository."""
-    return [str(p.parent.relative_to(ROOT)) for d in RUN_RECORDS
-            for p in sorted((ROOT / d).glob("*/metrics.jsonl"))]
+    return [str(p.parent.relative_to(ROOT)) for pattern in RUN_RECORDS
+            for p in sorted(ROOT.glob(f"{pattern}/metrics.jsonl"))]
 
 
 def _commands(parser: argparse.ArgumentParser, prog: str):

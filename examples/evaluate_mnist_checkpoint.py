@@ -1,12 +1,12 @@
-"""Load a trained MNIST checkpoint (from benchmarks/mnist.py or `analogprop train`) and evaluate it.
+"""Load a trained MNIST checkpoint (from `analogprop train`) and evaluate it.
 
 The prediction is the free fixed point's output (Eq. 57), reached with the
 run's own solver settings.  Without a run directory it evaluates the
-784-512-512-10 network shipped in ``benchmarks/trained/`` (40 epochs, the
+784-512-512-10 network shipped in ``experiments/mnist-784-512-512-10/run/`` (40 epochs, the
 README's 1.84% test error, 0.098% training error):
 
     python examples/evaluate_mnist_checkpoint.py --data-dir ../shared/datasets/mnist --train
-    python examples/evaluate_mnist_checkpoint.py benchmarks/out/mnist2 --data-dir ../shared/datasets/mnist
+    python examples/evaluate_mnist_checkpoint.py runs/mnist-784-512-512-10 --data-dir ../shared/datasets/mnist
 """
 import argparse
 import sys
@@ -30,7 +30,7 @@ def evaluate(run_dir, data_dir=None, limit=None, train=False) -> dict:
     return out
 
 
-SHIPPED = Path(__file__).resolve().parents[1] / "benchmarks" / "trained" / "mnist-784-512-512-10"
+SHIPPED = Path(__file__).resolve().parents[1] / "experiments" / "mnist-784-512-512-10" / "run"
 
 
 def main(argv=None):

@@ -90,7 +90,8 @@ def test_visa_driver_needs_a_profile(tmp_path, capsys):
     out = str(tmp_path / "r")
     assert main(["train", "--driver", "visa", "--out", out, "--quiet"]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "analogprop: error: --driver visa needs --profile PATH (a bench profile, see instruments/)"]
+        "analogprop: error: driver visa needs visa.profile (--profile, config key 'driver_profile'): "
+        "a bench profile, see instruments/"]
     bad = tmp_path / "bad.toml"
     bad.write_text(DIGITS.read_text().replace("repeats = 1", "repeats = 0"))
     assert main(["train", "--driver", "visa", "--profile", str(bad), "--out", out, "--quiet"]) == 2

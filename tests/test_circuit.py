@@ -6,7 +6,8 @@ from analogprop.circuit import CrossbarDesign, Mismatch, compile_circuit
 from analogprop.circuit.solver import CircuitSolver
 from analogprop.cli import main
 from analogprop.data import load_digits
-from analogprop.drivers.circuit import CircuitDriver, from_config
+from analogprop.drivers.circuit import CircuitDriver
+from analogprop.runs.build import make_driver
 from analogprop.errors import ConfigError
 from analogprop.model.network import Network
 from analogprop.model.relax import FastSolver
@@ -253,12 +254,12 @@ def digits():
 
 @pytest.mark.parametrize("level, lrs", [("behavioural", (0.5, 0.2)), ("crossbar", (0.25, 0.1))])
 def test_training_through_the_circuit_lowers_the_error(digits, level, lrs):
-    cfg = {"driver_level": level, "driver_die": 3, "driver_g_dtod": 0.03, "driver_gain_dtod": 0.05,
+    cfg = {"driver": "circuit", "driver_level": level, "driver_die": 3, "driver_g_dtod": 0.03, "driver_gain_dtod": 0.05,
            "driver_offset_dtod": 0.01 if level == "behavioural" else 2e-5, "driver_write_noise_std": 1e-4,
            "driver_read_noise_std": 1e-5 if level == "behavioural" else 1e-7, "tol": 1e-6}
     if level == "crossbar":
         cfg["driver_resolution_bits"] = 12
-    drv = from_config(cfg, Network.create((64, 32, 10), seed=0))
+    drv = make_driver(cfg, Network.create((64, 32, 10), seed=0))
     tr = TwoPhaseTrainer(drv, TrainConfig(lrs=lrs, beta=0.5, epochs=4))
     before = tr.evaluate(digits.x_train, digits.y_train)
     tr.fit(digits)
@@ -279,10 +280,12 @@ def test_training_through_the_circuit_lowers_the_error(digits, level, lrs):
     (lambda: compile_circuit((4, 3), {"fwd0": np.zeros((4, 3))}), "shape"),
     (lambda: compile_circuit((4, 3), {"fwd0": np.full((3, 4), np.nan)}), "NaN"),
     (lambda: compile_circuit((4, 3), {"fwd0": np.zeros((3, 4))}, die=-1), "die"),
-    (lambda: from_config({"driver_level": 1, "driver_gdtod": 0.1}, Network.create((4, 3))), "driver_gdtod"),
-    (lambda: from_config({"driver_resolution_bits": 2.5}, Network.create((4, 3))), "resolution_bits"),
+    (lambda: make_driver({"driver": "circuit", "driver_level": 1, "driver_gdtod": 0.1}, Network.create((4, 3))),
+     "driver_gdtod"),
+    (lambda: make_driver({"driver": "circuit", "driver_resolution_bits": 2.5}, Network.create((4, 3))),
+     "resolution_bits"),
     (lambda: CircuitSolver(tol=-1), "tolerance"),
-    (lambda: from_config({"driver_newton_iters": -1}, Network.create((4, 3))), "Newton"),
+    (lambda: make_driver({"driver": "circuit", "driver_newton_iters": -1}, Network.create((4, 3))), "newton_iters"),
 ])
 def test_bad_knobs_are_refused(make, match):
     with pytest.raises(ConfigError, match=match):

@@ -19,16 +19,21 @@ def test_help_everywhere(cmd):
 
 
 @pytest.mark.parametrize("args, message", [
-    (["--beta", "-1"], "beta must be a finite number > 0, got -1.0"),
-    (["--lrs", "0.1,-0.1"], "learning rate 1 must be"),
+    (["--beta", "-1"], "training.beta (--beta, config key 'beta') must be a finite number > 0, got -1.0"),
+    (["--lrs", "0.1,-0.1"], "must be a list of finite numbers >= 0 (at least one), got [0.1, -0.1] (item 1 is -0.1)"),
     (["--arch", "64-0-10"], "layer 1 has size 0"),
     (["--arch", "64-32-5"], "10 classes but the output layer has 5"),
     (["--arch", "60-32-10"], "64 inputs but the architecture's input layer has 60"),
     (["--dataset", "mnist", "--data-dir", "/nonexistent/mnist"], "/nonexistent/mnist does not exist"),
-    (["--driver", "quantum"], "unknown driver 'quantum'"),
-    (["--driver", "circuit", "--linear-output"], "linear_output needs the ideal driver"),
-    (["--lr-decay", "2"], "lr_decay must be a factor in (0, 1]"),
-    (["--weight-decay", "-0.1"], "weight_decay must be a finite number >= 0, got -0.1"),
+    (["--driver", "quantum"], "invalid choice: 'quantum' (choose from 'ideal', 'circuit', 'ngspice', 'visa')"),
+    (["--driver", "circuit", "--linear-output"], "linear_output (--linear-output, config key 'linear_output') needs "
+                                                 "the ideal driver"),
+    (["--lr-decay", "2"], "lr_decay (--lr-decay, config key 'lr_decay') must be a finite number in (0, 1]"),
+    (["--weight-decay", "-0.1"], "weight_decay') must be a finite number >= 0, got -0.1"),
+    (["--g-dtod", "0.1"], "circuit.g_dtod (--g-dtod, config key 'driver_g_dtod'): not read by the ideal driver"),
+    (["--config", "/nonexistent/run.toml"], "/nonexistent/run.toml: cannot read the configuration file"),
+    (["--threads", "0"], "--threads must be a whole number >= 1, got 0"),
+    (["--resume", "--init", "x.npz"], "--init and --init-matching start a new run"),
 ])
 def test_user_errors_are_one_line(tmp_path, args, message):
     r = run("train", "--out", str(tmp_path / "r"), "--quiet", *args)

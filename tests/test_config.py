@@ -12,12 +12,12 @@ import pytest
 from analogprop.cli import commands as cli
 from analogprop.runs import build
 from analogprop.config import (KEYS, RunConfig, default_lrs, flatten, from_flat, load_toml, merge, resolve_lrs)
-from analogprop.cli.config_options import add_arguments, config_from_args, overrides_from_args
+from analogprop.cli.config_options import add_arguments, config_from_args, given_from_args, overrides_from_args
 from analogprop.config.sections import CircuitConfig, DriverConfig, ModelConfig, TrainingConfig
 from analogprop.errors import AnalogpropError, ConfigError
 
 ROOT = Path(__file__).resolve().parents[1]
-SHIPPED = sorted((ROOT / "benchmarks").glob("**/config.json"))
+SHIPPED = sorted((ROOT / "experiments").glob("**/config.json"))
 
 # `analogprop train` command lines of README.md (minus the run-directory options)
 README_LINES = [
@@ -38,7 +38,7 @@ README_LINES = [
 ]
 
 
-def old_args(line):
+def train_args(line):
     return cli.make_parser().parse_args(["train", *shlex.split(line)])
 
 
@@ -58,9 +58,9 @@ def train_parser():
 
 
 # -- defaults, and the choices and defaults other modules hold --------------------------------------------------
-def test_defaults_are_todays_flat_defaults():
+def test_defaults_are_the_flat_defaults():
     cfg = RunConfig()
-    assert cfg.to_flat() == build.DEFAULTS
+    assert cfg.to_flat() == build.DEFAULTS == build.complete({})
     assert cfg.learning_rates == (0.5, 0.2) and cfg.training.lrs is None
     assert (cfg.seed, cfg.model.arch, cfg.driver.name, cfg.circuit.level) == (0, "64-32-10", "ideal", "behavioural")
 
@@ -84,36 +84,36 @@ def test_duplicated_choices_agree_with_their_sources():
 def test_circuit_section_matches_mismatch_design_and_solver():
     from analogprop.circuit.mismatch import CrossbarDesign, Mismatch
     from analogprop.circuit.solver import CircuitSolver
-    from analogprop.drivers.circuit import design_from_config, mismatch_from_config
 
     assert CircuitConfig.MISMATCH == tuple(f.name for f in fields(Mismatch))
     c = CircuitConfig()
     assert Mismatch(**c.mismatch_kwargs()) == Mismatch()
     assert CrossbarDesign(**c.design_kwargs()) == CrossbarDesign()
     assert c.newton_iters == CircuitSolver.newton_iters
-    knobs = dict(g_dtod=0.03, gain_dtod=0.02, offset_dtod=1e-3, leak_dtod=0.01, cap_dtod=0.04, write_noise_std=1e-4,
-                 read_noise_std=1e-5, g_min=0.2, g_max=0.9, w_max=1.5, resolution_bits=10)
-    cfg = merge({"driver": {"name": "circuit"}, "circuit": knobs})
-    flat = cfg.to_flat()
-    assert mismatch_from_config(flat) == Mismatch(**cfg.circuit.mismatch_kwargs())
-    assert design_from_config(flat) == CrossbarDesign(**cfg.circuit.design_kwargs())
 
 
-def test_every_circuit_and_ngspice_key_is_read_by_its_driver(tmp_path):
-    from analogprop.drivers.circuit import from_config
-    from analogprop.drivers.ngspice import OWN_KEYS
+def test_every_circuit_and_ngspice_setting_reaches_its_driver(tmp_path):
+    from analogprop.circuit.mismatch import CrossbarDesign, Mismatch
     from analogprop.model.network import Network
 
-    circuit = {k.name: k for k in CircuitConfig.keys()}
+    circuit = {k.name: k for k in CircuitConfig.keys()   # tests/test_own_circuit.py, tests/test_vground.py
+               if k.name not in CircuitConfig.USER + CircuitConfig.NONIDEAL}
     values = {"level": "crossbar", "die": 2, "clamp": False, "newton_iters": 7, "resolution_bits": 8,
               "g_min": 0.2, "g_max": 0.9, "w_max": 1.5}
-    values.update({k: 0.01 for k in CircuitConfig.MISMATCH})
+    values.update({k: 0.01 * (i + 1) for i, k in enumerate(CircuitConfig.MISMATCH)})
     assert set(values) == set(circuit)
-    flat = merge({"driver": {"name": "circuit"}, "circuit": values}).to_flat()
+    run = merge({"driver": {"name": "circuit"}, "circuit": values, "solver": {"tol": 1e-4, "max_steps": 33}})
+    flat = run.to_flat()
     assert {k for k in flat if k.startswith("driver_")} == {k.flat for k in circuit.values()}
-    drv = from_config(flat, Network.create((4, 3)))  # refuses any driver_* key it does not know
-    assert drv.circuit.crossbar and drv.circuit.die == 2 and drv.solver.newton_iters == 7
-    assert set(OWN_KEYS) == {k.flat for k in KEYS.values() if k.section == "ngspice"}
+    drv = build.make_driver(flat, Network.create((4, 3)))
+    c = drv.circuit
+    assert c.crossbar and c.die == 2 and "clamp1" not in c.values and drv.solver.newton_iters == 7
+    assert c.mismatch == Mismatch(**{k: values[k] for k in CircuitConfig.MISMATCH})
+    assert c.design == CrossbarDesign(**{k: values[k] for k in CircuitConfig.DESIGN})
+    assert drv.solver.max_sweeps == 33 and drv.solver.tol == pytest.approx(1e-4 / max(c.unit_gain))
+    spice = build.make_driver({**flat, "driver": "ngspice", "driver_netlist_dir": str(tmp_path)},
+                              Network.create((4, 3)))
+    assert spice.solver.workdir == tmp_path and spice.circuit.die == 2
 
 
 def test_trainer_settings_are_train_configs_fields():
@@ -126,12 +126,13 @@ def test_trainer_settings_are_train_configs_fields():
     assert tc.lrs == (0.5, 0.2, 0.08)
 
 
-def test_generated_options_are_todays_flags_and_dests():
+def test_train_options_are_the_trees_and_the_runs():
     def options(parser, skip):
         return {(tuple(a.option_strings), a.dest) for a in parser._actions
                 if a.option_strings and a.dest not in skip}
 
-    assert options(new_parser(), {"help"}) == options(train_parser(), {"help", "out", "resume", "overwrite", "quiet"})
+    run_options = {"out", "resume", "overwrite", "quiet", "init", "init_matching", "threads"}
+    assert options(new_parser(config_file=True), {"help"}) == options(train_parser(), {"help", *run_options})
 
 
 # -- validation -----------------------------------------------------------------------------------------------------
@@ -176,7 +177,7 @@ BAD = [
     ({"data_dir": 3}, "data.data_dir", "--data-dir", "'data_dir'", "3", "a path"),
     ({"driver": "spice"}, "driver.name", "--driver", "'driver'", "'spice'", "'ngspice'"),
     ({"solver": "newton"}, "solver.method", "--solver", "'solver'", "'newton'", "'fast', 'euler'"),
-    ({"tol": -1e-5}, "solver.tol", "--tol", "'tol'", "-1e-05", ">= 0"),
+    ({"tol": -1e-5}, "solver.tol", "--tol", "'tol'", "-1e-05", "> 0"),
     ({"max_steps": 0}, "solver.max_steps", "--max-steps", "'max_steps'", "0", ">= 1"),
     ({"euler_step": 0}, "solver.euler_step", "--euler-step", "'euler_step'", "0", "in (0, 1]"),
     ({"nudge_steps": -2}, "solver.nudge_steps", "--nudge-steps", "'nudge_steps'", "-2", ">= 0"),
@@ -287,9 +288,10 @@ def test_configs_written_by_analogprop_train_round_trip(tmp_path, line):
 
 
 @pytest.mark.parametrize("line", README_LINES)
-def test_todays_completed_configs_round_trip(line):
-    flat = build.complete(cli.config_from_args(old_args(line)))  # what `analogprop train` writes
-    assert from_flat(flat).to_flat() == flat
+def test_train_writes_the_merged_configuration(line):
+    args = train_args(line)
+    flat = config_from_args(args).to_flat()  # what `analogprop train` writes
+    assert from_flat(flat).to_flat() == flat == build.complete(flatten(overrides_from_args(args)))
 
 
 # -- TOML files and precedence --------------------------------------------------------------------------------------
@@ -362,14 +364,14 @@ def test_missing_toml_file(tmp_path):
 
 
 # -- generated command line ---------------------------------------------------------------------------------------
-@pytest.mark.parametrize("line", README_LINES)
-def test_generated_parser_reads_todays_command_lines_as_today(line):
-    old = cli.config_from_args(old_args(line))
-    new = overrides_from_args(new_args(line))
-    assert flatten(new) == old
-    flat = merge(new).to_flat()
-    completed = build.complete(old)
-    assert {k: flat[k] for k in completed} == completed
+def test_resume_passes_only_the_settings_given(tmp_path):
+    path = tmp_path / "more.toml"
+    path.write_text("[training]\nepochs = 12\n")
+    assert given_from_args(train_args("--resume --epochs 7")) == {"epochs": 7}
+    assert given_from_args(train_args(f"--resume --config {path}")) == {"epochs": 12}
+    assert given_from_args(train_args(f"--resume --config {path} --epochs 7 --lr-decay 0.5")) == \
+        {"epochs": 7, "lr_decay": 0.5}
+    assert given_from_args(train_args("--resume")) == {}
 
 
 def test_options_default_to_none_so_overrides_are_detectable():
@@ -399,7 +401,7 @@ def test_argparse_stays_in_the_cli_module():
             "print(sorted(m for m in sys.modules if m in ('argparse', 'numpy') or m.startswith('analogprop.') "
             "and not m.startswith('analogprop.config')))")
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout
-    assert out.strip() == "['analogprop.errors']"
+    assert out.strip() == "['analogprop.errors', 'analogprop.rates']"
     for path in (ROOT / "analogprop" / "config").glob("*.py"):
         assert "import argparse" not in path.read_text(), path
 

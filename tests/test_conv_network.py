@@ -355,7 +355,7 @@ def test_unpool_script_widens_a_trained_run(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli(["train", "--arch", "1x8x8-c4k3p2-10", "--lrs", "0.1,0.2", "--epochs", "1", "--out", str(run)]) == 0
     capsys.readouterr()
-    script = load_script("benchmarks/unpool_conv.py")
+    script = load_script("experiments/conv-frozen-readout/unpool_conv.py")
     out = tmp_path / "wide.npz"
     assert script.main([str(run), "--pair", "0", "--out", str(out)]) == 0
     printed = printed_values(capsys.readouterr().out)
@@ -376,7 +376,7 @@ def test_conv_readout_benchmark_fits_both_feature_sets(tmp_path, capsys):
     run = tmp_path / "run"
     assert cli(["train", "--arch", "1x8x8-c4k3p2-10", "--lrs", "0.1,0.2", "--epochs", "1", "--out", str(run)]) == 0
     capsys.readouterr()
-    script = load_script("benchmarks/conv_readout.py")
+    script = load_script("experiments/conv-frozen-readout/conv_readout.py")
     assert script.main([str(run), "--pair", "0", "--lambdas", "1e-3,1e6"]) == 0
     lines = capsys.readouterr().out.splitlines()
     assert len(lines) == 4 and "(1x8x8-c4k3p2-10, 36 features)" in lines[0] and "(1x8x8-c4k3-10, 144 features)" in lines[2]
@@ -399,7 +399,7 @@ def test_unpool_script_widens_a_fresh_network(tmp_path, capsys):
     from analogprop.model.relax import FastSolver
     from analogprop.runs.directory import load_checkpoint
     from conftest import load_script, printed_values
-    script = load_script("benchmarks/unpool_conv.py")
+    script = load_script("experiments/conv-frozen-readout/unpool_conv.py")
     out = tmp_path / "wide.npz"
     assert script.main(["--fresh", "1x14x14-c4k3p2-c6k3p2-10", "--seed", "3", "--dtype", "float32",
                         "--pair", "1", "--out", str(out)]) == 0
@@ -418,7 +418,7 @@ def test_unpool_script_widens_a_fresh_network(tmp_path, capsys):
 
 
 def test_frozen_readout_equals_the_two_phase_rule_on_the_whole_network(tmp_path, capsys):
-    """benchmarks/frozen_readout.py (cached features, a one-pair net) gives the output pair that the trainer
+    """experiments/conv-frozen-readout/frozen_readout.py (cached features, a one-pair net) gives the output pair that the trainer
     gives on the whole conv network with the output's feedback at zero and the conv pair's rate 0."""
     from analogprop.runs.build import load_run
     from analogprop.cli import main as cli
@@ -427,7 +427,7 @@ def test_frozen_readout_equals_the_two_phase_rule_on_the_whole_network(tmp_path,
     from conftest import load_script
     run, out = tmp_path / "run", tmp_path / "readout"
     assert cli(["train", "--arch", "1x8x8-c4k3p2-10", "--lrs", "0.1,0.2", "--epochs", "1", "--out", str(run)]) == 0
-    script = load_script("benchmarks/frozen_readout.py")
+    script = load_script("experiments/conv-frozen-readout/frozen_readout.py")
     assert script.main([str(run), "--lr", "0.3", "--epochs", "2", "--train-subset", "300", "--test-subset", "100",
                         "--out", str(out)]) == 0
     printed = capsys.readouterr().out

@@ -1,4 +1,4 @@
-"""Deepening a dense network by a copy of a hidden layer (Network.deepened, benchmarks/deepen.py)."""
+"""Deepening a dense network by a copy of a hidden layer (Network.deepened, experiments/mnist-784-512-512-512-10/deepen.py)."""
 import numpy as np
 import pytest
 
@@ -73,7 +73,7 @@ def test_deepen_script_grows_a_trained_run_that_keeps_its_function(tmp_path, cap
     capsys.readouterr()
     before = evaluate(run)["test_error"]
     assert before < 0.1
-    script = load_script("benchmarks/deepen.py")
+    script = load_script("experiments/mnist-784-512-512-512-10/deepen.py")
     out = tmp_path / "deep.npz"
     assert script.main([str(run), "--after", "2", "--out", str(out)]) == 0
     assert printed_values(capsys.readouterr().out)["architecture"] == "64-32-32-32-10"

@@ -38,13 +38,13 @@ def _text(page) -> str:
 
 def test_results_page_holds_each_shipped_runs_final_test_error(site):
     rows = re.findall(r"<tr>.*?</tr>", (site / "results" / "index.html").read_text(), flags=re.S)
-    shipped = sorted(p for p in (ROOT / "benchmarks" / "trained").iterdir() if (p / "metrics.jsonl").exists())
+    shipped = sorted(p.parent for p in (ROOT / "experiments").glob("*/run/metrics.jsonl"))
     assert shipped
     for run in shipped:
         final = RunDir(run).metrics()[-1]["test_error"]
-        row = [r for r in rows if f"benchmarks/trained/{run.name}<" in r]
-        assert len(row) == 1, run.name
-        assert f"{100 * final:.2f}%" in row[0], (run.name, final)
+        row = [r for r in rows if f"experiments/{run.parent.name}/run<" in r]
+        assert len(row) == 1, run
+        assert f"{100 * final:.2f}%" in row[0], (run, final)
 
 
 def test_cli_reference_is_the_parsers_help(site):

@@ -38,5 +38,5 @@ def test_the_feedback_step_scales_with_the_factor_and_the_forward_step_does_not(
 
 @pytest.mark.parametrize("bad", [-0.5, float("nan"), float("inf"), "1", True])
 def test_bad_factors_are_refused(tmp_path, bad):
-    with pytest.raises(ConfigError, match="feedback_lr_factor must be a finite number >= 0"):
+    with pytest.raises(ConfigError, match=r"feedback_lr_factor \(--feedback-lr-factor, config key .feedback_lr_factor.\) must be a finite number >= 0, got "):
         train({**CFG, "feedback_lr_factor": bad}, tmp_path / "run", progress=False)

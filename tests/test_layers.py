@@ -9,22 +9,24 @@ PKG = Path(__file__).resolve().parents[1] / "analogprop"
 
 #: subpackage (or top-level module) -> the ones it may import.  Top to bottom:
 #: cli -> runs / sweep -> config, training -> drivers -> circuit, spice, bench -> model, data -> errors, stop
-#: (config reads architectures with the model's parser)
+#: (config reads architectures with the model's parser; config and training share the learning-rate rule of
+#: the top-level module rates, which imports only errors)
 ALLOWED = {
     "errors": set(),
     "stop": set(),
+    "rates": {"errors"},
     "data": {"errors"},
     "model": {"errors"},
     "circuit": {"model", "errors"},
     "spice": {"circuit", "model", "errors"},
     "bench": {"circuit", "model", "errors", "stop"},
     "drivers": {"circuit", "spice", "bench", "model", "errors"},
-    "training": {"drivers", "model", "data", "errors"},
-    "config": {"model", "errors"},
-    "runs": {"config", "training", "drivers", "circuit", "spice", "model", "data", "errors", "stop"},
-    "sweep": {"runs", "config", "training", "drivers", "circuit", "model", "data", "errors"},
+    "training": {"drivers", "model", "data", "errors", "rates"},
+    "config": {"model", "errors", "rates"},
+    "runs": {"config", "training", "drivers", "circuit", "spice", "model", "data", "errors", "stop", "rates"},
+    "sweep": {"runs", "config", "training", "drivers", "circuit", "model", "data", "errors", "rates"},
     "cli": {"runs", "sweep", "config", "training", "drivers", "circuit", "spice", "bench", "model", "data",
-            "errors", "stop"},
+            "errors", "stop", "rates"},
     "__main__": {"cli"},
     "__init__": set(),
 }

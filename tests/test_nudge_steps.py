@@ -49,11 +49,11 @@ def test_many_steps_reach_the_nudged_fixed_point():
 
 
 @pytest.mark.parametrize("cfg, match", [
-    ({"nudge_steps": -1}, "nudge_steps must be a whole number >= 0"),
-    ({"nudge_steps": 2.5}, "nudge_steps must be a whole number"),
-    ({"nudge_steps": "8"}, "nudge_steps must be a whole number"),
-    ({"nudge_steps": True}, "nudge_steps must be a whole number"),
-    ({"nudge_steps": 4, "euler_step": 1.5}, "Euler step size must be in"),
+    ({"nudge_steps": -1}, r"nudge_steps \(--nudge-steps, config key .nudge_steps.\) must be an integer >= 0, got -1"),
+    ({"nudge_steps": 2.5}, r"nudge_steps \(--nudge-steps.*\) must be an integer >= 0"),
+    ({"nudge_steps": "8"}, r"nudge_steps \(--nudge-steps.*\) must be an integer >= 0"),
+    ({"nudge_steps": True}, r"nudge_steps \(--nudge-steps.*\) must be an integer >= 0"),
+    ({"nudge_steps": 4, "euler_step": 1.5}, r"euler_step \(--euler-step.*\) must be a finite number in \(0, 1\], got 1\.5"),
     ({"nudge_steps": 4, "driver": "circuit"}, "the circuit driver measures fixed points"),
 ])
 def test_bad_nudge_settings_refused_before_any_work(cfg, match):

@@ -51,7 +51,7 @@ def test_summary_of_a_run_directory(tmp_path, capsys):
 
 
 def test_summary_of_a_kept_record_matches_its_metrics():
-    path = ROOT / "benchmarks" / "trained" / "mnist-784-512-512-512-10-beta035"
+    path = ROOT / "experiments" / "mnist-784-512-512-512-10-beta035" / "run"
     records = RunDir(path).metrics()
     text = summarize_runs([path])
     assert text.startswith(f"mnist-784-512-512-512-10-beta035 (two-phase): {len(records)} epochs")

@@ -1,7 +1,7 @@
-"""Runs kept in the repository (made with `analogprop export`): the finished ones in benchmarks/trained/
-and the long runs a stop interrupted in benchmarks/in-progress/, consistent with their records, and,
+"""Runs kept in the repository under experiments/<name>/ (made with `analogprop export`): the finished ones in
+run/ and a long run a stop interrupted, kept with its checkpoint in records/, consistent with their records, and,
 where MNIST is on this machine, the finished ones reproducing their final test error; and the records
-(configuration and per-epoch metrics, no weights) of finished runs not shipped, in benchmarks/records/."""
+(configuration and per-epoch metrics, no weights) of finished runs not shipped, in records/."""
 from pathlib import Path
 
 import numpy as np
@@ -12,9 +12,11 @@ from analogprop.data import data_dir
 from analogprop.runs.directory import RunDir, load_checkpoint
 from conftest import ROOT, load_script
 
-SHIPPED = sorted(p for p in (ROOT / "benchmarks" / "trained").glob("*") if (p / "config.json").exists())
-IN_PROGRESS = sorted(p for p in (ROOT / "benchmarks" / "in-progress").glob("*") if (p / "config.json").exists())
-RECORDS = sorted(p for p in (ROOT / "benchmarks" / "records").glob("*") if p.is_dir())
+EXPERIMENTS = ROOT / "experiments"
+SHIPPED = sorted(p.parent for p in EXPERIMENTS.glob("*/run/config.json"))
+KEPT = sorted(p.parent for p in EXPERIMENTS.glob("*/records/*/config.json"))
+IN_PROGRESS = [p for p in KEPT if (p / "checkpoint.npz").exists()]
+RECORDS = [p for p in KEPT if p not in IN_PROGRESS]
 
 
 def mnist_dir() -> Path | None:
@@ -26,10 +28,10 @@ def mnist_dir() -> Path | None:
 
 
 def test_the_mnist_model_is_shipped():
-    assert "mnist-784-512-512-10" in {p.name for p in SHIPPED}
+    assert "mnist-784-512-512-10" in {p.parent.name for p in SHIPPED}
 
 
-@pytest.mark.parametrize("path", SHIPPED + IN_PROGRESS, ids=lambda p: f"{p.parent.name}/{p.name}")
+@pytest.mark.parametrize("path", SHIPPED + IN_PROGRESS, ids=lambda p: str(p.relative_to(EXPERIMENTS)))
 def test_kept_run_is_consistent(path):
     run = RunDir(path)
     cfg, (params, meta), records = run.read_config(), load_checkpoint(run.checkpoint_path), run.metrics()
@@ -39,11 +41,11 @@ def test_kept_run_is_consistent(path):
     net.validate()  # every shape right, every value finite
     assert {v.dtype for v in params.values()} == {np.dtype(cfg["dtype"])}
     assert meta["state"]["epoch"] == len(records) and meta["state"]["batch"] == 0
-    assert (len(records) == cfg["epochs"]) == (path in SHIPPED)  # finished runs, and only they, in trained/
+    assert (len(records) == cfg["epochs"]) == (path in SHIPPED)  # finished runs, and only they, in run/
     assert [r["epoch"] for r in records] == list(range(1, len(records) + 1))
 
 
-@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", SHIPPED, ids=lambda p: p.parent.name)
 def test_shipped_run_reproduces_its_final_test_error(path):
     data = mnist_dir()
     if data is None:
@@ -54,10 +56,10 @@ def test_shipped_run_reproduces_its_final_test_error(path):
     assert res["test_error"] == RunDir(path).metrics()[-1]["test_error"]
 
 
-@pytest.mark.parametrize("path", RECORDS, ids=lambda p: p.name)
+@pytest.mark.parametrize("path", RECORDS, ids=lambda p: str(p.relative_to(EXPERIMENTS)))
 def test_kept_record_is_a_finished_run(path):
     run = RunDir(path)
     cfg, records = run.read_config(), run.metrics()
     assert [r["epoch"] for r in records] == list(range(1, cfg["epochs"] + 1))
     assert all(0 <= r["test_error"] <= 1 and len(r["alignment"]) == len(arch_sizes(cfg["arch"])) - 2 for r in records)
-    assert not run.checkpoint_path.exists()  # weights of finished runs are shipped in trained/ or not kept
+    assert not run.checkpoint_path.exists()  # weights of finished runs are shipped in run/ or not kept

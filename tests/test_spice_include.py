@@ -10,7 +10,8 @@ import pytest
 from analogprop.circuit import compile_circuit
 from analogprop.cli import main
 from analogprop.spice import netlist as netlist_module
-from analogprop.spice.include import DEVICE_LETTERS, MODEL_TYPES, IncludeError, check_include, read_include
+from analogprop.spice.include import (DEVICE_LETTERS, MODEL_TYPES, IncludeError, check_include, read_include,
+                                      read_library)
 
 from conftest import ROOT
 
@@ -247,3 +248,73 @@ def test_continuation_lines_stay_part_of_their_card_in_ngspice(tmp_path, capsys)
     run = ngspice(out)
     assert "r1 a 0 1k .control shell touch marker .endc" in run.stdout + run.stderr
     assert not (tmp_path / "marker").exists()
+
+
+# -- .lib FILE SECTION in a circuit specification's library (read_library) ------------------------------------
+CORNERS = """* corners
+.lib tt
+.model nch nmos level=1 vto=0.5 kp=1e-4
+.endl tt
+.lib ff
+.model nch nmos level=1 vto=0.4 kp=1.2e-4
+.lib 'more.lib' extra
+.endl
+"""
+
+
+def library(tmp_path, top, corners=CORNERS, more=".lib extra\n.model dx d is=1e-14\n.endl extra\n"):
+    (tmp_path / "models").mkdir(exist_ok=True)
+    (tmp_path / "models" / "corners.lib").write_text(corners)
+    (tmp_path / "models" / "more.lib").write_text(more)
+    (tmp_path / "top.lib").write_text(top)
+    return tmp_path / "top.lib"
+
+
+def test_lib_section_is_expanded_in_place_and_only_that_section(tmp_path):
+    top = library(tmp_path, ".subckt s a b\n.lib 'models/corners.lib' TT\nm1 a b 0 0 nch\n.ends s\n")
+    text = read_library(top, tmp_path)
+    assert ".model nch nmos level=1 vto=0.5 kp=1e-4" in text and "vto=0.4" not in text and ".lib tt" not in text
+    assert ".endl" not in text.lower() and text.index("vto=0.5") < text.index("m1 a b")
+    nested = read_library(library(tmp_path, ".lib models/corners.lib ff\n"), tmp_path)
+    assert "vto=0.4" in nested and ".model dx d is=1e-14" in nested and "vto=0.5" not in nested
+    with pytest.raises(IncludeError, match=r"include .*top.lib line 1: '.lib' is not allowed"):
+        read_include(top)   # an --include still refuses .lib
+
+
+@pytest.mark.parametrize("top, corners, problem", [
+    (".lib models/corners.lib tt\n", ".lib tt\n.control\n.endl tt\n", "corners.lib line 2: '.control' is not allowed"),
+    (".lib models/corners.lib tt\n", ".lib tt\n*# shell touch marker\n.endl\n", "corners.lib line 2"),
+    (".lib models/corners.lib tt\n", ".lib tt\n.model a d\n", "section 'tt' without '.endl'"),
+    (".lib models/corners.lib tt\n", ".lib tt\n.endl ff\n", "an .endl must close the open .lib section"),
+    (".lib models/corners.lib tt\n", ".lib tt\n.lib ff\n.endl\n.endl\n", "line 2: '.lib ff' is not allowed"),
+    (".lib models/corners.lib ss\n", CORNERS, "has no section 'ss'"),
+    (".lib tt\n", CORNERS, "only '.lib FILE SECTION' is read here"),
+    (".lib models/corners.lib tt\n+ extra\n", CORNERS, "line 2: '+ extra' is not allowed"),
+    (".lib /etc/passwd tt\n", CORNERS, "an absolute path"),
+    (".lib ../outside.lib tt\n", CORNERS, "outside the specification's directory"),
+    (".lib models/corners.lib tt extra\n", CORNERS, "only '.lib FILE SECTION' is read here"),
+    (".lib models/missing.lib tt\n", CORNERS, "cannot read library"),
+    (".lib top.lib tt\n", CORNERS, "top.lib has no section 'tt'"),
+])
+def test_lib_references_are_checked_and_confined(tmp_path, top, corners, problem):
+    (tmp_path.parent / "outside.lib").write_text(".lib tt\n.endl\n")
+    with pytest.raises(IncludeError) as err:
+        read_library(library(tmp_path, top, corners), tmp_path)
+    assert problem in str(err.value) and "\n" not in str(err.value)
+
+
+def test_lib_self_reference_is_refused(tmp_path):
+    (tmp_path / "loop.lib").write_text(".lib a\n.lib 'loop.lib' a\n.endl a\n")
+    (tmp_path / "top.lib").write_text(".lib loop.lib a\n")
+    with pytest.raises(IncludeError, match="it includes itself"):
+        read_library(tmp_path / "top.lib", tmp_path)
+
+
+def test_lib_outside_is_read_only_when_allowed(tmp_path):
+    inner = tmp_path / "spec"
+    inner.mkdir()
+    (tmp_path / "shared.lib").write_text(".lib tt\n.model nch nmos level=1\n.endl\n")
+    (inner / "top.lib").write_text(".lib ../shared.lib tt\n")
+    with pytest.raises(IncludeError, match="outside the specification's directory"):
+        read_library(inner / "top.lib", inner)
+    assert ".model nch nmos level=1" in read_library(inner / "top.lib", inner, allow_outside=True)

@@ -65,7 +65,7 @@ def test_grid_file(tmp_path):
     ([], {"dies": 0}, "dies must be a whole number >= 1"),
     ([], {"finetune_epochs": -1}, "finetune_epochs must be a whole number >= 0"),
     ([], {"level": "bogus"}, "circuit level 'bogus'"),
-    ([], {"lrs": [0.1, 0.2, 0.3]}, "sweep settings: got 3 learning rates"),
+    ([], {"lrs": [0.1, 0.2, 0.3]}, "for architecture 64-32-10, got 3 learning rates"),
     ([], {"arch": "1x8x8-c4k3-10"}, "dense layered networks only"),
 ])
 def test_invalid_grids_refused(grid, kw, message):

@@ -108,17 +108,18 @@ import numpy as np
 
 from ..errors import ConfigError, check_finite
 from .mismatch import CrossbarDesign, Mismatch, standard_normal, write_noise
+from .nonideal import Nonidealities
 
-LEVELS = ("behavioural", "crossbar")
+LEVELS = ("behavioural", "crossbar", "vground")
 _ALIASES = {"0": "behavioural", "behavioral": "behavioural", "behavioural": "behavioural",
-            "1": "crossbar", "crossbar": "crossbar"}
+            "1": "crossbar", "crossbar": "crossbar", "2": "vground", "vground": "vground"}
 
 
 def parse_level(level) -> str:
-    """'behavioural' / 'behavioral' / 0  or  'crossbar' / 1."""
+    """'behavioural' / 'behavioral' / 0, 'crossbar' / 1 or 'vground' / 2."""
     name = _ALIASES.get(str(level).strip().lower())
     if name is None:
-        raise ConfigError(f"circuit level {level!r} is not one of behavioural (0), crossbar (1)")
+        raise ConfigError(f"circuit level {level!r} is not one of behavioural (0), crossbar (1), vground (2)")
     return name
 
 
@@ -164,6 +165,7 @@ class Circuit:
     c_unit: float = 1e-12
     writes: int = 0      # programming operations so far: the index of each write's noise draw
     revision: int = 0    # changes whenever ``values`` do (solvers cache on it)
+    nonideal: Nonidealities = field(default_factory=Nonidealities)
 
     @property
     def n_layers(self) -> int:
@@ -171,7 +173,26 @@ class Circuit:
 
     @property
     def crossbar(self) -> bool:
-        return self.level == "crossbar"
+        """Conductance pairs (levels crossbar and vground)."""
+        return self.level in ("crossbar", "vground")
+
+    @property
+    def vground(self) -> bool:
+        return self.level == "vground"
+
+    def _spread(self, key, shape):
+        """Multiplicative die spread of programmable array ``key`` (vground: Pelgrom and spatial parts too,
+        and the temperature factor of its resistors)."""
+        if not self.vground:
+            return _lognormal(self.die, key, shape, self.mismatch.g_dtod)
+        nid = self.nonideal
+        z = standard_normal(self.die, key, shape) if (self.mismatch.g_dtod or nid.pelgrom_a) else None
+        return np.exp(nid.log_spread(self.die, key, shape, self.mismatch.g_dtod, z)) / self._device_temp
+
+    @property
+    def _device_temp(self) -> float:
+        """R(T)/R(tnom) of linear programmable devices (sinh devices: the same factor on G)."""
+        return self.nonideal.temp_factor
 
     @property
     def has_bias(self) -> bool:
@@ -200,14 +221,14 @@ class Circuit:
                 raise ConfigError(f"parameter {k} has shape {v.shape}, expected {self.nominal[k].shape}")
             check_finite(f"parameter {k}", v)
             if verify:
-                v = v / _lognormal(self.die, k, v.shape, self.mismatch.g_dtod)
+                v = v / self._spread(k, v.shape)
             targets[k] = self.design.quantise(v) if self.crossbar else v
         self.writes += 1
         noise = write_noise(self.die, self.writes, [(k, targets[k].shape) for k in keys],
                             self.mismatch.write_noise_std)
         for k in keys:
             self.nominal[k] = targets[k]
-            v = targets[k] * _lognormal(self.die, k, targets[k].shape, self.mismatch.g_dtod) + noise[k]
+            v = targets[k] * self._spread(k, targets[k].shape) + noise[k]
             self.values[k] = np.maximum(v, 0.0) if self.crossbar else v
         self.revision += 1
 
@@ -236,7 +257,9 @@ class Circuit:
         return np.clip(x, 0.0, 1.0)
 
     def buffer(self, k: int, v) -> np.ndarray:
-        """r{k} = clip(gain (V_h - offset), 0, 1), k = 1..L."""
+        """r{k} = clip(gain (V_h - offset), 0, 1), k = 1..L (vground: v is V_out and V_h = -V_out)."""
+        if self.vground:
+            v = -v
         return np.minimum(np.maximum(self.values[f"gain{k}"] * (v - self.values[f"offset{k}"]), 0.0), 1.0)
 
     def inverter(self, k: int, r) -> np.ndarray:
@@ -288,8 +311,16 @@ class Circuit:
         """Buffer outputs [r0, r1, ..., rL] of node voltages V = [V1..VL]."""
         return [self.inputs(x)] + [self.buffer(k, V[k - 1]) for k in range(1, self.n_layers + 1)]
 
+    def buffer_slope(self, k: int, v) -> np.ndarray:
+        """dr{k}/dv of :meth:`buffer` (0 where the output is at a rail)."""
+        c = self.values
+        sign = -1.0 if self.vground else 1.0
+        u = c[f"gain{k}"] * (sign * v - c[f"offset{k}"])
+        return np.where((u > 0) & (u < 1), sign * c[f"gain{k}"], 0.0)
+
     def currents(self, V, x, y=None, beta: float = 0.0) -> list[np.ndarray]:
-        """KCL: net current into every free node, [I_1..I_L] each (batch, n_k); zero at an operating point."""
+        """KCL: net current into every free node, [I_1..I_L] each (batch, n_k); zero at an operating point
+        (not for vground: see :func:`.vground.residual`)."""
         r, L = self.outputs(V, x), self.n_layers
         return [self.injection(k, r[k - 1], r[k + 1] if k < L else None, y, beta)
                 - V[k - 1] * self.conductance(k, beta) - self.clamp_current(k, V[k - 1]) for k in range(1, L + 1)]
@@ -306,14 +337,16 @@ class Circuit:
         return c[f"clamp{k}"] * (np.maximum(v - c[f"clamp_hi{k}"], 0.0) + np.minimum(v - c[f"clamp_lo{k}"], 0.0))
 
     def to_network_units(self, k: int, v) -> np.ndarray:
-        """Neuron pre-activation u = unit_gain[k] V_h (network units) of layer k's node voltages."""
-        return self.unit_gain[k - 1] * v
+        """Neuron pre-activation u = unit_gain[k] V_h (network units) of layer k's node voltages
+        (vground: v is V_out, u = -V_out)."""
+        return (-1.0 if self.vground else self.unit_gain[k - 1]) * v
 
     def summary(self) -> dict:
         """Plain description (for netlist headers and run records)."""
         return {"level": self.level, "sizes": list(self.sizes), "die": self.die,
                 "mismatch": self.mismatch.to_dict(),
                 "design": self.design.to_dict() if self.crossbar else None,
+                "nonideal": self.nonideal.to_dict() if self.vground else None,
                 "unit_gain": list(self.unit_gain), "target_scale": self.target_scale,
                 "g_unit": self.g_unit, "c_unit": self.c_unit, "writes": self.writes, "clamped": self.clamped}
 
@@ -343,7 +376,7 @@ def crossbar_pairs(design: CrossbarDesign, weights: dict[str, np.ndarray]) -> di
 def compile_circuit(sizes, weights: dict[str, np.ndarray], level="behavioural", mismatch: Mismatch | None = None,
                     die: int = 0, design: CrossbarDesign | None = None,
                     g_unit: float = 1e-5, c_unit: float = 1e-12, clamp: bool = False,
-                    clamp_ratio: float = 1e7) -> Circuit:
+                    clamp_ratio: float = 1e7, nonideal: Nonidealities | None = None) -> Circuit:
     """Compile network weights (names fwd{k}, bwd{k}, bias{k}) into a circuit on die `die`.
 
     The crossbar level maps each weight onto a conductance pair with
@@ -352,6 +385,7 @@ def compile_circuit(sizes, weights: dict[str, np.ndarray], level="behavioural", 
     (conductance ``clamp_ratio`` times the node's).
     """
     level = parse_level(level)
+    nonideal = nonideal or Nonidealities()
     mismatch = mismatch or Mismatch()
     design = design or CrossbarDesign()
     sizes = tuple(int(s) for s in sizes)
@@ -389,14 +423,27 @@ def compile_circuit(sizes, weights: dict[str, np.ndarray], level="behavioural", 
             nominal[f"inv_offset{k}"] = np.zeros(sizes[k])
         prog = crossbar_pairs(design, weights)
         nudge = g_node[-1]
+    elif level == "vground":
+        g_node, unit_gain, target_scale, leak = (design.g_w,) * L, (1.0,) * L, 1.0, design.g_w
+        for k in range(L + 1):
+            nominal[f"inv_gain{k}"] = np.ones(sizes[k])
+            nominal[f"inv_offset{k}"] = np.zeros(sizes[k])
+        scaled = {n: (np.asarray(w, float) / design.v_rail if n.startswith("bias") else w) for n, w in weights.items()}
+        prog = crossbar_pairs(design, scaled)
+        nudge = design.g_w
     else:
         g_node, unit_gain, target_scale, leak = (), (1.0,) * L, 1.0, 1.0
         prog = {k: np.asarray(v, float) for k, v in weights.items()}
         nudge = 1.0
     for k in range(1, L + 1):
         n = sizes[k]
-        nominal[f"leak{k}"] = np.full(n, leak)
-        nominal[f"cap{k}"] = np.ones(n)
+        if level == "vground":
+            nominal[f"gf{k}"] = np.full(n, leak)
+            nominal[f"cf{k}"] = np.ones(n)
+            nominal[f"vos{k}"] = np.zeros(n)
+        else:
+            nominal[f"leak{k}"] = np.full(n, leak)
+            nominal[f"cap{k}"] = np.ones(n)
         nominal[f"gain{k}"] = np.full(n, unit_gain[k - 1])
         nominal[f"offset{k}"] = np.zeros(n)
         if clamp:
@@ -409,7 +456,9 @@ def compile_circuit(sizes, weights: dict[str, np.ndarray], level="behavioural", 
               "gain": ("log", mismatch.gain_dtod), "offset": ("add", mismatch.offset_dtod),
               "inv_gain": ("log", mismatch.gain_dtod), "inv_offset": ("add", mismatch.offset_dtod),
               "nudge": ("log", mismatch.g_dtod), "clamp": ("log", 0.0),
-              "clamp_lo": ("add", mismatch.offset_dtod), "clamp_hi": ("add", mismatch.offset_dtod)}
+              "clamp_lo": ("add", mismatch.offset_dtod), "clamp_hi": ("add", mismatch.offset_dtod),
+              "gf": ("log", mismatch.leak_dtod), "cf": ("log", mismatch.cap_dtod),
+              "vos": ("add", nonideal.opamp_offset)}
     values = {}
     for key, nom in nominal.items():
         kind, sigma = spread[key.rstrip("0123456789")]
@@ -418,6 +467,6 @@ def compile_circuit(sizes, weights: dict[str, np.ndarray], level="behavioural", 
     for key, v in prog.items():
         nominal[key], values[key] = np.zeros_like(v), np.zeros_like(v)
     circuit = Circuit(level, sizes, nominal, values, tuple(sorted(prog)), die, mismatch, design,
-                      unit_gain, g_node, target_scale, g_unit, c_unit)
+                      unit_gain, g_node, target_scale, g_unit, c_unit, nonideal=nonideal)
     circuit.program(prog)
     return circuit

@@ -1,14 +1,7 @@
-"""Command-line options of the bench tools."""
+"""Command-line options of ``analogprop bench`` (the visa driver's training options come from the configuration tree)."""
 from __future__ import annotations
 
 from ..bench.emulator import MAX_CLIENTS
-
-
-def add_visa_options(p) -> None:
-    """Options of ``train --driver visa`` (config keys ``driver_*``)."""
-    g = p.add_argument_group("bench (--driver visa)")
-    g.add_argument("--profile", dest="driver_profile", help="bench profile TOML (see instruments/)")
-    g.add_argument("--visa-backend", dest="driver_visa_backend", help="pyvisa backend (default @py, i.e. pyvisa-py)")
 
 
 def add_serve_options(p) -> None:

@@ -12,7 +12,7 @@ import signal
 import sys
 from pathlib import Path
 
-from ..errors import AnalogpropError
+from ..errors import AnalogpropError, ConfigError
 from ..stop import STOP
 
 COMMANDS = {}
@@ -26,13 +26,6 @@ def command(name, help, options):
     return register
 
 
-def _floats(text):
-    try:
-        return [float(v) for v in text.split(",")]
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
-
-
 def out_path(text):
     """An output path option: refused when empty (it would write into the current directory)."""
     if not text.strip():
@@ -40,106 +33,49 @@ def out_path(text):
     return text
 
 
-def add_model_options(p):
-    from ..model.network import FEEDBACK_INITS
-
-    g = p.add_argument_group("model")
-    g.add_argument("--dataset", help="digits (embedded, default); mnist; idx: IDX files named as MNIST's "
-                   "(train-images-idx3-ubyte[.gz] ..., e.g. Fashion-MNIST) in the --data-dir directory, checked "
-                   "against its SHA256SUMS if present; npz: the --data-dir .npz file with x_train, y_train, x_test, "
-                   "y_test; csv: train.csv and test.csv in the --data-dir directory, label in the first column, "
-                   "optional header line; sklearn:NAME, NAME digits, iris, wine or breast_cancer. Inputs must lie "
-                   "in [0, 1] (uint8 arrays are divided by 255); labels are 0..K-1")
-    g.add_argument("--data-dir", help="directory of MNIST IDX files (else $ANALOGPROP_DATA or ~/.cache/analogprop/mnist)")
-    g.add_argument("--download", action="store_true", default=None, help="download MNIST if missing (needs the network)")
-    g.add_argument("--arch", help="layer sizes, input first, e.g. 64-32-10; convolutional: CxHxW input, "
-                   "c<maps>k<kernel>[s<stride>][p<pool>] layers, then sizes, e.g. 1x28x28-c32k5p2-c64k5p2-10")
-    g.add_argument("--seed", type=int, help="seed of initial weights and sample order")
-    g.add_argument("--no-bias", dest="bias", action="store_false", default=None, help="no bias units")
-    g.add_argument("--tied", action="store_true", default=None, help="tie feedback to forward weights (symmetric EP case)")
-    g.add_argument("--feedback-init", choices=FEEDBACK_INITS,
-                   help="initial feedback weights: drawn independently (default) or the transposes of the "
-                        "forward ones (still untied: each then follows its own local update)")
-    g.add_argument("--linear-output", action="store_true", default=None,
-                   help="leave the output state unclipped (Eq. 6; the default clips every layer as Eq. 59)")
-    g.add_argument("--driver", help="ideal (default), or another registered driver")
-    g.add_argument("--solver", choices=["fast", "euler"], help="fixed-point solver of the ideal driver")
-    g.add_argument("--tol", type=float, help="residual tolerance of a relaxation")
-    g.add_argument("--max-steps", type=int, help="step/sweep limit of a relaxation")
-    g.add_argument("--euler-step", type=float, help="Euler step size epsilon (Eq. 59)")
-    g.add_argument("--nudge-steps", type=int,
-                   help="nudged phase: this many Euler steps of --euler-step from the free fixed point "
-                        "(Table 1's second-phase iterations; ideal driver; default 0: relax to the fixed point)")
-    g.add_argument("--dtype", choices=["float64", "float32"], help="floating-point type of the ideal solvers")
-
-
-def add_train_options(p):
-    g = p.add_argument_group("training")
-    g.add_argument("--beta", type=float, help="nudging strength (> 0)")
-    g.add_argument("--lrs", type=_floats, help="learning rates per layer pair, input side first, e.g. 0.2,0.05")
-    g.add_argument("--batch-size", type=int, help="minibatch size (default 20)")
-    g.add_argument("--epochs", type=int, help="number of epochs")
-    g.add_argument("--symmetric", action="store_true", default=None, help="nudge with +beta and -beta")
-    g.add_argument("--random-sign", action="store_true", default=None, help="random sign of beta per minibatch")
-    g.add_argument("--checkpoint-every", type=int, help="minibatches between checkpoints (0: every epoch)")
-    g.add_argument("--keep-every", type=int,
-                   help="keep a snapshot of the checkpoint every N epochs, to branch from ('analogprop branch'; default 0: none)")
-    g.add_argument("--lr-decay", type=float, help="learning-rate factor per epoch from --lr-decay-start on (default 1)")
-    g.add_argument("--lr-decay-start", type=int, help="first epoch (1-based) with a decayed learning rate (default 1)")
-    g.add_argument("--weight-decay", type=float,
-                   help="lambda of the regulariser lambda/2 ||W||^2 on the weights (synaptic depression -lambda W; default 0)")
-    g.add_argument("--shift", type=int,
-                   help="move each training image by a random offset of up to N pixels per axis (augmentation; default 0)")
-    g.add_argument("--centered", action="store_true", default=None,
-                   help="presynaptic rates minus their batch mean in the weight updates (centring; not in the paper)")
-    g.add_argument("--optimizer", choices=["sgd", "adam"],
-                   help="how estimates become steps: sgd (the paper's, default) or adam (per-synapse moments; not in the paper)")
-    g.add_argument("--adam-betas", type=_floats, help="Adam's two moment decay rates (default 0.9,0.999)")
-    g.add_argument("--adam-eps", type=float, help="Adam's epsilon (default 1e-8)")
-    g.add_argument("--rule", choices=["two-phase", "gradient"],
-                   help="two-phase (the paper's rule, default) or gradient (true-gradient baseline, ideal driver)")
-    g.add_argument("--feedback-lr-factor", type=float,
-                   help="factor on the feedback weights' learning rates (default 1: the paper's rule; 0: fixed feedback)")
-    g.add_argument("--alignment-drift", action="store_true", default=None,
-                   help="record per epoch the forward and the feedback updates' parts of each pair's alignment change")
-    g.add_argument("--probe", type=int, help="probe batch size for per-epoch gradient diagnostics (0: off, default)")
-
-
-CONFIG_KEYS = ["dataset", "data_dir", "download", "arch", "seed", "bias", "tied", "feedback_init", "linear_output", "driver", "solver", "tol",
-               "max_steps", "euler_step", "nudge_steps", "dtype", "beta", "lrs", "batch_size", "epochs", "symmetric",
-               "random_sign", "checkpoint_every", "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "rule", "probe",
-               "optimizer", "adam_betas", "adam_eps", "feedback_lr_factor", "alignment_drift"]
-
-
-def config_from_args(args) -> dict:
-    cfg = {k: getattr(args, k) for k in CONFIG_KEYS if getattr(args, k, None) is not None}
-    cfg.update({k: v for k, v in vars(args).items() if k.startswith("driver_") and v is not None})
-    return cfg
-
-
 def _train_options(p):
-    from .bench_options import add_visa_options
-    from ..drivers.circuit import add_circuit_options
-    from ..drivers.ngspice import add_ngspice_options
+    from .config_options import add_arguments
 
-    add_model_options(p)
-    add_train_options(p)
-    add_visa_options(p)
-    add_circuit_options(p)
-    add_ngspice_options(p)
-    p.add_argument("--out", type=out_path, default="runs/latest", help="run directory (default runs/latest)")
-    p.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
-    p.add_argument("--overwrite", action="store_true",
+    add_arguments(p, config_file=True)
+    g = p.add_argument_group("run")
+    g.add_argument("--out", type=out_path, default="runs/latest", help="run directory (default runs/latest)")
+    g.add_argument("--resume", action="store_true",
+                   help="continue the run in --out from its checkpoint, with its saved configuration; options "
+                        "given (and --config's settings) may only change epochs, the checkpoint and snapshot "
+                        "intervals, the learning-rate schedule of epochs to come and data/file locations")
+    g.add_argument("--overwrite", action="store_true",
                    help="replace the run already in --out (its checkpoint, metrics and snapshots); default: refuse")
-    p.add_argument("--quiet", action="store_true", help="no progress bar")
+    start = g.add_mutually_exclusive_group()
+    start.add_argument("--init", metavar="CHECKPOINT",
+                       help="start a new run from this checkpoint's (.npz, e.g. RUN/checkpoint.npz) parameters "
+                            "instead of fresh ones; with zero learning rates for some pairs (--lrs 0,0,0.01) "
+                            "those pairs stay frozen")
+    start.add_argument("--init-matching", metavar="CHECKPOINT",
+                       help="take from this checkpoint every parameter whose name and shape match the architecture "
+                            "(e.g. the trained layers of a smaller network); the others start fresh")
+    g.add_argument("--threads", type=int, default=1,
+                   help="BLAS threads (default 1: the batch-20 products of the paper's runs gain little from more)")
+    g.add_argument("--quiet", action="store_true", help="no progress bar")
 
 
 @command("train", "train a network with the two-phase rule", _train_options)
 def cmd_train(args):
-    from ..runs.training import train
+    from threadpoolctl import threadpool_limits
 
+    from ..runs.training import train
+    from .config_options import config_from_args, given_from_args
+
+    if args.threads < 1:
+        raise ConfigError(f"--threads must be a whole number >= 1, got {args.threads}")
     out = Path(args.out)
-    record = train(config_from_args(args), out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite)
+    if args.resume and (args.init or args.init_matching):
+        raise ConfigError("--resume continues from the run's own checkpoint; --init and --init-matching start a "
+                          "new run: give one of them")
+    # a resumed run keeps its saved settings: pass only the ones given, not the defaults
+    cfg = given_from_args(args) if args.resume else config_from_args(args).to_flat()
+    with threadpool_limits(args.threads):
+        record = train(cfg, out, resume=args.resume, progress=not args.quiet, overwrite=args.overwrite,
+                       init=args.init, init_matching=args.init_matching)
     if record is None:
         print(f"no epoch finished yet; continue with: analogprop train --resume --out {out}")
         return

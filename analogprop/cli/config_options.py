@@ -1,7 +1,7 @@
 """Command-line options generated from the configuration tree (for the CLI layer only).
 
 Flags and dests are the config.json keys' (``--beta`` -> ``beta``, ``--g-dtod`` -> ``driver_g_dtod``), so
-command lines and :func:`analogprop.cli.config_from_args` keep their meaning.  Every default is None:
+command lines keep their meaning and the options given read back as config.json keys.  Every default is None:
 an option that was not given is not an override, and the tree's default (shown in ``--help``) applies.
 """
 from __future__ import annotations
@@ -9,8 +9,8 @@ from __future__ import annotations
 import argparse
 
 from ..config.checks import Choice, Flag, Number, Numbers
-from ..config.files import load_toml, merge
-from ..config.tree import RunConfig
+from ..config.files import combine, load_toml, merge
+from ..config.tree import RunConfig, flatten
 
 _GROUPS = {s.NAME: s.TITLE for s in RunConfig.SECTIONS.values()}
 
@@ -41,7 +41,8 @@ def _group(key) -> str:
 def add_arguments(parser, sections=None, config_file=False) -> None:
     """Add the options of the tree's settings to ``parser``, one argument group per section (``sections``:
     names of the sections to add, default all; ``seed`` goes with ``model``).  ``config_file`` adds
-    ``--config FILE.toml`` (dest ``config_file``), read by :func:`config_from_args`."""
+    ``--config FILE.toml`` (dest ``config_file``), read by :func:`config_from_args` (and, to resume a run,
+    :func:`given_from_args`)."""
     wanted = list(_GROUPS) if sections is None else list(sections)
     unknown = sorted(set(wanted) - set(_GROUPS))
     if unknown:
@@ -49,8 +50,10 @@ def add_arguments(parser, sections=None, config_file=False) -> None:
     groups = {}
     if config_file:
         parser.add_argument("--config", dest="config_file", metavar="FILE.toml",
-                            help="settings from a TOML file ([data], [model], [training], ... sections); "
-                                 "options given on the command line override them")
+                            help="settings from a TOML file ([data], [model], [training], ... sections; see "
+                                 "experiments/*/config.toml); options given on the command line override them. "
+                                 "With --resume the file's settings count as given on the command line: they "
+                                 "must equal the saved run's, except those a resumed run may change")
     for key in RunConfig.keys():
         name = _group(key)
         if name not in wanted:
@@ -88,8 +91,17 @@ def overrides_from_args(args) -> dict:
     return out
 
 
+def _layers(args) -> list:
+    path = getattr(args, "config_file", None)
+    return [load_toml(path)] if path else []
+
+
 def config_from_args(args) -> RunConfig:
     """Defaults < ``--config`` file < options given on the command line."""
-    path = getattr(args, "config_file", None)
-    layers = [load_toml(path)] if path else []
-    return merge(*layers, overrides_from_args(args))
+    return merge(*_layers(args), overrides_from_args(args))
+
+
+def given_from_args(args) -> dict:
+    """Only the settings given (``--config`` file < command line), as config.json keys, no defaults: what a
+    resumed run may change (``analogprop.runs.training.resumed_config``)."""
+    return flatten(combine(*_layers(args), overrides_from_args(args)))

@@ -8,11 +8,12 @@ import numpy as np
 from ..errors import ConfigError, OutputError
 from ..runs.directory import make_dir
 from ..spice.netlist import netlist
+from ..spice.user_netlist import user_netlist
 
 
 def add_netlist_options(p) -> None:
     from .commands import out_path
-    from ..drivers.circuit import add_circuit_options
+    from .config_options import add_arguments
 
     p.add_argument("source", nargs="?",
                    help="run directory or checkpoint .npz (default: a fresh network of --arch and --seed)")
@@ -26,7 +27,7 @@ def add_netlist_options(p) -> None:
                    help="user subcircuit/model file copied into the netlist (no .control, shell or nested includes)")
     p.add_argument("--title", help="circuit title (sanitised)")
     p.add_argument("--out", type=out_path, default="circuit.cir", help="netlist file to write (default circuit.cir)")
-    add_circuit_options(p)
+    add_arguments(p, sections=("circuit",))
 
 
 def _source(path):
@@ -53,19 +54,40 @@ def _source(path):
 
 
 def circuit_of(cfg: dict, params=None):
-    """Compiled circuit of a configuration; ``params`` are a checkpoint's (circuit or network parameters)."""
-    from ..runs.build import complete
-    from ..drivers.circuit import from_config
-    from ..drivers.ngspice import OWN_KEYS
+    """Compiled circuit of a configuration (its circuit section, whatever its driver); ``params`` are a
+    checkpoint's (circuit parameters for a circuit or ngspice run, network parameters otherwise)."""
+    from ..config import from_flat
+    from ..drivers.circuit import make_circuit_driver
+    from ..model.network import Network, parse_sizes
+    from ..runs.build import circuit_settings
+
+    run = from_flat(cfg)
+    net = Network.create(parse_sizes(run.model.arch), seed=run.seed, bias=run.model.bias, tied=run.model.tied)
+    driver = make_circuit_driver(net, **circuit_settings(run))
+    if params is not None:
+        driver.set_parameters(params) if run.driver.name in ("circuit", "ngspice") else driver.deploy(params)
+    return driver.circuit, run.to_flat()
+
+
+def user_circuit_of(cfg: dict, params=None):
+    """The :class:`~analogprop.circuit.tabulated.UserNetwork` of a configuration with ``--circuit-spec``;
+    ``params`` are a checkpoint's (programming values of a run on it, or network weights otherwise)."""
+    from ..circuit.tabulated import UserNetwork
+    from ..circuit.user_spec import load_spec
+    from ..config import from_flat
     from ..model.network import Network, parse_sizes
 
-    on_circuit = cfg.get("driver") in ("circuit", "ngspice")
-    cfg = complete({k: v for k, v in cfg.items() if k not in OWN_KEYS and k != "driver"})
-    net = Network.create(parse_sizes(cfg["arch"]), seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"])
-    driver = from_config(cfg, net)
-    if params is not None:
-        driver.set_parameters(params) if on_circuit else driver.deploy(params)
-    return driver.circuit, cfg
+    run = from_flat(cfg)
+    c = run.circuit
+    spec = load_spec(c.circuit_spec)
+    spec = spec if c.temperature is None else spec.at_temperature(c.temperature)
+    sizes = parse_sizes(run.model.arch)
+    net = UserNetwork.build(spec, sizes, c.die, seed=run.seed)
+    if params is None:
+        params = Network.create(sizes, seed=run.seed, bias=run.model.bias, tied=run.model.tied).params
+    own = {a.name for a in net.arrays}
+    net.program({k: v for k, v in params.items() if k in own} if own & set(params) else net.programs_from_weights(params))
+    return net, run.to_flat()
 
 
 def samples(cfg: dict, n: int):
@@ -93,10 +115,15 @@ def write_netlist(args) -> Path:
         if getattr(args, key) is not None:
             cfg[key] = getattr(args, key)
     cfg.update({k: v for k, v in vars(args).items() if k.startswith("driver_") and v is not None})
-    circuit, cfg = circuit_of(cfg, params)
+    user = cfg.get("driver_circuit_spec") is not None
+    if user and args.include:
+        raise ConfigError("--include adds to the built-in circuit; with --circuit-spec the libraries come from the "
+                          "specification")
+    circuit, cfg = user_circuit_of(cfg, params) if user else circuit_of(cfg, params)
     x, y = samples(cfg, args.samples)
     title = args.title or (Path(args.source).stem if args.source else "analogprop")
-    text = netlist(circuit, x, y, title=title, includes=args.include)
+    text = user_netlist(circuit, x, y, title=title) if user else netlist(circuit, x, y, title=title,
+                                                                         includes=args.include)
     out = Path(args.out)
     if out.is_dir():
         raise OutputError(f"cannot write the netlist to {out}: it is a directory, not a file")

@@ -159,15 +159,16 @@ class Architecture(Check):
 
 
 def setting(default, help, check: Check, *, unit=None, flag=None, flat=None, metavar=None, optional=False,
-            cli_help=None, after=None):
+            cli_help=None, after=None, sparse=False):
     """A dataclass field described for validation, config files and the command line.
 
     ``help`` describes the setting; ``unit`` (physical units) is shown with it.  ``flag`` (CLI option)
     and ``flat`` (config.json key) default to the field's name; ``optional`` lets None through (its
     meaning is in the help); ``cli_help`` replaces the help for a negating flag such as ``--no-bias``;
     ``after`` (``section.name``) places a top-level setting after that one, in config.json and in
-    the section's option group.
+    the section's option group; ``sparse`` settings are written to config.json only when they differ from
+    their default (runs saved before them then stay byte for byte as they were).
     """
     meta = {"help": help, "check": check, "unit": unit, "flag": flag, "flat": flat, "metavar": metavar,
-            "optional": optional, "cli_help": cli_help, "after": after}
+            "optional": optional, "cli_help": cli_help, "after": after, "sparse": sparse}
     return field(default=default, metadata=meta)

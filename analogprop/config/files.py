@@ -24,13 +24,11 @@ A TOML file holds ``seed`` and sections as in :class:`~.tree.RunConfig`::
 """
 from __future__ import annotations
 
-import sys
+import tomllib
 from pathlib import Path
 
 from ..errors import ConfigError
 from .tree import RunConfig
-
-import tomllib
 
 
 def check_layer(nested: dict) -> dict:
@@ -59,12 +57,10 @@ def load_toml(path) -> dict:
         raise ConfigError(f"{path}: {e}") from None
 
 
-def merge(*layers) -> RunConfig:
-    """The defaults overridden by each layer in turn, setting by setting: nested dicts as :func:`load_toml`
-    and :func:`analogprop.cli.config_options.overrides_from_args` give, or RunConfig objects (every setting of one counts).
-
-    Driver settings the chosen driver would ignore (e.g. ``--g-dtod`` with the ideal driver) are refused.
-    """
+def combine(*layers) -> dict:
+    """The settings of the layers (nested dicts as :func:`load_toml` and
+    :func:`analogprop.cli.config_options.overrides_from_args` give, or RunConfig objects, every setting of
+    one counting), each overriding the ones before setting by setting; no defaults added."""
     combined = {}
     for layer in layers:
         nested = layer.to_dict() if isinstance(layer, RunConfig) else check_layer(layer)
@@ -73,7 +69,15 @@ def merge(*layers) -> RunConfig:
                 combined.setdefault(name, {}).update(value)
             else:
                 combined[name] = value
-    cfg = RunConfig.from_dict(combined)
+    return combined
+
+
+def merge(*layers) -> RunConfig:
+    """The defaults overridden by each layer in turn (see :func:`combine`).
+
+    Driver settings the chosen driver would ignore (e.g. ``--g-dtod`` with the ideal driver) are refused.
+    """
+    cfg = RunConfig.from_dict(combine(*layers))
     unused = cfg.unused_settings()
     if unused:
         raise ConfigError(f"{', '.join(map(str, unused))}: not read by the {cfg.driver.name} driver "

@@ -13,7 +13,7 @@ from typing import ClassVar
 
 from ..errors import ConfigError
 from .checks import Architecture, Choice, Flag, Number, Numbers, Refused, Text, setting
-from .rates import RULE
+from ..rates import RULE
 
 
 @dataclass(frozen=True)
@@ -81,6 +81,10 @@ class DataConfig(Section):
     data_dir: str | None = setting(None, "directory (or file) the dataset is read from; for mnist, else "
                                    "$ANALOGPROP_DATA or ~/.cache/analogprop/mnist", Text("a path"), optional=True)
     download: bool = setting(False, "download MNIST if missing (needs the network)", Flag())
+    train_subset: int | None = setting(None, "train on the first N training samples (none: all)",
+                                       Number(int, low=1), optional=True, metavar="N", sparse=True)
+    test_subset: int | None = setting(None, "evaluate on the first N test samples (none: all)",
+                                      Number(int, low=1), optional=True, metavar="N", sparse=True)
 
 
 @dataclass(frozen=True)
@@ -89,6 +93,8 @@ class ModelConfig(Section):
     TITLE: ClassVar[str] = "model"
     #: as analogprop.model.network.FEEDBACK_INITS
     FEEDBACK_INITS: ClassVar[tuple] = ("random", "mirrored")
+    #: as analogprop.model.network.READOUTS
+    READOUTS: ClassVar[tuple] = ("dynamic", "softmax", "linear")
 
     arch: str = setting("64-32-10", "layer sizes, input first, e.g. 64-32-10; convolutional: CxHxW input, "
                         "c<maps>k<kernel>[s<stride>][p<pool>] layers, then sizes, e.g. 1x28x28-c32k5p2-c64k5p2-10",
@@ -100,6 +106,10 @@ class ModelConfig(Section):
                                  "own local update)", Choice(*FEEDBACK_INITS))
     linear_output: bool = setting(False, "leave the output state unclipped (Eq. 6; otherwise every layer is "
                                   "clipped as in Eq. 59; ideal driver)", Flag())
+    readout: str = setting("dynamic", "the output layer: a dynamic layer with its own feedback (dynamic, the "
+                           "paper's), or outside the dynamics, read from the top hidden layer, which alone is "
+                           "nudged: softmax (cross-entropy) or linear (squared error, clipped unless "
+                           "linear_output); ideal driver", Choice(*READOUTS), sparse=True)
 
 
 @dataclass(frozen=True)
@@ -122,7 +132,7 @@ class SolverConfig(Section):
     method: str = setting("fast", "fixed-point solver of the ideal driver: projected Gauss-Seidel (fast) or "
                           "Euler steps (euler, Eq. 59)", Choice("fast", "euler"), flat="solver", flag="--solver")
     tol: float = setting(1e-5, "residual tolerance of a relaxation, in network units (the circuit drivers "
-                         "divide it by the layer gain)", Number(float, low=0))
+                         "divide it by the layer gain)", Number(float, low=0, low_open=True))
     max_steps: int = setting(500, "step/sweep limit of a relaxation", Number(int, low=1))
     euler_step: float = setting(0.5, "Euler step size epsilon (Eq. 59)", Number(float, low=0, high=1, low_open=True))
     nudge_steps: int = setting(0, "nudged phase: this many Euler steps of --euler-step from the free fixed point "
@@ -186,11 +196,19 @@ class CircuitConfig(Section):
     MISMATCH: ClassVar[tuple] = ("g_dtod", "gain_dtod", "offset_dtod", "leak_dtod", "cap_dtod", "write_noise_std",
                                  "read_noise_std")
     DESIGN: ClassVar[tuple] = ("g_min", "g_max", "w_max", "resolution_bits")
+    #: settings of a network of the user's own subcircuits (--circuit-spec; analogprop.drivers.user_circuit)
+    USER: ClassVar[tuple] = ("circuit_spec", "temperature", "spot_checks")
+    #: settings of the vground level's non-idealities (analogprop.circuit.nonideal.Nonidealities)
+    NONIDEAL: ClassVar[tuple] = ("opamp_gain", "opamp_rout", "opamp_rail", "opamp_offset", "device_v0", "pelgrom_a",
+                                 "device_area", "gradient", "field_std", "field_length", "tile", "die_temp", "tc1",
+                                 "tc2")
 
-    level: str = setting("behavioural", "circuit level: behavioural (0) or crossbar (1)",
-                         Choice("behavioural", "crossbar",
+    level: str = setting("behavioural", "circuit level: behavioural (0), crossbar (1) or vground (2, the "
+                         "virtual-ground crossbar with its non-idealities)",
+                         Choice("behavioural", "crossbar", "vground",
                                 aliases={"behavioral": "behavioural", "0": "behavioural", 0: "behavioural",
-                                         "1": "crossbar", 1: "crossbar"}), metavar="LEVEL")
+                                         "1": "crossbar", 1: "crossbar", "2": "vground", 2: "vground"}),
+                         metavar="LEVEL")
     die: int = setting(0, "die seed of the device mismatch", Number(int, low=0), metavar="SEED")
     g_dtod: float = setting(0.0, "log-normal spread of conductances/transconductances", _SPREAD, metavar="X")
     gain_dtod: float = setting(0.0, "log-normal spread of buffer and inverter gains", _SPREAD, metavar="X")
@@ -214,12 +232,65 @@ class CircuitConfig(Section):
                           cli_help="no node clamps: node voltages run past the buffers' range (default: clamped)")
     newton_iters: int = setting(100, "Newton iterations after the sweeps for unconverged samples",
                                 Number(int, low=0), metavar="N")
+    circuit_spec: str | None = setting(None, "circuit specification TOML of the user's own neuron and synapse "
+                                       "subcircuits (docs/own-circuit.md): --driver circuit then builds the network "
+                                       "from them (tables characterized by ngspice) and reads only --die here",
+                                       Text("a file path"), optional=True, metavar="FILE", sparse=True)
+    temperature: float | None = setting(None, "with --circuit-spec: operating temperature (none: the "
+                                        "specification's)", Number(float, low=-273.15, low_open=True), unit="C",
+                                        optional=True, metavar="X", sparse=True)
+    spot_checks: int = setting(0, "with --circuit-spec: samples of every free phase also solved by ngspice (the "
+                               "largest node-voltage difference is kept)", Number(int, low=0), metavar="N",
+                               sparse=True)
 
     def __post_init__(self):
         super().__post_init__()
         if self.g_max <= self.g_min:
             g_min, g_max = (k for k in self.keys() if k.name in ("g_min", "g_max"))
             raise ConfigError(f"{g_max} must exceed {g_min}: got g_max {self.g_max} and g_min {self.g_min}")
+
+    opamp_gain: float | None = setting(1e6, "vground: open-loop gain of every column's op-amp (none: an exact "
+                                       "virtual ground)", Number(float, low=0, low_open=True), unit="V/V",
+                                       optional=True, metavar="X", sparse=True)
+    opamp_rout: float = setting(0.0, "vground: op-amp output resistance", Number(float, low=0), unit="ohm",
+                                metavar="X", sparse=True)
+    opamp_rail: float | None = setting(None, "vground: op-amp output rails +-X (none: no rails; needs a finite "
+                                       "opamp_gain)", Number(float, low=0, low_open=True), unit="V",
+                                       optional=True, metavar="X", sparse=True)
+    opamp_offset: float = setting(0.0, "vground: std of the op-amps' input offsets (drawn per die)", _SPREAD,
+                                  unit="V", metavar="X", sparse=True)
+    device_v0: float | None = setting(None, "vground: I-V nonlinearity of the programmable devices, "
+                                      "I = G V0 sinh(V / V0) (none: linear)", Number(float, low=0, low_open=True),
+                                      unit="V", optional=True, metavar="X", sparse=True)
+    pelgrom_a: float = setting(0.0, "vground: Pelgrom coefficient A_G of the devices' relative spread "
+                               "A_G / sqrt(W L), added in quadrature to g_dtod", Number(float, low=0), unit="um",
+                               metavar="X", sparse=True)
+    device_area: float = setting(1.0, "vground: device area W L of the Pelgrom spread",
+                                 Number(float, low=0, low_open=True), unit="um^2", metavar="X", sparse=True)
+    gradient: float = setting(0.0, "vground: relative conductance change across a tile (linear gradient, "
+                              "direction drawn per die and tile)", Number(float, low=0), metavar="X", sparse=True)
+    field_std: float = setting(0.0, "vground: relative std of a smooth random conductance field over each tile",
+                               Number(float, low=0), metavar="X", sparse=True)
+    field_length: float = setting(32.0, "vground: correlation length of that field", Number(float, low=0,
+                                  low_open=True), unit="crosspoints", metavar="X", sparse=True)
+    tile: int = setting(256, "vground: crossbar tile size (rows = columns)", Number(int, low=1),
+                        unit="crosspoints", metavar="N", sparse=True)
+    die_temp: float = setting(27.0, "vground: die temperature (the programmable devices follow tc1, tc2 from 27 C)",
+                              Number(float, low=-273.15, low_open=True), unit="C", metavar="X", sparse=True)
+    tc1: float = setting(0.0, "vground: first-order temperature coefficient of the programmable devices", Number(float),
+                         unit="1/K", metavar="X", sparse=True)
+    tc2: float = setting(0.0, "vground: second-order temperature coefficient of the programmable devices", Number(float),
+                         unit="1/K^2", metavar="X", sparse=True)
+
+    def nonideal_kwargs(self) -> dict:
+        """Keyword arguments of :class:`analogprop.circuit.nonideal.Nonidealities` (None: off, i.e. inf)."""
+        inf = float("inf")
+        out = {k: getattr(self, k) for k in ("opamp_rout", "opamp_offset", "pelgrom_a", "device_area", "gradient",
+                                             "field_std", "field_length", "tile", "tc1", "tc2")}
+        out.update(temp=self.die_temp, opamp_gain=inf if self.opamp_gain is None else self.opamp_gain,
+                   opamp_rail=inf if self.opamp_rail is None else self.opamp_rail,
+                   device_v0=inf if self.device_v0 is None else self.device_v0)
+        return out
 
     def mismatch_kwargs(self) -> dict:
         """Keyword arguments of :class:`analogprop.circuit.mismatch.Mismatch`."""

@@ -20,7 +20,7 @@ from typing import ClassVar
 
 from ..errors import ConfigError
 from .checks import Number, setting
-from .rates import resolve_lrs
+from ..rates import resolve_lrs
 from .sections import (DRIVER_ONLY, DRIVER_SECTIONS, SECTIONS, CircuitConfig, DataConfig, DriverConfig, Key,
                        ModelConfig, NgspiceConfig, SolverConfig, TrainingConfig, VisaConfig, key_of)
 
@@ -174,13 +174,13 @@ class RunConfig:
 
     def to_flat(self) -> dict:
         """The config.json dict: every common key (``lrs`` resolved when none were given), and the
-        driver keys (``driver_*``) that differ from their defaults."""
+        driver keys (``driver_*``) and sparse settings (data subsets) that differ from their defaults."""
         out = {}
         for key in self.keys():
             value = self.get(key)
             if key.flat == "lrs":
                 value = self.learning_rates if value is None else value
-            if key.section in DRIVER_ONLY and value == key.default:
+            if (key.section in DRIVER_ONLY or key.meta["sparse"]) and value == key.default:
                 continue
             out[key.flat] = list(value) if isinstance(value, tuple) else value
         return out

@@ -26,6 +26,16 @@ Coordinates (so that learning rates mean the same as for the ideal driver):
   move, so the effective weight ``theta_p - theta_n`` moves by
   ``2 r_j du_i``: twice the ideal driver's step for the same learning rate.
 
+Virtual-ground level (``vground``, circuit-mapping level 2): states are
+``h = -V_out`` of each column's transimpedance stage and the field is the
+column current over the nominal feedback conductance ``g_w``; a device
+``G = g_w theta`` from a row (or rail) at ``V_a`` into column i has
+``dmu_i/dtheta = V_a - V_col,i``, so its update is
+``(V_a0 - V_col,i0) * (h_i,beta - h_i0)``: the row voltage minus the measured
+column voltage (not 0 with a finite op-amp gain or an input offset) times
+the change at the stage output.  With ``rb = -r`` and ``V_col = 0``,
+``dtheta_n = -dtheta_p``; the effective weight moves by ``2 r_j dh_i``.
+
 Reads (every reported voltage) carry ``read_noise_std``; every programming
 clips/quantises and adds ``write_noise_std`` (see :mod:`analogprop.circuit`).
 """
@@ -38,7 +48,9 @@ import numpy as np
 
 from ..circuit.description import Circuit, compile_circuit, crossbar_pairs
 from ..circuit.mismatch import CrossbarDesign, Mismatch, read_rng
+from ..circuit.nonideal import Nonidealities
 from ..circuit.solver import CircuitSolver
+from ..circuit.vground import VgroundSolver, split
 from ..errors import ConfigError
 from ..model.gradients import centre
 from .base import Driver, Phase
@@ -58,21 +70,22 @@ class CircuitDriver(Driver):
     def __init__(self, circuit: Circuit, solver: CircuitSolver | None = None):
         self.circuit = circuit
         self.sizes = circuit.sizes
-        self.solver = solver or CircuitSolver()
+        self.solver = solver or (VgroundSolver() if circuit.vground else CircuitSolver())
         self._reads = read_rng(circuit.die)
         self._unit = circuit.design.g_w if circuit.crossbar else 1.0  # g_unit per parameter unit
 
     @classmethod
     def from_network(cls, sizes, weights, level="behavioural", mismatch: Mismatch | None = None, die: int = 0,
                      design: CrossbarDesign | None = None, solver: CircuitSolver | None = None,
-                     clamp: bool = True) -> "CircuitDriver":
+                     clamp: bool = True, nonideal: Nonidealities | None = None) -> "CircuitDriver":
         """Deploy network weights (fwd/bwd/bias) on a die: the nominal transfer of :func:`compile_circuit`.
 
         ``clamp`` (default) adds the node clamps, so that the circuit follows
         the paper's projected dynamics and the local rule sees no change at
         saturated neurons.
         """
-        return cls(compile_circuit(sizes, weights, level, mismatch, die, design, clamp=clamp), solver)
+        return cls(compile_circuit(sizes, weights, level, mismatch, die, design, clamp=clamp, nonideal=nonideal),
+                   solver)
 
     # -- parameters -----------------------------------------------------------
     def get_parameters(self):
@@ -116,7 +129,11 @@ class CircuitDriver(Driver):
         programmable device's own spread (not the buffers', inverters' or
         leaks').
         """
-        prog = crossbar_pairs(self.circuit.design, weights) if self.circuit.crossbar else weights
+        c = self.circuit
+        if c.vground:
+            weights = {n: (np.asarray(w, float) / c.design.v_rail if n.startswith("bias") else w)
+                       for n, w in weights.items()}
+        prog = crossbar_pairs(c.design, weights) if c.crossbar else weights
         self.circuit.program({k: np.asarray(v, float) for k, v in prog.items()}, verify=verify)
 
     def effective_weights(self):
@@ -125,6 +142,8 @@ class CircuitDriver(Driver):
         The fixed point then reads ``r = clip(W r + b)`` with these W, b (pre-activation ``gain (V - offset)``).
         """
         c, v, L = self.circuit, self.circuit.values, self.circuit.n_layers
+        if c.vground:
+            return self._vground_weights()
         out = {}
         for k in range(1, L + 1):
             g = c.conductance(k)
@@ -154,6 +173,8 @@ class CircuitDriver(Driver):
 
     def _phase(self, x, relax) -> Phase:
         c = self.circuit
+        if c.vground:
+            return self._vground_phase(x, relax)
         volts = [self._read(v) for v in relax.states]
         r = c.outputs(relax.states, x)
         probes = {"exact_V": relax.states, "r": [self._read(rk) for rk in r]}
@@ -161,6 +182,16 @@ class CircuitDriver(Driver):
             probes["rb"] = [self._read(c.inverter(k, rk)) for k, rk in enumerate(r)]
         states = [c.to_network_units(k, v) for k, v in enumerate(volts, start=1)]
         probes["V"] = volts
+        return Phase(states, relax.residual, relax.steps, relax.converged, probes)
+
+    def _vground_phase(self, x, relax) -> Phase:
+        c = self.circuit
+        cols, outs = zip(*(split(c, k, s) for k, s in enumerate(relax.states, start=1)))
+        r = [c.inputs(x)] + [c.buffer(k, o) for k, o in enumerate(outs, start=1)]
+        volts = [self._read(o) for o in outs]
+        probes = {"exact_V": relax.states, "V": volts, "Vcol": [self._read(v) for v in cols],
+                  "r": [self._read(rk) for rk in r], "rb": [self._read(c.inverter(k, rk)) for k, rk in enumerate(r)]}
+        states = [c.to_network_units(k, v) for k, v in enumerate(volts, start=1)]
         return Phase(states, relax.residual, relax.steps, relax.converged, probes)
 
     def relax_free(self, x):
@@ -174,6 +205,8 @@ class CircuitDriver(Driver):
         batch.  ``centered``: every measured node voltage of the free phase is taken minus its batch mean (the
         bias rail is a source, not a measurement, and stays)."""
         c, L = self.circuit, self.circuit.n_layers
+        if c.vground:
+            return self._vground_update(free, nudged, centered)
         V0 = free.probes["V"]
         dV = [b - a for a, b in zip(V0, nudged.probes["V"])]
         r, rb = free.probes["r"], free.probes.get("rb")
@@ -205,75 +238,58 @@ class CircuitDriver(Driver):
         return out
 
 
-def mismatch_from_config(cfg: dict) -> Mismatch:
-    from dataclasses import fields
+    def _vground_weights(self):
+        """Effective weights of the vground level at an ideal virtual ground (V_col = V_os) with linear devices:
+        h = I_dev / g_f - V_os, pre-activation gain (h - offset); the op-amps' finite gain and the devices'
+        nonlinearity are left out."""
+        from ..circuit.vground import Layer
 
-    kw = {f.name: cfg[f"driver_{f.name}"] for f in fields(Mismatch) if cfg.get(f"driver_{f.name}") is not None}
-    return Mismatch(**{k: _number(f"driver_{k}", v) for k, v in kw.items()})
+        c, v, out = self.circuit, self.circuit.values, {}
+        for k in range(1, c.n_layers + 1):
+            lay = Layer(c, k)
+            scale = v[f"gain{k}"] / lay.gf
+            for j, W in lay.W.items():
+                out[f"fwd{j}" if j == k - 1 else f"bwd{k}"] = scale[:, None] * W
+            if c.has_bias:
+                out[f"bias{k}"] = scale * (lay.const - lay.S * lay.vos) - v[f"gain{k}"] * (lay.vos + v[f"offset{k}"])
+        return out
+
+    def _vground_update(self, free, nudged, centered):
+        """(V_a0 - V_col,i0) (h_i,beta - h_i0) per device, summed over the batch (see the module docstring)."""
+        c, L = self.circuit, self.circuit.n_layers
+        dh = [a - b for a, b in zip(free.probes["V"], nudged.probes["V"])]   # h = -V_out
+        r, rb, vcol = free.probes["r"], free.probes["rb"], free.probes["Vcol"]
+        if centered:
+            r, rb, vcol = centre(r), centre(rb), centre(vcol)
+        out = {}
+        for k in range(1, L + 1):
+            d = dh[k - 1]
+            vd = (d * vcol[k - 1]).sum(axis=0)
+            for name, src in ((f"fwd{k - 1}", k - 1), (f"bwd{k}", k + 1)):
+                if src > L:
+                    continue
+                out[f"{name}_p"] = d.T @ r[src] - vd[:, None]
+                out[f"{name}_n"] = d.T @ rb[src] - vd[:, None]
+            if c.has_bias:
+                rail = c.design.v_rail
+                out[f"bias{k}_p"] = rail * d.sum(axis=0) - vd
+                out[f"bias{k}_n"] = -rail * d.sum(axis=0) - vd
+        return out
 
 
-def design_from_config(cfg: dict) -> CrossbarDesign:
-    kw = {}
-    for name in ("g_min", "g_max", "w_max"):
-        if cfg.get(f"driver_{name}") is not None:
-            kw[name] = _number(f"driver_{name}", cfg[f"driver_{name}"])
-    bits = cfg.get("driver_resolution_bits")
-    if bits is not None:
-        if isinstance(bits, bool) or not isinstance(bits, (int, np.integer)) and not (
-                isinstance(bits, float) and bits.is_integer()):
-            raise ConfigError(f"driver_resolution_bits must be an integer, got {bits!r}")
-        kw["resolution_bits"] = int(bits)
-    return CrossbarDesign(**kw)
-
-
-def _number(name, v):
-    if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)):
-        raise ConfigError(f"{name} must be a number, got {v!r}")
-    return float(v)
-
-
-def from_config(cfg: dict, network) -> CircuitDriver:
-    """The ``circuit`` driver of a run configuration (keys ``driver_*``, see :func:`add_circuit_options`)."""
-    from ..circuit.description import parse_level
-
-    level = parse_level(cfg.get("driver_level") or "behavioural")
-    mismatch = mismatch_from_config(cfg)
-    design = design_from_config(cfg)
-    known = {"driver_level", "driver_die", "driver_newton_iters", "driver_clamp", "driver_resolution_bits", "driver_g_min",
-             "driver_g_max", "driver_w_max"} | {f"driver_{k}" for k in mismatch.to_dict()}
-    unknown = sorted(k for k in cfg if k.startswith("driver_") and k not in known and cfg[k] is not None)
-    if unknown:
-        raise ConfigError(f"unknown configuration keys {unknown} for the circuit driver")
-    die = cfg.get("driver_die") or 0
-    # the run's tol is on states in network units; the solver's is in volts
-    solver_tol = float(cfg.get("tol", 1e-5))
-    clamp = cfg.get("driver_clamp")
-    drv = CircuitDriver.from_network(network.sizes, network.params, level, mismatch, die, design,
-                                     clamp=True if clamp is None else bool(clamp))
-    drv.solver = CircuitSolver(tol=solver_tol / max(drv.circuit.unit_gain), max_sweeps=cfg.get("max_steps", 200),
-                               newton_iters=CircuitSolver.newton_iters if cfg.get("driver_newton_iters") is None else cfg["driver_newton_iters"])
+def make_circuit_driver(network, *, level="behavioural", mismatch: Mismatch | None = None, die: int = 0,
+                        design: CrossbarDesign | None = None, clamp: bool = True,
+                        newton_iters: int = CircuitSolver.newton_iters, tol: float = 1e-5,
+                        max_sweeps: int = 500, nonideal: Nonidealities | None = None) -> CircuitDriver:
+    """The ``circuit`` driver of a run: ``network`` deployed on die ``die`` (see :meth:`CircuitDriver.from_network`),
+    solved to ``tol``, the run's tolerance on states in network units (the solver's is in volts)."""
+    if network.readout != "dynamic":
+        raise ConfigError(f"readout {network.readout!r} needs the ideal driver: the circuit driver's output is a dynamic layer (use readout dynamic)")
+    drv = CircuitDriver.from_network(network.sizes, network.params, level, mismatch, die, design, clamp=clamp,
+                                     nonideal=nonideal)
+    if drv.circuit.vground:   # states are volts (h = -V_out): the run's tolerance applies as is
+        drv.solver = VgroundSolver(tol=tol, max_sweeps=max_sweeps, newton_iters=min(newton_iters, 50))
+        return drv
+    drv.solver = CircuitSolver(tol=tol / max(drv.circuit.unit_gain), max_sweeps=max_sweeps,
+                               newton_iters=newton_iters)
     return drv
-
-
-def add_circuit_options(p) -> None:
-    """Options of ``train --driver circuit`` (config keys ``driver_*``)."""
-    g = p.add_argument_group("circuit (--driver circuit)")
-    g.add_argument("--level", dest="driver_level", metavar="LEVEL", help="behavioural (0, default) or crossbar (1)")
-    g.add_argument("--die", dest="driver_die", type=int, metavar="SEED", help="die seed of the device mismatch (default 0)")
-    for name, help in (("g_dtod", "log-normal spread of conductances/transconductances"),
-                       ("gain_dtod", "log-normal spread of buffer and inverter gains"),
-                       ("offset_dtod", "std of buffer/inverter offsets (V)"),
-                       ("leak_dtod", "log-normal spread of leak conductances"),
-                       ("cap_dtod", "log-normal spread of capacitors"),
-                       ("write_noise_std", "std of the additive programming error per write (g_unit)"),
-                       ("read_noise_std", "std of the noise of every measured voltage (V)"),
-                       ("g_min", "crossbar: smallest programmable conductance (g_unit, default 0.1)"),
-                       ("g_max", "crossbar: largest programmable conductance (g_unit, default 1.0)"),
-                       ("w_max", "crossbar: largest |weight| of the nominal mapping (default 2)")):
-        g.add_argument(f"--{name.replace('_', '-')}", dest=f"driver_{name}", type=float, metavar="X", help=help)
-    g.add_argument("--resolution-bits", dest="driver_resolution_bits", type=int, metavar="BITS",
-                   help="crossbar: programming resolution, 2**bits levels (default continuous)")
-    g.add_argument("--no-clamp", dest="driver_clamp", action="store_false", default=None,
-                   help="no node clamps: node voltages run past the buffers' range (default: clamped)")
-    g.add_argument("--newton-iters", dest="driver_newton_iters", type=int, metavar="N",
-                   help="Newton iterations after the sweeps for unconverged samples (default 100)")

@@ -1,9 +1,17 @@
-"""The ideal driver: the paper's model (Eq. 6-15) solved numerically."""
+"""The ideal driver: the paper's model (Eq. 6-15) solved numerically.
+
+With the network's readout outside the dynamics (``network.readout``, after the
+VFCNN of Laborieux et al. 2021) the free phase relaxes the hidden layers only,
+the nudged phase pushes the top hidden layer by ``beta W^T e`` (``e = -dL/dz``
+of the readout's loss), and the readout weights get their local gradient
+``e rho(h_{L-1})^T`` at the free state, weighted by beta like every other
+update so the trainer's 1/beta (1/2beta) returns it exactly.
+"""
 from __future__ import annotations
 
 import numpy as np
 
-from ..model.gradients import presynaptic_rates
+from ..model.gradients import presynaptic_rates, readout_gradient_error
 from ..model.network import Network, pair_of
 from ..model.relax import FastSolver
 from .base import Driver, Phase
@@ -20,6 +28,7 @@ class IdealDriver(Driver):
     def __init__(self, network: Network, solver=None, nudge_solver=None):
         self.network = network.validate()
         self.sizes = network.sizes
+        self.readout = network.readout
         self.solver = solver or FastSolver()
         self.nudge_solver = nudge_solver or self.solver
 
@@ -49,8 +58,14 @@ class IdealDriver(Driver):
         return _phase(self.solver.solve(self.network, x))
 
     def relax_nudged(self, x, y, beta, start):
-        return _phase(self.nudge_solver.solve(self.network, x, y, beta, start=start.states))
+        phase = _phase(self.nudge_solver.solve(self.network, x, y, beta, start=start.states))
+        if self.readout != "dynamic":  # the readout's update factor, beta e at the free state
+            phase.probes["readout"] = beta * readout_gradient_error(self.network, start.states, y)
+        return phase
 
     def local_update(self, x, free, nudged, centered=False):
         r = presynaptic_rates(x, free.states, centered)
-        return self.network.hebbian(r, [b - a for a, b in zip(free.states, nudged.states)])
+        dh = [b - a for a, b in zip(free.states, nudged.states)]
+        if self.readout != "dynamic":
+            dh[-1] = nudged.probes["readout"]
+        return self.network.hebbian(r, dh)

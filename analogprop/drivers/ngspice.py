@@ -12,15 +12,9 @@ cannot change); altering the weights as well would only add its own cost
 """
 from __future__ import annotations
 
-from pathlib import Path
-
 from ..errors import ConfigError
 from ..spice.solver import SpiceSolver
-from .circuit import CircuitDriver
-from .circuit import from_config as circuit_from_config
-
-#: configuration keys of this driver on top of the circuit driver's
-OWN_KEYS = ("driver_netlist_dir",)
+from .circuit import CircuitDriver, make_circuit_driver
 
 
 class NgspiceDriver(CircuitDriver):
@@ -35,17 +29,10 @@ class NgspiceDriver(CircuitDriver):
         engine().release(circuits=True)
 
 
-def from_config(cfg: dict, network) -> NgspiceDriver:
-    """The ``ngspice`` driver of a run configuration: the circuit driver's keys plus ``driver_netlist_dir``."""
-    base = circuit_from_config({k: v for k, v in cfg.items() if k not in OWN_KEYS}, network)
-    folder = cfg.get("driver_netlist_dir")
-    if folder is not None and not isinstance(folder, (str, Path)):
-        raise ConfigError(f"driver_netlist_dir must be a directory path, got {folder!r}")
-    return NgspiceDriver(base.circuit, SpiceSolver(tol=base.solver.tol, workdir=folder))
-
-
-def add_ngspice_options(p) -> None:
-    """Options of ``train --driver ngspice`` (besides the circuit options)."""
-    g = p.add_argument_group("ngspice (--driver ngspice; also takes the circuit options)")
-    g.add_argument("--netlist-dir", dest="driver_netlist_dir",
-                   help="directory for the minibatch netlist ngspice runs (default: a temporary directory)")
+def make_ngspice_driver(network, *, netlist_dir=None, **circuit) -> NgspiceDriver:
+    """The ``ngspice`` driver of a run: the circuit of :func:`~.circuit.make_circuit_driver` (same ``circuit``
+    settings) solved by ngspice, its minibatch netlist written in ``netlist_dir`` (None: a temporary directory)."""
+    if network.readout != "dynamic":
+        raise ConfigError(f"readout {network.readout!r} needs the ideal driver: the ngspice driver's output is a dynamic layer (use readout dynamic)")
+    base = make_circuit_driver(network, **circuit)
+    return NgspiceDriver(base.circuit, SpiceSolver(tol=base.solver.tol, workdir=netlist_dir))

@@ -61,6 +61,8 @@ class VisaDriver(Driver):
     """A board of the bench ``profile`` realising ``network`` (its initial weights)."""
 
     def __init__(self, profile: Profile, network: Network, backend: str = "@py", log=None):
+        if network.readout != "dynamic":
+            raise ConfigError(f"readout {network.readout!r} needs the ideal driver: the visa driver's output is a dynamic layer of the board (use readout dynamic)")
         if tuple(network.sizes) != tuple(profile.sizes):
             raise ConfigError(f"network {'-'.join(map(str, network.sizes))} does not match the board of bench "
                               f"profile {profile.path} ({'-'.join(map(str, profile.sizes))})")
@@ -398,9 +400,9 @@ class VisaDriver(Driver):
             self.log("WARNING: outputs could not be confirmed safe: " + "; ".join(problems))
 
 
-def make_visa_driver(cfg: dict, network: Network) -> VisaDriver:
-    """Factory for :data:`analogprop.runs.build.DRIVERS`."""
-    path = cfg.get("driver_profile")
-    if not path:
+def make_visa_driver(network: Network, profile, backend: str = "@py") -> VisaDriver:
+    """The ``visa`` driver of a run: ``network`` programmed on the bench of the ``profile`` TOML, over the
+    pyvisa ``backend``."""
+    if not profile:
         raise ConfigError("--driver visa needs --profile PATH (a bench profile, see instruments/)")
-    return VisaDriver(load_profile(path), network, backend=cfg.get("driver_visa_backend") or "@py")
+    return VisaDriver(load_profile(profile), network, backend=backend)

@@ -34,7 +34,7 @@ import numpy as np
 
 from .conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose, conv_out
 from ..errors import ConfigError
-from .network import Network, check_feedback_init, cosine, parse_sizes
+from .network import Network, check_feedback_init, check_readout, cosine, parse_sizes
 
 _CONV = re.compile(r"^c(\d+)k(\d+)(?:s(\d+))?(?:p(\d+))?$")
 _MAP = re.compile(r"^(\d+)x(\d+)x(\d+)$")
@@ -113,10 +113,11 @@ def arch_sizes(text) -> tuple[int, ...]:
 
 
 def create_network(text, seed: int = 0, bias: bool = True, tied: bool = False, linear_output: bool = False,
-                   feedback_init: str = "random") -> Network:
+                   feedback_init: str = "random", readout: str = "dynamic") -> Network:
     """A :class:`ConvNetwork` for convolutional architecture text, else a dense :class:`Network`."""
     cls = ConvNetwork if _is_conv_text(text) else Network
-    return cls.create(text, seed=seed, bias=bias, tied=tied, linear_output=linear_output, feedback_init=feedback_init)
+    return cls.create(text, seed=seed, bias=bias, tied=tied, linear_output=linear_output, feedback_init=feedback_init,
+                      readout=readout)
 
 
 @dataclass
@@ -127,16 +128,20 @@ class ConvNetwork(Network):
         self.shapes, self.links = parse_arch(self.arch)
         self.arch = format_arch(self.shapes, self.links)
         self.sizes = tuple(int(np.prod(s)) for s in self.shapes)
+        if self.readout != "dynamic" and self.links[-1] is not None:
+            raise ConfigError(f"{self.arch}: the {self.readout} readout is a dense pair; end the architecture with "
+                              "a layer size, e.g. -10")
 
     @classmethod
     def create(cls, arch, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64,
-               linear_output: bool = False, feedback_init: str = "random") -> "ConvNetwork":
+               linear_output: bool = False, feedback_init: str = "random", readout: str = "dynamic") -> "ConvNetwork":
         """Uniform init, all tensors independent: Glorot-Bengio for dense pairs; kernels
         +-sqrt(6 / fan_in), fan_in = C K^2 (Glorot's fan-out term, M K^2, would shrink the
         drive of a 5x5 kernel several-fold and leave the hard-sigmoid units nearly silent).
         Feedback tensors mirror the forward ones when tied or ``feedback_init="mirrored"``."""
         mirrored = check_feedback_init(feedback_init) or tied
-        net = cls((), {}, tied, linear_output, arch)
+        net = cls((), {}, tied, linear_output, readout, arch)
+        check_readout(readout, net.n_layers)
         rng = np.random.default_rng(seed)
         for name, shape in net.expected_shapes(bias).items():
             if name.startswith("bias"):
@@ -163,18 +168,19 @@ class ConvNetwork(Network):
             if link is None:
                 fwd = (self.sizes[k + 1], self.sizes[k])
                 out[f"fwd{k}"] = fwd
-                if k >= 1:
+                if 1 <= k < self.n_dynamic:
                     out[f"bwd{k}"] = fwd[::-1]
             else:
                 out[f"fwd{k}"] = (b[0], a[0], link.kernel, link.kernel)
-                if k >= 1:
+                if 1 <= k < self.n_dynamic:
                     out[f"bwd{k}"] = out[f"fwd{k}"]
             if bias:
                 out[f"bias{k + 1}"] = (b[0],)
         return out
 
     def copy(self) -> "ConvNetwork":
-        return ConvNetwork(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.linear_output, self.arch)
+        return ConvNetwork(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.linear_output,
+                           self.readout, self.arch)
 
     def _mirror(self, k: int, w):
         """Dense pairs mirror by transposition, convolutions share the kernel tensor."""
@@ -243,13 +249,13 @@ class ConvNetwork(Network):
         for k, link in enumerate(self.links):
             if link is None:
                 out[f"fwd{k}"] = dh[k].T @ r[k]
-                if k >= 1:
+                if 1 <= k < self.n_dynamic:
                     out[f"bwd{k}"] = dh[k - 1].T @ r[k + 1]
                 bias_sum = dh[k].sum(axis=0)
             else:
                 up = avg_pool_transpose(self._maps(k + 1, dh[k]), link.pool)
                 out[f"fwd{k}"] = conv2d_kernel_grad(self._maps(k, r[k]), up, link.kernel, link.stride)
-                if k >= 1:
+                if 1 <= k < self.n_dynamic:
                     ur = avg_pool_transpose(self._maps(k + 1, r[k + 1]), link.pool)
                     out[f"bwd{k}"] = conv2d_kernel_grad(self._maps(k, dh[k - 1]), ur, link.kernel, link.stride)
                 bias_sum = self._maps(k + 1, dh[k]).sum(axis=(0, 1, 2))
@@ -259,7 +265,7 @@ class ConvNetwork(Network):
 
     def alignment_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """Each forward parameter and its feedback mirror (kernels: the kernels themselves)."""
-        return [(self.params[f"fwd{k}"], self._mirror(k, self.params[f"bwd{k}"])) for k in range(1, self.n_layers)]
+        return [(self.params[f"fwd{k}"], self._mirror(k, self.params[f"bwd{k}"])) for k in range(1, self.n_dynamic)]
 
     def alignment(self) -> list[float]:
         """Cosine of each forward parameter and its feedback mirror."""
@@ -297,8 +303,9 @@ class ConvNetwork(Network):
 
         params = {n: v.copy() for n, v in self.params.items()}
         params[f"fwd{k + 1}"] = spread(params[f"fwd{k + 1}"])
-        params[f"bwd{k + 1}"] = (spread(params[f"bwd{k + 1}"].T) * (p * p)).T.copy()
+        if f"bwd{k + 1}" in params:  # absent when pair k+1 is the readout
+            params[f"bwd{k + 1}"] = (spread(params[f"bwd{k + 1}"].T) * (p * p)).T.copy()
         if k >= 1:
             params[f"bwd{k}"] = params[f"bwd{k}"] / (p * p)
         return ConvNetwork(tuple(int(np.prod(s)) for s in shapes), params, self.tied, self.linear_output,
-                           format_arch(shapes, links))
+                           self.readout, format_arch(shapes, links))

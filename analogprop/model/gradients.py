@@ -23,6 +23,13 @@ sweeps, and any sample whose sweeps do not converge is solved directly
 (dense LU; GMRES for convolutional networks).  Only the network's
 ``transfer`` / ``transfer_T`` / ``hebbian`` are used, so convolutional
 networks are handled the same way.
+
+With the readout outside the dynamics (``net.readout``), J is the mean readout
+loss L(out(z), y) of the free fixed point of layers 1..L-1; the source moves to
+the top hidden layer, ``-dL/dh_{L-1} = W^T e`` (``e = -dL/dz``), the output is
+left out of the linear systems, and the readout pair's entry of lam and delta
+is ``e`` itself: its gradient ``e rho(h_{L-1})^T`` is local and exact, so nu and
+-dJ/dtheta agree on it.
 """
 from __future__ import annotations
 
@@ -32,7 +39,7 @@ import numpy as np
 import scipy.linalg
 import scipy.sparse.linalg
 
-from .dynamics import cost, mu_beta, rho
+from .dynamics import mu_beta, output_cost, readout_error, readout_force, readout_input, rho
 from ..errors import ConfigError
 from .network import Network
 
@@ -62,8 +69,10 @@ class FixedPoint:
         states = [np.asarray(h, float) for h in states]
         field = mu_beta(net, x, states)
         drive = [f + h for f, h in zip(field, states)]
-        return cls(x, states, [(d > lo) & (d < hi) for d, (lo, hi) in zip(drive, net.bounds())],
-                   [(h > 0) & (h < 1) for h in states])
+        active = [(d > lo) & (d < hi) for d, (lo, hi) in zip(drive, net.bounds())]
+        if net.readout != "dynamic":  # the output is no unknown of the linear systems
+            active[-1] = np.zeros_like(active[-1])
+        return cls(x, states, active, [(h > 0) & (h < 1) for h in states])
 
     def rates(self) -> list[np.ndarray]:
         """[rho(x), rho(h_1), ..., rho(h_L)]: the presynaptic factors dmu_i/dW_ij."""
@@ -83,8 +92,10 @@ def _check_network(net: Network):
 
 def _sweep_layer(net: Network, z, c, mask, slope, k: int, transpose: bool):
     """Layer k (1-based) of ``z = A (c + W R z)``, or of ``z = A (c + R W^T z)``
-    (``A``: active mask, ``R``: rho' mask), solved given its neighbours."""
-    L = net.n_layers
+    (``A``: active mask, ``R``: rho' mask), solved given its neighbours (zero for a readout output)."""
+    L = net.n_dynamic
+    if k > L:
+        return np.zeros_like(c[k - 1])
     prev, nxt = (z[k - 2] if k >= 2 else None), (z[k] if k < L else None)
     if transpose:
         acc = net.transfer_T(k, prev, nxt) * slope[k - 1]
@@ -98,7 +109,7 @@ def _dense(net: Network, transpose: bool) -> np.ndarray:
     sizes, L = net.sizes[1:], net.n_layers
     off = np.concatenate([[0], np.cumsum(sizes)])
     w = np.zeros((off[-1], off[-1]))
-    for k in range(1, L):  # layers k, k+1 (1-based) -> blocks at off[k-1], off[k]
+    for k in range(1, net.n_dynamic):  # layers k, k+1 (1-based) -> blocks at off[k-1], off[k]
         a, b = slice(off[k - 1], off[k]), slice(off[k], off[k + 1])
         w[b, a] = net.params[f"fwd{k}"]
         w[a, b] = net.params[f"bwd{k}"]
@@ -178,13 +189,29 @@ def _krylov(net: Network, fp: FixedPoint, c, z, rows, transpose: bool, tol: floa
 
 
 def _output_source(net: Network, fp: FixedPoint, y):
-    """-dC/dh: y - h_L on the output layer (Eq. 10, 14), zero elsewhere."""
+    """-dC/dh: y - h_L on the output layer (Eq. 10, 14), zero elsewhere; with a readout,
+    W^T e on the top hidden layer (``e = -dL/dz``, :func:`readout_gradient_error`)."""
     y = np.asarray(y, float)
     if y.shape != fp.states[-1].shape:
         raise ConfigError(f"targets have shape {y.shape}; the output layer gives {fp.states[-1].shape}")
     src = [np.zeros_like(h) for h in fp.states]
-    src[-1] = y - fp.states[-1]
+    if net.readout == "dynamic":
+        src[-1] = y - fp.states[-1]
+    else:
+        src[net.n_dynamic - 1] = readout_force(net, readout_gradient_error(net, fp.states, y))
     return src
+
+
+def readout_gradient_error(net: Network, states, y):
+    """e = -dL/dz of a readout outside the dynamics at the states (h_1, ..., h_L) of a batch."""
+    return readout_error(net, readout_input(net, rho(np.asarray(states[net.n_dynamic - 1], float))), y)
+
+
+def _with_readout(net: Network, fp: FixedPoint, y, z):
+    """``z`` with the readout pair's entry set to e (its exact, local gradient factor)."""
+    if net.readout != "dynamic":
+        z[-1] = readout_gradient_error(net, fp.states, np.asarray(y, float))
+    return z
 
 
 def _mean(hebb: dict, n: int) -> dict:
@@ -193,12 +220,12 @@ def _mean(hebb: dict, n: int) -> dict:
 
 def adjoint(net: Network, fp: FixedPoint, y, **kw):
     """lam = -(dmu/dh)^{-T} dC/dh on the active set (steady state of Eq. 46)."""
-    return solve_active(net, fp, _output_source(net, fp, y), transpose=True, **kw)
+    return _with_readout(net, fp, y, solve_active(net, fp, _output_source(net, fp, y), transpose=True, **kw))
 
 
 def state_derivative(net: Network, fp: FixedPoint, y, **kw):
     """dh^beta/dbeta at beta = 0 = -(dmu/dh)^{-1} dC/dh (Eq. 29)."""
-    return solve_active(net, fp, _output_source(net, fp, y), transpose=False, **kw)
+    return _with_readout(net, fp, y, solve_active(net, fp, _output_source(net, fp, y), transpose=False, **kw))
 
 
 def neg_gradient(net: Network, fp: FixedPoint, y, **kw) -> dict[str, np.ndarray]:
@@ -232,7 +259,7 @@ def recurrent_backprop(net: Network, fp: FixedPoint, y, step: float = 0.5, steps
         for a, e, b in zip(acc, err, back):
             a -= step * e
             e += step * (b - e)
-    return _mean(net.hebbian(fp.rates(), acc), len(fp.x))
+    return _mean(net.hebbian(fp.rates(), _with_readout(net, fp, y, acc)), len(fp.x))
 
 
 def centre(values: list[np.ndarray]) -> list[np.ndarray]:
@@ -254,7 +281,9 @@ def presynaptic_rates(x, states, centered: bool = False) -> list[np.ndarray]:
 def two_phase_estimate(net: Network, solver, x, y, beta: float, symmetric: bool = False, free=None,
                        centered: bool = False):
     """dmu/dW(h0) . (h_beta - h0) / beta (Eq. 56), batch mean; ``symmetric`` uses (h_beta - h_-beta) / 2 beta,
-    ``centered`` the presynaptic rates minus their batch mean (:func:`centre`).
+    ``centered`` the presynaptic rates minus their batch mean (:func:`centre`).  A readout outside the
+    dynamics takes its local gradient at the free state (the output's entry of the difference is
+    beta e, resp. 2 beta e).
 
     Returns (estimate, free relaxation, list of nudged relaxations).
     """
@@ -266,13 +295,15 @@ def two_phase_estimate(net: Network, solver, x, y, beta: float, symmetric: bool 
         dh, scale, nudged = [a - b for a, b in zip(plus.states, minus.states)], 2 * beta, [plus, minus]
     else:
         dh, scale, nudged = [a - b for a, b in zip(plus.states, free.states)], beta, [plus]
+    if net.readout != "dynamic":
+        dh[-1] = scale * readout_gradient_error(net, free.states, np.asarray(y, float))
     est = net.hebbian(r, dh)
     return {k: v / (scale * len(x)) for k, v in est.items()}, free, nudged
 
 
 def objective(net: Network, solver, x, y) -> float:
-    """J: mean cost at the free fixed point (Eq. 11)."""
-    return float(cost(solver.solve(net, x).output, y).mean())
+    """J: mean cost at the free fixed point (Eq. 11; the readout's loss with a readout)."""
+    return float(output_cost(solver.solve(net, x).output, y, net.readout).mean())
 
 
 def flat(d: dict, names=None) -> np.ndarray:

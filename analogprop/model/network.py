@@ -9,6 +9,14 @@ Layer 0 is the clamped input x; layers 1..L evolve; layer L is the output
 
 Forward and feedback weights are independent unless ``tied`` (the
 symmetric Hopfield/EP special case, where ``bwd{k} == fwd{k}.T``).
+
+``readout`` places the output layer: ``"dynamic"`` (the paper's, Eq. 6-8: the
+output is the L-th dynamic layer and sends feedback ``bwd{L-1}`` down), or
+outside the dynamics as in the VFCNN of Laborieux et al. (2021): only layers
+1..L-1 relax, the output is a function of the top hidden layer, p =
+softmax(W rho(h_{L-1}) + b) (``"softmax"``, cross-entropy cost) or its clipped
+(unclipped with ``linear_output``) linear value (``"linear"``, squared error);
+``bwd{L-1}`` does not exist.
 """
 from __future__ import annotations
 
@@ -48,6 +56,16 @@ def pair_of(name: str) -> int:
 
 
 FEEDBACK_INITS = ("random", "mirrored")
+READOUTS = ("dynamic", "softmax", "linear")
+
+
+def check_readout(name: str, n_layers: int) -> str:
+    """``name`` if it is one of :data:`READOUTS` and fits a network of ``n_layers`` dynamic layers."""
+    if name not in READOUTS:
+        raise ConfigError(f"unknown readout {name!r} (choose one of {', '.join(READOUTS)})")
+    if name != "dynamic" and n_layers < 2:
+        raise ConfigError(f"readout {name!r} reads the top hidden layer; the network has no hidden layer")
+    return name
 
 
 def check_feedback_init(name: str) -> bool:
@@ -63,27 +81,29 @@ class Network:
     params: dict[str, np.ndarray] = field(default_factory=dict)
     tied: bool = False
     linear_output: bool = False  # Eq. 6 read literally: the output state is not clipped to [0, 1]
+    readout: str = "dynamic"  # or "softmax" / "linear": the output outside the dynamics (module docstring)
 
     @classmethod
     def create(cls, sizes, seed: int = 0, bias: bool = True, tied: bool = False, dtype=np.float64,
-               linear_output: bool = False, feedback_init: str = "random") -> "Network":
+               linear_output: bool = False, feedback_init: str = "random", readout: str = "dynamic") -> "Network":
         """Glorot-Bengio uniform initialisation; every matrix drawn independently, except
         the feedback matrices of a tied network or with ``feedback_init="mirrored"``
         (the transposes of the forward ones at the start; untied, they then learn apart)."""
         mirrored = check_feedback_init(feedback_init) or tied
         sizes = parse_sizes(sizes)
+        check_readout(readout, len(sizes) - 1)
         rng = np.random.default_rng(seed)
         params = {}
         for k in range(len(sizes) - 1):
             a, b = sizes[k], sizes[k + 1]
             lim = np.sqrt(6.0 / (a + b))
             params[f"fwd{k}"] = rng.uniform(-lim, lim, (b, a)).astype(dtype)
-            if k >= 1:
+            if 1 <= k < len(sizes) - 1 - (readout != "dynamic"):
                 params[f"bwd{k}"] = (params[f"fwd{k}"].T.copy() if mirrored
                                      else rng.uniform(-lim, lim, (a, b)).astype(dtype))
             if bias:
                 params[f"bias{k + 1}"] = np.zeros(b, dtype)
-        return cls(sizes, params, tied, linear_output)
+        return cls(sizes, params, tied, linear_output, readout)
 
     @property
     def n_layers(self) -> int:
@@ -94,16 +114,22 @@ class Network:
     def n_pairs(self) -> int:
         return len(self.sizes) - 1
 
+    @property
+    def n_dynamic(self) -> int:
+        """Number of layers that relax: L, or L - 1 with the readout outside the dynamics."""
+        return self.n_layers - (self.readout != "dynamic")
+
     def expected_shapes(self) -> dict[str, tuple[int, ...]]:
         s = self.sizes
         shapes = {f"fwd{k}": (s[k + 1], s[k]) for k in range(len(s) - 1)}
-        shapes.update({f"bwd{k}": (s[k], s[k + 1]) for k in range(1, len(s) - 1)})
+        shapes.update({f"bwd{k}": (s[k], s[k + 1]) for k in range(1, self.n_dynamic)})
         if any(n.startswith("bias") for n in self.params):
             shapes.update({f"bias{k}": (s[k],) for k in range(1, len(s))})
         return shapes
 
     def validate(self) -> "Network":
         """Check names, shapes and finiteness of every parameter."""
+        check_readout(self.readout, self.n_layers)
         shapes = self.expected_shapes()
         missing = sorted(set(shapes) - set(self.params))
         extra = sorted(set(self.params) - set(shapes))
@@ -131,6 +157,8 @@ class Network:
         (elsewhere the clip is taken before the feedback is added; for k > 1 the layers below
         also lose the feedback layer k had).
         """
+        if self.readout != "dynamic":
+            raise ConfigError(f"a network with the {self.readout} readout cannot be deepened")
         if self.tied:
             raise ConfigError("a tied network cannot be deepened: the new pair's feedback would be its identity forward matrix")
         if not 1 <= k < self.n_layers:
@@ -149,11 +177,12 @@ class Network:
         return Network(sizes, params, False, self.linear_output).validate()
 
     def copy(self) -> "Network":
-        return Network(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.linear_output)
+        return Network(self.sizes, {k: v.copy() for k, v in self.params.items()}, self.tied, self.linear_output,
+                       self.readout)
 
     def bounds(self) -> list[tuple[float, float]]:
-        """Range of each dynamic layer's state: [0, 1] (the clip of Eq. 59), the output
-        unbounded when ``linear_output``."""
+        """Range of each layer's state (the output's too, when it is a readout): [0, 1] (the clip of
+        Eq. 59), the output unbounded when ``linear_output``."""
         out = [(0.0, 1.0)] * self.n_layers
         if self.linear_output:
             out[-1] = (-np.inf, np.inf)
@@ -165,7 +194,7 @@ class Network:
 
     def mirror_feedback(self) -> None:
         """Set every feedback parameter to the mirror of its forward one (what keeps a tied network tied)."""
-        for k in range(1, self.n_pairs):
+        for k in range(1, self.n_dynamic):
             self.params[f"bwd{k}"] = self._mirror(k, self.params[f"fwd{k}"]).copy()
 
     def apply_update(self, delta: dict[str, np.ndarray]) -> None:
@@ -229,12 +258,14 @@ class Network:
         """Eq. 56 summed over the batch: for each synapse j -> i, sum rho(h_j) dh_i.
 
         ``r`` = [rho(x), rho(h_1), ..., rho(h_L)] at the free fixed point,
-        ``dh`` = [dh_1, ..., dh_L] (nudged minus free).
+        ``dh`` = [dh_1, ..., dh_L] (nudged minus free).  With a readout outside the
+        dynamics, ``dh_L`` is the readout's error -dL/dz (times the nudge strength), so
+        the readout pair gets its local gradient.
         """
         out = {}
         for k in range(self.n_layers):
             out[f"fwd{k}"] = dh[k].T @ r[k]
-            if k >= 1:
+            if 1 <= k < self.n_dynamic:
                 out[f"bwd{k}"] = dh[k - 1].T @ r[k + 1]
             if f"bias{k + 1}" in self.params:
                 out[f"bias{k + 1}"] = dh[k].sum(axis=0)
@@ -242,7 +273,7 @@ class Network:
 
     def alignment_pairs(self) -> list[tuple[np.ndarray, np.ndarray]]:
         """(W_{k+1,k}, W_{k,k+1}^T) per hidden pair: the two matrices :meth:`alignment` compares."""
-        return [(self.params[f"fwd{k}"], self.params[f"bwd{k}"].T) for k in range(1, self.n_layers)]
+        return [(self.params[f"fwd{k}"], self.params[f"bwd{k}"].T) for k in range(1, self.n_dynamic)]
 
     def alignment(self) -> list[float]:
         """Normalised tr(W_{k,k+1} W_{k+1,k}) per hidden pair (Fig. 3 right): cosine of fwd and bwd^T."""

@@ -8,6 +8,16 @@
   neighbours), input side first, stopping on the residual tolerance; float32
   solves of a float64 network use a float32 copy of its parameters.
 
+A network with its readout outside the dynamics (``net.readout``) relaxes layers
+1..L-1, the top one nudged by ``beta W^T e`` (:mod:`analogprop.model.dynamics`);
+the output state follows the top hidden layer (set exactly by the fast solver,
+approached by the Euler steps).  The fast solver updates that nudged top layer
+by the full field (the nudge taken at its current state), and halves the step of
+a sample whenever the layer's change grows, down to ``1 / (1 + |beta| c ||W||^2)``
+(``c``: the curvature bound of the loss, 1/2 for the softmax, 1 for the linear
+readout): a projected gradient step on the layer's strongly convex problem for
+beta > 0, where the full update can oscillate once ``beta c ||W||^2 > 1``.
+
 Both stop per sample once ``max |h - clip(h + mu^beta)| <= tol`` (the
 projected residual, zero exactly at a fixed point of Eq. 59) and report, per
 sample, the final residual, the steps taken and whether it converged.
@@ -19,7 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dynamics import projected_residual, rho
+from .dynamics import projected_residual, readout_error, readout_force, readout_input, readout_output, rho
 from ..errors import ConfigError
 from .network import Network
 
@@ -55,7 +65,9 @@ class _Batch:
     """Active rows of a batched relaxation; converged rows are written out and dropped."""
 
     def __init__(self, net: Network, x, y, beta, start, dtype):
-        if not (np.isfinite(beta) and beta > -1):
+        if net.readout != "dynamic" and not np.isfinite(beta):
+            raise ConfigError(f"nudging strength beta={beta} is not a finite number")
+        if net.readout == "dynamic" and not (np.isfinite(beta) and beta > -1):
             raise ConfigError(f"nudging strength beta={beta} leaves the output without a stable fixed point "
                               "(mu^beta_0 = drive - (1 + beta) h_0 needs beta > -1)")
         net = _cast(net, np.dtype(dtype))
@@ -70,6 +82,10 @@ class _Batch:
         self.h = [s.copy() for s in self.out]
         self.base = np.asarray(net.input_drive(rho(np.asarray(x, dtype))), dtype)
         self.y = None if y is None else np.asarray(y, dtype)
+        self.top_step, self.top_change, self.min_step = np.ones(n), np.full(n, np.inf), 1.0
+        if net.readout != "dynamic" and self.beta:
+            norm = np.linalg.norm(np.asarray(net.params[f"fwd{net.n_layers - 1}"], float), 2)  # a dense readout
+            self.min_step = 1.0 / (1.0 + abs(self.beta) * (0.5 if net.readout == "softmax" else 1.0) * norm ** 2)
         self.idx = np.arange(n)
         self.residual = np.full(n, np.inf)
         self.steps = np.zeros(n, dtype=np.int64)
@@ -77,7 +93,7 @@ class _Batch:
     def drive(self, k: int, h=None, rows=None):
         """Synaptic input to layer k (1-based) from the current active states."""
         h = self.h if h is None else h
-        r_next = rho(h[k]) if k < self.net.n_layers else None
+        r_next = rho(h[k]) if k < self.net.n_dynamic else None
         if k == 1:
             return (self.base if rows is None else self.base[rows]) + self.net.drive(1, None, r_next)
         return self.net.drive(k, rho(h[k - 2]), r_next)
@@ -85,11 +101,38 @@ class _Batch:
     def field(self, h=None, rows=None):
         """mu^beta (Eq. 12-15) on the active rows (or a subset `rows` of them)."""
         h = self.h if h is None else h
-        f = [self.drive(k, h, rows) - h[k - 1] for k in range(1, self.net.n_layers + 1)]
-        if self.beta:
-            y = self.y if rows is None else self.y[rows]
-            f[-1] += self.beta * (y - h[-1])
+        top = self.net.n_dynamic
+        f = [self.drive(k, h, rows) - h[k - 1] for k in range(1, top + 1)]
+        if self.net.readout == "dynamic":
+            if self.beta:
+                y = self.y if rows is None else self.y[rows]
+                f[-1] += self.beta * (y - h[-1])
+            return f
+        f[top - 1] += self.nudge(h[top - 1], rows)
+        f.append(self.output(h[top - 1]) - h[-1])
         return f
+
+    def step_top(self, d):
+        """The nudged top hidden layer's next value (before the clip) given its drive ``d``: a step of
+        ``top_step`` along its field, halved (down to ``min_step``) for samples whose change grew."""
+        h = self.h[-2]
+        move = d + self.nudge(h) - h
+        change = np.max(np.abs(np.clip(h + move, 0.0, 1.0) - h), axis=1)
+        grew = change > self.top_change
+        self.top_step[grew] = np.maximum(self.top_step[grew] / 2, self.min_step)
+        self.top_change = change
+        return h + self.top_step[:, None].astype(h.dtype) * move
+
+    def output(self, h_top):
+        """The output state of a readout outside the dynamics, given the top hidden layer."""
+        return readout_output(self.net, readout_input(self.net, rho(h_top)))
+
+    def nudge(self, h_top, rows=None):
+        """beta W^T e on the top hidden layer of a readout network (0 in the free phase)."""
+        if not self.beta:
+            return 0.0
+        y = self.y if rows is None else self.y[rows]
+        return self.beta * readout_force(self.net, readout_error(self.net, readout_input(self.net, rho(h_top)), y))
 
     def retire(self, mask, residual):
         """Write rows `mask` of the active set to the output and drop them."""
@@ -101,6 +144,7 @@ class _Batch:
         self.idx = self.idx[keep]
         self.h = [hk[keep] for hk in self.h]
         self.base = self.base[keep]
+        self.top_step, self.top_change = self.top_step[keep], self.top_change[keep]
         if self.y is not None:
             self.y = self.y[keep]
 
@@ -170,16 +214,22 @@ class FastSolver:
 
     def solve(self, net: Network, x, y=None, beta: float = 0.0, start=None) -> Relaxation:
         b = _Batch(net, x, y, beta, start, self.dtype)
-        L = net.n_layers
+        top, readout = net.n_dynamic, net.readout != "dynamic"
         for sweep in range(1, self.max_sweeps + 1):
             change = np.zeros(b.idx.size)
-            for k in range(1, L + 1):
+            for k in range(1, top + 1):
                 d = b.drive(k)
-                if k == L and b.beta:
+                if k == top and b.beta and readout:
+                    d = b.step_top(d)
+                elif k == top and b.beta:
                     d = (d + b.beta * b.y) / (1.0 + b.beta)
                 new = np.clip(d, *b.bounds[k - 1])
                 np.maximum(change, np.max(np.abs(new - b.h[k - 1]), axis=1), out=change)
                 b.h[k - 1] = new
+            if readout:
+                new = b.output(b.h[top - 1])
+                np.maximum(change, np.max(np.abs(new - b.h[-1]), axis=1), out=change)
+                b.h[-1] = new
             b.steps[b.idx] = sweep
             cand = np.flatnonzero(change <= self.tol)
             if sweep == self.max_sweeps:

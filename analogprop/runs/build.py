@@ -1,49 +1,36 @@
 """From a run configuration (a flat dict, as saved in ``config.json``) to
 dataset, network, driver and trainer.  Shared by the CLI, benchmarks and
-examples; :func:`load_run` does the same for a saved run.  Drivers register a factory in :data:`DRIVERS`.
+examples; :func:`load_run` does the same for a saved run.  The configuration tree
+(:mod:`analogprop.config`) holds the defaults and checks every setting; drivers
+register a factory in :data:`DRIVERS`, which hands them plain values, not the tree.
 """
 from __future__ import annotations
 
-import numbers
-import os
-from dataclasses import fields
-
 import numpy as np
 
+from ..config import RunConfig, from_flat
 from ..data.augment import check_fits
 from ..data import Dataset, load_dataset
 from ..errors import ConfigError
-from ..model.conv_network import arch_sizes, create_network, normalize_arch
+from ..model.conv_network import arch_sizes, create_network
 from ..model.relax import EulerSolver, FastSolver
 from .directory import RunDir, load_checkpoint, load_device_state
 from ..training.trainer import TrainConfig
 
-DEFAULTS = {
-    "dataset": "digits", "data_dir": None, "download": False,
-    "arch": "64-32-10", "seed": 0, "bias": True, "tied": False, "feedback_init": "random",
-    "linear_output": False,
-    "driver": "ideal", "solver": "fast", "tol": 1e-5, "max_steps": 500, "euler_step": 0.5,
-    "nudge_steps": 0, "dtype": "float64",
-    "beta": 0.5, "lrs": [0.5, 0.2], "batch_size": 20, "epochs": 10,
-    "symmetric": False, "random_sign": False, "checkpoint_every": 0, "keep_every": 0,
-    "lr_decay": 1.0, "lr_decay_start": 1, "weight_decay": 0.0, "shift": 0,
-    "centered": False, "rule": "two-phase", "probe": 0,
-    "optimizer": "sgd", "adam_betas": [0.9, 0.999], "adam_eps": 1e-8, "feedback_lr_factor": 1.0,
-    "alignment_drift": False,
-}
+#: the flat configuration of ``analogprop train`` without options
+DEFAULTS = RunConfig().to_flat()
 
 
 def _dtype(cfg: dict):
-    return np.dtype(cfg.get("dtype", "float64")).type
+    return np.dtype(cfg["dtype"]).type
 
 
 def make_solver(cfg: dict):
+    """The ideal driver's fixed-point solver of a completed configuration."""
     dtype = _dtype(cfg)
-    if cfg["solver"] == "fast":
-        return FastSolver(tol=cfg["tol"], max_sweeps=cfg["max_steps"], dtype=dtype)
     if cfg["solver"] == "euler":
         return EulerSolver(step=cfg["euler_step"], max_steps=cfg["max_steps"], tol=cfg["tol"], dtype=dtype)
-    raise ConfigError(f"unknown solver {cfg['solver']!r} (choose 'fast' or 'euler')")
+    return FastSolver(tol=cfg["tol"], max_sweeps=cfg["max_steps"], dtype=dtype)
 
 
 def make_nudge_solver(cfg: dict):
@@ -51,80 +38,77 @@ def make_nudge_solver(cfg: dict):
     the free fixed point: Table 1's "iterations (second phase)", the truncated weakly clamped phase of
     the EP literature (Scellier & Bengio 2017: 4-8 steps of 0.5)."""
     n = cfg["nudge_steps"]
-    if isinstance(n, bool) or not isinstance(n, (int, np.integer)) or n < 0:
-        raise ConfigError(f"nudge_steps must be a whole number >= 0 (0: relax the nudged phase to its "
-                          f"fixed point), got {n!r}")
     if n == 0:
         return None
-    if cfg["driver"] != "ideal":
-        raise ConfigError(f"nudge_steps truncates the ideal model's nudged phase; the {cfg['driver']} driver "
-                          "measures fixed points (use nudge_steps 0)")
     return EulerSolver(step=cfg["euler_step"], max_steps=int(n), tol=cfg["tol"], stop_early=False, dtype=_dtype(cfg))
 
 
-def _ideal(cfg, network):
+def _ideal(run: RunConfig, network):
     from ..drivers.ideal import IdealDriver
 
+    cfg = run.to_flat()
     return IdealDriver(network, make_solver(cfg), make_nudge_solver(cfg))
 
 
-def _visa(cfg, network):
+def _visa(run: RunConfig, network):
     from ..drivers.visa import make_visa_driver
 
-    return make_visa_driver(cfg, network)
+    return make_visa_driver(network, run.visa.profile, run.visa.visa_backend)
 
 
-def _circuit(cfg, network):
-    from ..drivers.circuit import from_config
+def circuit_settings(run: RunConfig) -> dict:
+    """Keyword arguments of :func:`analogprop.drivers.circuit.make_circuit_driver` from the circuit section."""
+    from ..circuit.mismatch import CrossbarDesign, Mismatch
+    from ..circuit.nonideal import Nonidealities
 
-    return from_config(cfg, network)
+    c = run.circuit
+    return {"level": c.level, "mismatch": Mismatch(**c.mismatch_kwargs()), "die": c.die,
+            "nonideal": Nonidealities(**c.nonideal_kwargs()),
+            "design": CrossbarDesign(**c.design_kwargs()), "clamp": c.clamp, "newton_iters": c.newton_iters,
+            "tol": run.solver.tol, "max_sweeps": run.solver.max_steps}
 
 
-def _ngspice(cfg, network):
-    from ..drivers.ngspice import from_config
+def _circuit(run: RunConfig, network):
+    from ..drivers.circuit import make_circuit_driver
 
-    return from_config(cfg, network)
+    if run.circuit.circuit_spec is not None:
+        return _user_circuit(run, network)
+    lone = [k for k in run.circuit.keys() if k.name in run.circuit.USER and getattr(run.circuit, k.name) != k.default]
+    if lone:
+        raise ConfigError(f"{lone[0]} applies to a network of your own subcircuits: give --circuit-spec FILE")
+    return make_circuit_driver(network, **circuit_settings(run))
 
 
-#: name -> factory(config, network) -> Driver
+def _user_circuit(run: RunConfig, network):
+    """``--driver circuit --circuit-spec FILE``: the user's own subcircuits (:mod:`analogprop.drivers.user_circuit`)."""
+    from ..drivers.user_circuit import make_user_circuit_driver
+
+    c, own = run.circuit, run.circuit.USER + ("die",)
+    changed = [k for k in c.keys() if k.name not in own and getattr(c, k.name) != k.default]
+    if changed:
+        raise ConfigError(f"{changed[0]} describes the built-in circuit; with --circuit-spec the devices, their "
+                          "mismatch and levels come from the specification")
+    return make_user_circuit_driver(network, c.circuit_spec, die=c.die, seed=run.seed, temperature=c.temperature,
+                                    spot_checks=c.spot_checks, tol=run.solver.tol, max_iters=run.solver.max_steps)
+
+
+def _ngspice(run: RunConfig, network):
+    from ..drivers.ngspice import make_ngspice_driver
+
+    if run.circuit.circuit_spec is not None:
+        raise ConfigError("--circuit-spec is trained with --driver circuit (the ngspice-characterized tables; "
+                          "--spot-checks N compares samples with ngspice)")
+    return make_ngspice_driver(network, netlist_dir=run.ngspice.netlist_dir, **circuit_settings(run))
+
+
+#: name -> factory(run configuration, network) -> Driver
 DRIVERS = {"ideal": _ideal, "visa": _visa, "circuit": _circuit, "ngspice": _ngspice}
 
 
-def _is_number(value) -> bool:
-    return isinstance(value, numbers.Real) and not isinstance(value, (bool, np.bool_))
-
-
-def _typed(key: str, value):
-    """``value`` of setting ``key`` checked against the type of its default (whole numbers given as
-    3.0 become 3, numbers become floats); ConfigError names the key otherwise."""
-    default = DEFAULTS[key]
-    number = _is_number(value)
-    if isinstance(default, bool):
-        if isinstance(value, bool):
-            return value
-        kind = "true or false"
-    elif isinstance(default, int):
-        if number and float(value).is_integer():
-            return int(value)
-        kind = "a whole number"
-    elif isinstance(default, float):
-        if number and not (isinstance(value, numbers.Integral) and abs(value) > np.finfo(float).max):
-            return float(value)  # NaN and infinity: refused with the setting's range below
-        kind = "a number"
-    elif isinstance(default, list):
-        if isinstance(value, (list, tuple)) and all(map(_is_number, value)):
-            return [float(v) for v in value]
-        kind = "a list of numbers, e.g. [0.5, 0.2]"
-    elif key == "arch":
-        if isinstance(value, str) or (isinstance(value, (list, tuple)) and value
-                                      and all(_is_number(v) and float(v).is_integer() for v in value)):
-            return value
-        kind = "text such as 64-32-10"
-    else:  # text settings; data_dir may also be a path
-        if isinstance(value, str) or (key == "data_dir" and isinstance(value, os.PathLike)):
-            return os.fspath(value)
-        kind = "text"
-    raise ConfigError(f"{key} must be {kind}, got {value!r}")
+def make_driver(cfg: dict, network):
+    """The driver a (flat) configuration names, realising ``network``."""
+    run = from_flat(cfg)
+    return DRIVERS[run.driver.name](run, network)
 
 
 def check_resolution(cfg: dict) -> None:
@@ -141,36 +125,17 @@ def check_resolution(cfg: dict) -> None:
 
 
 def complete(cfg: dict) -> dict:
-    """Fill defaults and check every setting (type, range, the training settings of
-    :meth:`TrainConfig.validate`); returns a new dict.  ConfigError names the key."""
-    unknown = sorted(set(cfg) - set(DEFAULTS) - {k for k in cfg if k.startswith("driver_")})
-    if unknown:
-        raise ConfigError(f"unknown configuration keys {unknown}")
-    out = dict(DEFAULTS)
-    # TrainConfig.validate (below) checks its own fields, the drivers their driver_* keys
-    out.update({k: v if k.startswith("driver_") or k in TRAIN_KEYS else _typed(k, v)
-                for k, v in cfg.items() if v is not None})
-    out["arch"] = normalize_arch(out["arch"])
-    if out["driver"] not in DRIVERS:
-        raise ConfigError(f"unknown driver {out['driver']!r} (available: {', '.join(sorted(DRIVERS))})")
-    if out["dtype"] not in ("float32", "float64"):
-        raise ConfigError(f"dtype must be float32 or float64, got {out['dtype']!r}")
-    if not (np.isfinite(out["tol"]) and out["tol"] > 0):
-        raise ConfigError(f"tol must be a finite number > 0 (the residual at which a relaxation stops), "
-                          f"got {out['tol']}")
-    if out["max_steps"] < 1:
-        raise ConfigError(f"max_steps must be a whole number >= 1, got {out['max_steps']}")
-    TrainConfig(**{k: out[k] for k in TRAIN_KEYS}).validate()  # learning rates per layer pair: train_config
+    """The flat configuration with defaults filled and every setting checked (see
+    :class:`analogprop.config.RunConfig`), plus the resolution of beta; a new dict.  ConfigError names the key."""
+    out = from_flat(cfg).to_flat()
     check_resolution(out)
     return out
 
 
-TRAIN_KEYS = tuple(f.name for f in fields(TrainConfig))
-
-
 def train_config(cfg: dict) -> TrainConfig:
-    tc = TrainConfig(**{k: cfg[k] for k in TRAIN_KEYS})
-    return tc.validate(len(arch_sizes(cfg["arch"])) - 1)
+    """The trainer's settings of a flat configuration, learning rates resolved for its architecture."""
+    run = from_flat(cfg)
+    return TrainConfig(**run.training_kwargs()).validate(run.n_pairs)
 
 
 def check_fit(sizes, data: Dataset) -> None:
@@ -184,26 +149,22 @@ def check_fit(sizes, data: Dataset) -> None:
 def _network(cfg: dict):
     """The (dense or convolutional) network a completed configuration describes, freshly initialised."""
     return create_network(cfg["arch"], seed=cfg["seed"], bias=cfg["bias"], tied=cfg["tied"],
-                          linear_output=cfg["linear_output"], feedback_init=cfg["feedback_init"])
+                          linear_output=cfg["linear_output"], feedback_init=cfg["feedback_init"],
+                          readout=cfg.get("readout", "dynamic"))
 
 
 def build(cfg: dict, params: dict | None = None):
-    """Dataset, driver and train config of a completed configuration.
-
-    ``params``, when given (a checkpoint), replace the initial parameters.
+    """Dataset (its training and test subsets, if the configuration takes them), driver and train config
+    of a configuration.  ``params``, when given (a checkpoint), replace the initial parameters.
     """
     cfg = complete(cfg)
     tc = train_config(cfg)
     sizes = arch_sizes(cfg["arch"])
-    make_solver(cfg)  # validate solver settings before loading anything
-    make_nudge_solver(cfg)
     data = load_dataset(cfg["dataset"], cfg["data_dir"], cfg["download"])
     check_fit(sizes, data)
     check_fits(tc.shift, data.image_shape)
-    if cfg["linear_output"] and cfg["driver"] != "ideal":
-        raise ConfigError(f"linear_output needs the ideal driver: the {cfg['driver']} driver's output "
-                          "nodes are clamped to [0, 1]")
-    driver = DRIVERS[cfg["driver"]](cfg, _network(cfg))
+    data = data.subset(cfg.get("train_subset"), cfg.get("test_subset"))
+    driver = make_driver(cfg, _network(cfg))
     if params is not None:
         driver.set_parameters(params)
     return data, driver, tc

@@ -272,8 +272,9 @@ def _read_json(path: Path, what: str):
 
 
 def labelled_metrics(paths) -> list[tuple[str, list[dict]]]:
-    """(label, per-epoch records) of each run directory in ``paths``; the label is the directory's name,
-    with the training rule when the name does not say it.  DataError names a path that holds no epoch."""
+    """(label, per-epoch records) of each run directory in ``paths``; the label is the directory's name
+    (the experiment's name for an experiment's shipped ``run``), with the training rule when the name does
+    not say it.  DataError names a path that holds no epoch."""
     runs = []
     for p in map(Path, paths):
         run = RunDir(p)
@@ -286,7 +287,8 @@ def labelled_metrics(paths) -> list[tuple[str, list[dict]]]:
             rule = run.read_config().get("rule")
         except AnalogpropError:
             rule = None
-        runs.append((f"{p.name} ({rule})" if rule and rule not in p.name else p.name, records))
+        name = p.resolve().parent.name if p.name == "run" else p.name
+        runs.append((f"{name} ({rule})" if rule and rule not in name else name, records))
     return runs
 
 

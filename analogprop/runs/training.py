@@ -8,7 +8,8 @@ from .build import build, complete, load_run, train_config
 from ..model.conv_network import arch_sizes
 from ..errors import ConfigError, DataError
 from ..training.rules import make_trainer
-from .directory import RunDir, checkpoint_epoch, load_checkpoint, load_device_state, load_optimizer_state, output_run
+from .directory import (RunDir, checkpoint_epoch, load_checkpoint, load_device_state, load_optimizer_state, output_run,
+                        transplant)
 from ..training.trainer import TrainState, TwoPhaseTrainer
 
 
@@ -84,7 +85,7 @@ def resumed_config(saved: dict, cfg: dict, state: TrainState) -> dict:
 
 
 def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, stop=None,
-          overwrite: bool = False) -> dict | None:
+          overwrite: bool = False, init=None, init_matching=None) -> dict | None:
     """Train per ``cfg`` into run directory ``out``; returns the last epoch record
     (None when stopped before any epoch finished).
 
@@ -94,9 +95,20 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
     parameters as an uninterrupted one.  Without it, a run already in ``out`` is
     refused unless ``overwrite`` (its files are then replaced).  ``stop()`` returning
     True ends the run after the current minibatch, with a checkpoint.
+
+    A new run starts from the parameters of the checkpoint ``init``, or takes from the checkpoint
+    ``init_matching`` every parameter whose name and shape match (the others start fresh); the
+    checkpoints record where they started from.
     """
     if resume and overwrite:
         raise ConfigError("--resume continues the run in --out and --overwrite replaces it: give one of them")
+    if resume and (init or init_matching):
+        raise ConfigError("--resume continues from the run's own checkpoint; --init and --init-matching start a "
+                          "new run: give one of them")
+    if init and init_matching:
+        raise ConfigError("--init takes every parameter of a checkpoint and --init-matching those that fit: "
+                          "give one of them")
+    started = {}
     run = RunDir(out) if resume else output_run(out, overwrite, "train")
     state, params, records = None, None, []
     if resume:
@@ -110,9 +122,17 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         check_unchanged(saved, cfg)
         cfg = resumed_config(saved, cfg, state)
         records = run.metrics()[:state.epoch]
+    elif init:
+        params = load_checkpoint(init)[0]
+        started = {"init": str(init)}
     cfg = complete(cfg)
     data, driver, tc = build(cfg, params)
-    try:  # refuses a bad rule, probe or device state before anything is written
+    try:  # refuses a bad rule, probe, initial parameters or device state before anything is written
+        if init_matching:
+            params, taken = transplant(driver.get_parameters(), load_checkpoint(init_matching)[0])
+            driver.set_parameters(params)
+            started = {"init_matching": str(init_matching), "init_taken": taken}
+            print(f"parameters taken from {init_matching}: {', '.join(taken) or 'none'}", file=sys.stderr)
         if resume:
             driver.restore_device_state(load_device_state(run.checkpoint_path))
         trainer = make_trainer(cfg, driver, tc, data)
@@ -135,7 +155,7 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         pass
 
     def checkpoint(st):
-        run.save(driver, st, {"config": cfg}, tc.keep_every, trainer.optimizer.state_dict())
+        run.save(driver, st, {"config": cfg, **started}, tc.keep_every, trainer.optimizer.state_dict())
 
     def on_batch(st, stats):
         if bar.n > st.batch or bar.n == 0:
@@ -154,7 +174,8 @@ def train(cfg: dict, out: Path, resume: bool = False, progress: bool = True, sto
         align = " ".join(f"{a:+.2f}" for a in rec["alignment"])
         print(f"epoch {rec['epoch']}: train error {rec['train_error']:.2%} test error {rec['test_error']:.2%} "
               f"J {rec['train_cost']:.4f} unconverged {rec['unconverged_free']}/{rec['unconverged_nudged']} "
-              f"alignment [{align}]{_angle(rec)} {rec['train_seconds'] + rec['eval_seconds']:.1f}s", file=sys.stderr)
+              f"alignment [{align}]{_angle(rec)} {rec['train_seconds'] + rec['eval_seconds']:.1f}s "
+              f"(CPU {rec['cpu_seconds']:.1f}s)", file=sys.stderr)
 
     try:
         trainer.fit(data, state, on_batch=on_batch, on_checkpoint=checkpoint, on_epoch=on_epoch)

@@ -26,7 +26,14 @@ from .include import read_include
 #: The subcircuit libraries (repository's ``netlists/``), in inclusion order.
 LIBRARY_DIR = Path(__file__).resolve().parents[2] / "netlists"
 LIBRARIES = ("buffer.lib", "inverter.lib", "neuron.lib")
+#: largest |V / V0| of a sinh device in the netlist (the fast solver's column bracket stays within it)
+SINH_LIMIT = 300.0
+#: open-loop gain written for an ideal op-amp (infinite gain): V_col = -V_out / 1e12
+IDEAL_GAIN = 1e12
 OPTIONS = ".options reltol=1e-6 vntol=1e-9 abstol=1e-15 pivrel=1e-10 itl1=200 itl2=100"
+#: the virtual-ground level's stage outputs swing several volts: a tighter relative tolerance keeps every
+#: node within 1e-6 V of the exact operating point
+VGROUND_OPTIONS = ".options reltol=1e-9 vntol=1e-12 abstol=1e-15 pivrel=1e-10 itl1=200 itl2=100"
 
 
 def sanitise(name: str) -> str:
@@ -66,6 +73,85 @@ def _matrix(prefix, W, out_node, in_node, scale, kind):
     return [f"r{prefix}_{i}_{j} {in_node}{j} {out_node}{i} {1.0 / v!r}" for i, j, v in zip(rows.tolist(), cols.tolist(), vals)]
 
 
+def state_nodes(circuit) -> list[str]:
+    """Names of the state nodes in the layout of a solver's states: per layer h{k}_i, or (vground) the
+    columns c{k}_i then the stage outputs o{k}_i."""
+    out = []
+    for k in range(1, circuit.n_layers + 1):
+        kinds = ("c", "o") if circuit.vground else ("h",)
+        out += [f"{a}{k}_{i}" for a in kinds for i in range(circuit.sizes[k])]
+    return out
+
+
+def _vground_header(circuit) -> list[str]:
+    nid = circuit.nonideal
+    return [f"*   c{{k}}_i: column (virtual ground) of neuron i of layer k; o{{k}}_i: its transimpedance stage's "
+            f"output; the neuron's state is h = -V(o)",
+            "*   r{k}_i: row drive rho(h) (V_r = 1 V), rb{k}_i: inverted row drive; vp / vn: bias rails",
+            f"*   non-idealities: {', '.join(f'{k}={v:g}' for k, v in nid.to_dict().items())}"]
+
+
+def _vground_devices(circuit) -> list[str]:
+    """Element lines of the virtual-ground level (see analogprop.circuit.vground)."""
+    c, v, L, s, nid = circuit, circuit.values, circuit.n_layers, circuit.sizes, circuit.nonideal
+    gu, cu, tf = c.g_unit, c.c_unit, nid.temp_factor
+    tc = (f" tc1={_num(nid.tc1)} tc2={_num(nid.tc2)}" if (nid.tc1 or nid.tc2) else "")
+    lines = [f".temp {_num(nid.temp)}"]
+    for k in range(L + 1):
+        lines += [f"xi{k}_{i} r{k}_{i} rb{k}_{i} ap_inverter gain={_num(v[f'inv_gain{k}'][i])} "
+                  f"offset={_num(v[f'inv_offset{k}'][i])}" for i in range(s[k])]
+    if c.has_bias:
+        lines += [f"vp vp 0 dc {_num(c.design.v_rail)}", f"vn vn 0 dc {_num(-c.design.v_rail)}"]
+
+    def device(name, a, b, g):
+        if not g > 0:
+            return []
+        if np.isfinite(nid.device_v0):
+            v0 = _num(nid.device_v0)
+            # the argument is limited to +-SINH_LIMIT (far outside any operating point) so that Newton
+            # iterates far from the solution stay finite
+            lim = _num(SINH_LIMIT)
+            return [f"b{name} {a} {b} i={_num(g * gu)}*{v0}*sinh(min(max((v({a})-v({b}))/{v0},-{lim}),{lim}))"]
+        return [f"r{name} {a} {b} {_num(1.0 / (g * gu * tf))}{tc}"]
+
+    for k in range(1, L + 1):
+        for i in range(s[k]):
+            col, out, mid = f"c{k}_{i}", f"o{k}_{i}", (f"oi{k}_{i}" if nid.opamp_rout else f"o{k}_{i}")
+            sense = col   # the op-amp's inverting input: the column, or behind the offset source
+            if v[f"vos{k}"][i]:   # (in series, so the sensed node stays near 0 V and keeps its precision)
+                sense = f"n{k}_{i}"
+                lines.append(f"v_os{k}_{i} {col} {sense} dc {_num(v[f'vos{k}'][i])}")
+            if np.isfinite(nid.opamp_rail):
+                lines.append(f"b_a{k}_{i} {mid} 0 v=min(max({_num(-nid.opamp_gain)}*v({sense}),"
+                             f"{_num(-nid.opamp_rail)}),{_num(nid.opamp_rail)})")
+            else:
+                gain = nid.opamp_gain if np.isfinite(nid.opamp_gain) else IDEAL_GAIN
+                lines.append(f"e_a{k}_{i} {mid} 0 0 {sense} {_num(gain)}")
+            if nid.opamp_rout:
+                lines.append(f"r_out{k}_{i} {mid} {out} {_num(nid.opamp_rout)}")
+            lines.append(f"r_f{k}_{i} {out} {col} {_num(1.0 / (v[f'gf{k}'][i] * gu))}")
+            lines.append(f"c_f{k}_{i} {out} {col} {_num(v[f'cf{k}'][i] * cu)}")
+            lines.append(f"b_r{k}_{i} r{k}_{i} 0 v=min(max({_num(v[f'gain{k}'][i])}*(-v({out})-"
+                         f"{_num(v[f'offset{k}'][i])}),0),1)")
+            if c.clamped:
+                lines.append(f"b_cl{k}_{i} {col} {out} i={_num(v[f'clamp{k}'][i] * gu)}*(max(v({col},{out})-"
+                             f"{_num(v[f'clamp_hi{k}'][i])},0)+min(v({col},{out})-{_num(v[f'clamp_lo{k}'][i])},0))")
+            for name, src, j in ((f"fwd{k - 1}", k - 1, "f"), (f"bwd{k}", k + 1, "b")):
+                if src > L:
+                    continue
+                for pol, drive in (("p", "r"), ("n", "rb")):
+                    G = v[f"{name}_{pol}"][i]
+                    for jj in range(G.size):
+                        lines += device(f"_{j}{pol}{k}_{i}_{jj}", f"{drive}{src}_{jj}", col, G[jj])
+            if c.has_bias:
+                for pol in "pn":
+                    lines += device(f"_bias{pol}{k}_{i}", f"v{pol}", col, v[f"bias{k}_{pol}"][i])
+    g = v["nudge"] * gu
+    lines += [f"b_ny{i} y{i} c{L}_{i} i=v(nb)*{_num(g[i])}*(v(y{i})-v(c{L}_{i}))" for i in range(s[-1])]
+    lines += [f"b_no{i} o{L}_{i} c{L}_{i} i=v(nb)*{_num(g[i])}*(v(o{L}_{i})-v(c{L}_{i}))" for i in range(s[-1])]
+    return lines
+
+
 def header(circuit, title: str, n_samples: int) -> list[str]:
     s, L = circuit.sizes, circuit.n_layers
     tau = circuit.c_unit / circuit.g_unit
@@ -75,13 +161,15 @@ def header(circuit, title: str, n_samples: int) -> list[str]:
              f"time unit {tau:g} s; devices hold their as-built (sampled) values",
              "* nodes:",
              f"*   r0_0 .. r0_{s[0] - 1}: input sources rho(x) of the {s[0]} inputs (layer 0)"]
-    for k in range(1, L + 1):
+    for k in range(1 if not circuit.vground else L + 1, L + 1):
         role = "output" if k == L else "hidden"
         lines.append(f"*   h{k}_0 .. h{k}_{s[k] - 1}: state nodes of the {s[k]} {role} neurons of layer {k} "
                      f"(h{k}_i = neuron i); r{k}_i: buffer output rho(h{k}_i)")
     if circuit.clamped:
         lines.append("*   every state node has a clamp (ap_clamp) to its buffer's input range")
-    if circuit.crossbar:
+    if circuit.vground:
+        lines += _vground_header(circuit)
+    elif circuit.crossbar:
         lines += [f"*   rb{{k}}_i: inverted copy of r{{k}}_i (layers 0..{L}); vp / vn: bias rails",
                   f"*   neuron pre-activation u = unit_gain * V(h): unit_gain per layer "
                   f"{', '.join(f'{g:g}' for g in circuit.unit_gain)}"]
@@ -109,6 +197,8 @@ def devices(circuit, x, y=None) -> list[str]:
     rx, ty = c.inputs(x), c.target(y)
     lines += [f"b_in{j} r0_{j} 0 v={_table(rx[:, j])}" for j in range(s[0])]
     lines += [f"b_y{i} y{i} 0 v={_table(ty[:, i])}" for i in range(s[-1])]
+    if c.vground:
+        return lines + _vground_devices(c)
     for k in range(1, L + 1):
         for i in range(s[k]):
             lines.append(f"xn{k}_{i} h{k}_{i} r{k}_{i} ap_neuron leak={_num(v[f'leak{k}'][i] * gu)} "
@@ -156,11 +246,12 @@ def netlist(circuit, x, y=None, title: str = "analogprop", includes=(), analysis
     lines += ["", "* ==== subcircuit libraries (analogprop netlists/) ====", library_text()]
     for path, text in user:
         lines += [f"* ==== user include: {sanitise(path.name)} ====", text.strip()]
-    lines += ["", "* ==== circuit ====", OPTIONS]
+    lines += ["", "* ==== circuit ====", VGROUND_OPTIONS if circuit.vground else OPTIONS]
     lines += devices(circuit, x, y)
     if analysis:
         L = circuit.n_layers
+        node = "o" if circuit.vground else "h"
         lines += [f".width out={16 * (circuit.sizes[-1] + 2) + 8}", f".dc vsel 0 {n - 1} 1",
-                  ".print dc " + " ".join(f"v(h{L}_{i})" for i in range(circuit.sizes[-1]))]
+                  ".print dc " + " ".join(f"v({node}{L}_{i})" for i in range(circuit.sizes[-1]))]
     lines.append(".end")
     return "\n".join(lines) + "\n"

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import ConfigError, check_finite
 from ..model.relax import Relaxation
 from .engine import engine
-from .netlist import netlist
+from .netlist import netlist, state_nodes
 
 #: Options of the second rung of the ladder (ngspice's own op ladder, longer).
 STEPPING = "option gminsteps=100 srcsteps=100 itl1=1000 itl2=1000"
@@ -43,6 +43,10 @@ def kcl_residual(circuit, V, x, y=None, beta: float = 0.0) -> np.ndarray:
     clamp conducts, so the residual is how far (in volts) each node is from
     the voltage its currents balance at, as for the fast solver.
     """
+    if circuit.vground:
+        from ..circuit.vground import residual
+
+        return residual(circuit, V, x, y, beta)
     out = []
     for k, i in enumerate(circuit.currents(V, x, y, beta), start=1):
         g = circuit.conductance(k, beta)
@@ -79,7 +83,7 @@ class SpiceSolver:
         """Write the minibatch netlist and load it into ngspice; returns the engine."""
         eng = engine()
         text = netlist(circuit, x, y, title=title, analysis=False)
-        saves = " ".join(f"h{k}_{i}" for k in range(1, circuit.n_layers + 1) for i in range(circuit.sizes[k]))
+        saves = " ".join(state_nodes(circuit))
         text = text.replace("\n.end\n", f"\n.save {saves}\n.end\n")
         self.netlist_path.write_text(text)
         eng.load(text, self.netlist_path)
@@ -105,12 +109,12 @@ class SpiceSolver:
         else:
             y = None
         eng = self.load(circuit, x, y)
-        names = [f"h{k}_{i}" for k in range(1, circuit.n_layers + 1) for i in range(circuit.sizes[k])]
+        names = state_nodes(circuit)
         n = x.shape[0]
         flat = np.full((n, len(names)), np.nan)
         steps = np.ones(n, dtype=np.int64)
         missing = self._sweeps(eng, n, beta, names, flat)
-        split = np.cumsum(circuit.sizes[1:-1])
+        split = _edges(circuit)
         V = np.split(np.nan_to_num(flat), split, axis=1)
         residual = kcl_residual(circuit, V, x, y, beta)
         residual[missing] = np.inf
@@ -154,7 +158,7 @@ class SpiceSolver:
     def _ladder(self, eng, circuit, i, x, y, beta, names, flat, residual) -> int:
         """Retry sample i: stepping options, then a transient run; keeps the best voltages. Returns the rung."""
         self.stats["ladder"] += 1
-        split = np.cumsum(circuit.sizes[1:-1])
+        split = _edges(circuit)
 
         def judge(row):
             if row is None or not np.all(np.isfinite(row)):
@@ -179,7 +183,9 @@ class SpiceSolver:
 
     def _transient_point(self, eng, circuit, i, beta, names):
         """Last point of a transient run of sample i from 0 V (inputs and nudge on from t = 0)."""
-        tau = max(float(np.max(circuit.values[f"cap{k}"] / circuit.conductance(k, beta)))
+        keys = ("cf", "gf") if circuit.vground else ("cap", None)
+        tau = max(float(np.max(circuit.values[f"{keys[0]}{k}"] / (circuit.values[f"gf{k}"] if keys[1] else
+                                                                  circuit.conductance(k, beta))))
                   for k in range(1, circuit.n_layers + 1)) * circuit.c_unit / circuit.g_unit
         stop = self.transient_taus * tau
         eng.exec_command(f"alter vsel dc = {i}")
@@ -189,3 +195,8 @@ class SpiceSolver:
         eng.release()
         return rows[-1] if rows.shape[0] else None
 
+
+def _edges(circuit):
+    """Split points of the flat state vector into layers (vground: two nodes per neuron)."""
+    per = 2 if circuit.vground else 1
+    return np.cumsum([per * n for n in circuit.sizes[1:-1]])

@@ -28,7 +28,7 @@ from ..circuit.mismatch import CrossbarDesign, Mismatch
 from ..errors import AnalogpropError, ConfigError
 
 MISMATCH_KNOBS = tuple(f.name for f in fields(Mismatch))
-#: CrossbarDesign fields the circuit driver reads from a run configuration (design_from_config).
+#: CrossbarDesign fields a run configuration sets (the circuit section's design settings).
 DESIGN_KNOBS = tuple(f.name for f in fields(CrossbarDesign) if f.name not in ("leak", "v_rail"))
 KNOBS = MISMATCH_KNOBS + DESIGN_KNOBS
 

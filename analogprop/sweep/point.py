@@ -23,7 +23,7 @@ import functools
 import time
 from pathlib import Path
 
-from ..runs.build import DRIVERS, check_fit, complete, train_config
+from ..runs.build import check_fit, complete, make_driver, train_config
 from ..model.conv_network import arch_sizes, create_network
 from ..data import load_dataset
 from ..runs.directory import checkpoint_epoch, load_checkpoint, save_checkpoint
@@ -81,7 +81,7 @@ def train_reference(task: dict, directory: Path, stop=None) -> dict:
         checkpoint_epoch(path, meta)
         state = TrainState.from_dict(meta["state"])
     net = create_network(cfg["arch"], seed=cfg["seed"])
-    driver = DRIVERS["ideal"](cfg, net)
+    driver = make_driver(cfg, net)
     if params is not None:
         driver.set_parameters(params)
     trainer = TwoPhaseTrainer(driver, train_config(cfg))
@@ -109,7 +109,7 @@ def circuit_lrs(task: dict) -> list[float]:
 
 
 def _circuit(cfg):
-    return DRIVERS["circuit"](cfg, create_network(cfg["arch"], seed=cfg["seed"]))
+    return make_driver(cfg, create_network(cfg["arch"], seed=cfg["seed"]))
 
 
 def run_point(task: dict, reference: dict) -> dict:

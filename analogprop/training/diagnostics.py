@@ -5,10 +5,16 @@ Measured on the ideal network a driver exposes (``driver.network``):
 * ``angle_nu_grad``: angle in degrees between nu (Eq. 18) and -dJ/dW (Eq. 17),
   over all parameters; ``angle_nu_grad_layers`` per layer pair;
 * ``angle_update_grad``: angle between the two-phase update actually used
-  (Eq. 56, the trainer's beta and nudging) and -dJ/dW;
+  (Eq. 56, the trainer's beta and nudging) and -dJ/dW; ``angle_update_grad_layers``
+  per layer pair;
 * ``probe_unconverged``: fraction of probe samples whose free or nudged
   relaxation did not converge (they are left out of the angles);
 * ``probe_cost``: J on the probe batch;
+
+With the network's readout outside the dynamics (``net.readout``) J is the
+readout's loss and the angles are those of that formulation
+(:mod:`analogprop.model.gradients`); the readout pair's update is its exact
+gradient, so its angles are 0.
 * ``probe_seconds``: time taken by these diagnostics.
 
 The forward/feedback alignment of each pair is in every epoch record already.
@@ -19,7 +25,7 @@ import time
 
 import numpy as np
 
-from ..model.dynamics import cost
+from ..model.dynamics import output_cost
 from ..errors import ConfigError
 from ..model.gradients import FixedPoint, angle, flat, neg_gradient, nu, supports, two_phase_estimate
 from ..model.network import pair_of
@@ -55,8 +61,9 @@ class ProbeDiagnostics:
         pairs = sorted({pair_of(k) for k in grad})
         out["angle_nu_grad"] = angle(field, grad)
         out["angle_update_grad"] = angle(v["update"], grad)
-        out["angle_nu_grad_layers"] = [angle(field, grad, [k for k in sorted(grad) if pair_of(k) == p])
-                                       for p in pairs]
+        groups = [[k for k in sorted(grad) if pair_of(k) == p] for p in pairs]
+        out["angle_nu_grad_layers"] = [angle(field, grad, names) for names in groups]
+        out["angle_update_grad_layers"] = [angle(v["update"], grad, names) for names in groups]
         return out
 
 
@@ -67,7 +74,7 @@ def directions(net, solver, x, y, beta: float, symmetric: bool = False, centered
     free = solver.solve(net, x)
     nudged = [solver.solve(net, x, y, s * beta, start=free.states) for s in ((1, -1) if symmetric else (1,))]
     ok = free.converged & np.logical_and.reduce([r.converged for r in nudged])
-    out = {"unconverged": 1.0 - float(ok.mean()), "cost": float(cost(free.output, y).mean())}
+    out = {"unconverged": 1.0 - float(ok.mean()), "cost": float(output_cost(free.output, y, net.readout).mean())}
     if ok.any():
         x, y = x[ok], y[ok]
         fp = FixedPoint.at(net, x, [h[ok] for h in free.states])

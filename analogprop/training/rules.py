@@ -11,7 +11,6 @@ from __future__ import annotations
 import numpy as np
 
 from .diagnostics import ProbeDiagnostics, probe_batch
-from ..model.dynamics import cost
 from ..errors import ConfigError
 from ..model.gradients import FixedPoint, neg_gradient, supports
 from .trainer import TwoPhaseTrainer, one_hot
@@ -35,7 +34,7 @@ class GradientTrainer(TwoPhaseTrainer):
         self.descend(grad, 1.0)
         return {"samples": len(labels),
                 "errors": int(np.count_nonzero(free.output.argmax(axis=1) != labels)),
-                "cost": float(cost(free.output, y).sum()),
+                "cost": float(self.cost(free.output, y).sum()),
                 "unconverged_free": free.n_unconverged,
                 "unconverged_nudged": 0}
 

@@ -34,9 +34,10 @@ from dataclasses import asdict, dataclass, field
 import numpy as np
 
 from ..data.augment import check_fits, random_shifts, whole_pixels
-from ..model.dynamics import cost
+from ..model.dynamics import output_cost
 from ..errors import ConfigError, DivergedError, check_finite
 from ..model.network import alignment_drift
+from ..rates import RULE, resolve_lrs
 from .optimizers import make_optimizer
 
 
@@ -49,7 +50,7 @@ PARAMETER_LIMIT = float(2 ** 23)
 @dataclass
 class TrainConfig:
     beta: float = 0.5
-    lrs: tuple[float, ...] = (0.1, 0.05)
+    lrs: tuple[float, ...] | None = None  # per layer pair; one for all; None: the rule of analogprop.rates
     batch_size: int = 20
     epochs: int = 10
     seed: int = 0
@@ -72,17 +73,16 @@ class TrainConfig:
         """Check (and normalise) every setting for a network of ``n_pairs`` layer pairs (None: every
         setting on its own, the number of learning rates unchecked); ConfigError names it."""
         self.beta = _real("beta", self.beta, "a finite number > 0", lambda v: v > 0)
-        if isinstance(self.lrs, (str, bytes)) or not isinstance(self.lrs, (list, tuple, np.ndarray)):
-            raise ConfigError(f"lrs must be a list of learning rates, one per layer pair, got {self.lrs!r}")
-        lrs = tuple(_real(f"learning rate {i}", v, "a finite number >= 0", lambda v: v >= 0)
-                    for i, v in enumerate(self.lrs))
-        if len(lrs) == 1 and n_pairs is not None:
-            lrs = lrs * n_pairs
-        if not lrs:
-            raise ConfigError("lrs holds no learning rate; give one per layer pair, or one for all")
-        if n_pairs is not None and len(lrs) != n_pairs:
-            raise ConfigError(f"got {len(lrs)} learning rates {list(lrs)}; the network has {n_pairs} layer pairs (give one or {n_pairs})")
-        self.lrs = lrs
+        if self.lrs is not None:
+            if isinstance(self.lrs, (str, bytes)) or not isinstance(self.lrs, (list, tuple, np.ndarray)):
+                raise ConfigError(f"lrs must be a list of learning rates, one per layer pair, got {self.lrs!r}")
+            self.lrs = tuple(_real(f"learning rate {i}", v, "a finite number >= 0", lambda v: v >= 0)
+                             for i, v in enumerate(self.lrs))
+            if not self.lrs:
+                raise ConfigError(f"lrs holds no learning rate; give one per layer pair, one for all, or none for "
+                                  f"the default {RULE}")
+        if n_pairs is not None:
+            self.lrs = resolve_lrs(self.lrs, n_pairs)
         for name, lo in (("batch_size", 1), ("epochs", 1), ("seed", 0), ("lr_decay_start", 1),
                          ("checkpoint_every", 0), ("keep_every", 0)):
             setattr(self, name, _whole(name, getattr(self, name), lo))
@@ -115,7 +115,7 @@ class TrainConfig:
 
     def to_dict(self):
         d = asdict(self)
-        d["lrs"] = list(self.lrs)
+        d["lrs"] = None if self.lrs is None else list(self.lrs)
         d["adam_betas"] = list(self.adam_betas)
         return d
 
@@ -160,6 +160,7 @@ class EpochStats:
     unconverged_free: int = 0
     unconverged_nudged: int = 0
     seconds: float = 0.0
+    cpu_seconds: float = 0.0  # CPU time of this process (all its threads)
     drift_forward: list = field(default_factory=list)  # per pair, summed alignment_drift parts
     drift_feedback: list = field(default_factory=list)
 
@@ -272,11 +273,15 @@ class TwoPhaseTrainer:
         self.descend(upd, scale * n)
         return {"samples": n,
                 "errors": int(np.count_nonzero(free.output.argmax(axis=1) != labels)),
-                "cost": float(cost(free.output, y).sum()),
+                "cost": float(self.cost(free.output, y).sum()),
                 "unconverged_free": free.n_unconverged,
                 "unconverged_nudged": unconv_n}
 
     # -- evaluation ----------------------------------------------------------
+    def cost(self, output, y):
+        """Per-sample cost of output states: Eq. 10, or the cross-entropy of a driver's softmax readout."""
+        return output_cost(output, y, getattr(self.driver, "readout", "dynamic"))
+
     def evaluate(self, x, labels, batch_size: int = 500) -> dict:
         """Free-phase predictions (Eq. 57): error rate, mean cost J, unconverged count."""
         check_data(self.driver.sizes, x, labels, "evaluation data")
@@ -286,7 +291,7 @@ class TwoPhaseTrainer:
             xb, lb = x[i:i + batch_size], labels[i:i + batch_size]
             free = self.driver.relax_free(xb)
             errors += int(np.count_nonzero(free.output.argmax(axis=1) != lb))
-            total += float(cost(free.output, one_hot(lb, n_out)).sum())
+            total += float(self.cost(free.output, one_hot(lb, n_out)).sum())
             unconv += free.n_unconverged
         n = max(len(labels), 1)
         return {"error": errors / n, "cost": total / n, "unconverged": unconv}
@@ -320,7 +325,7 @@ class TwoPhaseTrainer:
             order, signs = self.epoch_plan(state.epoch, n)
             self.lr_scale = cfg.lr_scale(state.epoch)
             for b in range(state.batch, len(signs)):
-                t0 = time.perf_counter()
+                t0, c0 = time.perf_counter(), time.process_time()
                 idx = order[b * cfg.batch_size:(b + 1) * cfg.batch_size]
                 x = data.x_train[idx]
                 if cfg.shift:
@@ -331,6 +336,7 @@ class TwoPhaseTrainer:
                     stats["drift_forward"], stats["drift_feedback"] = alignment_drift(
                         before, self.driver.alignment_pairs())
                 stats["seconds"] = time.perf_counter() - t0
+                stats["cpu_seconds"] = time.process_time() - c0
                 state.stats.add(stats)
                 state.batch = b + 1
                 if on_batch:
@@ -347,7 +353,7 @@ class TwoPhaseTrainer:
 
     def epoch_record(self, state: TrainState, data) -> dict:
         s = state.stats
-        t0 = time.perf_counter()
+        t0, c0 = time.perf_counter(), time.process_time()
         test = self.evaluate(data.x_test, data.y_test)
         record = {"epoch": state.epoch + 1,
                   "train_error": s.errors / max(s.samples, 1),
@@ -368,4 +374,6 @@ class TwoPhaseTrainer:
         if self.diagnostics is not None:
             record.update(self.diagnostics(self.driver))
         record["eval_seconds"] = time.perf_counter() - t0
+        record["cpu_eval_seconds"] = time.process_time() - c0
+        record["cpu_seconds"] = s.cpu_seconds + record["cpu_eval_seconds"]  # the epoch's, training and evaluation
         return record

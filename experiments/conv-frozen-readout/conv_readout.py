@@ -8,12 +8,12 @@ what training only the output pair can reach (not a bound: the EP output layer
 sees the feedback-settled states), and so show whether removing
 a pooling is worth its p^2 wider output layer:
 
-    python benchmarks/conv_readout.py benchmarks/out/conv_mnist-outonly-decay-avg1-6 --pair 1
+    python experiments/conv-frozen-readout/conv_readout.py runs/conv_mnist-outonly-decay-avg1-6 --pair 1
 
 ``--fresh ARCH`` reads the features of an untrained network instead (random
 features), to see what training the conv layers adds:
 
-    python benchmarks/conv_readout.py --fresh 1x28x28-c32k5p2-c64k5p2-10 --data-dir ../shared/datasets/mnist --pair 1
+    python experiments/conv-frozen-readout/conv_readout.py --fresh 1x28x28-c32k5p2-c64k5p2-10 --data-dir ../shared/datasets/mnist --pair 1
 """
 import argparse
 import sys

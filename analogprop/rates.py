@@ -1,7 +1,11 @@
-"""Learning rates per layer pair (input side first, the ``alpha_k`` of Table 1) for a network of any depth."""
+"""Learning rates per layer pair (input side first, the ``alpha_k`` of Table 1) for a network of any depth.
+
+Below both the configuration tree (which resolves rates for config.json) and the trainer (which resolves
+them for a :class:`~analogprop.training.trainer.TrainConfig` built directly): one rule for both.
+"""
 from __future__ import annotations
 
-from ..errors import ConfigError
+from .errors import ConfigError
 
 #: Default rate of pair k (input side first): FIRST_RATE * RATE_RATIO**k, i.e. 0.5, 0.2 for 64-32-10
 #: and 0.5, 0.2, 0.08, ... for deeper networks: rates fall toward the output, as in Table 1.

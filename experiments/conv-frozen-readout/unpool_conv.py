@@ -3,14 +3,14 @@
 Writes a checkpoint of the widened network, which computes what the pooled
 one does (on block-constant states) with p^2 times as many inputs to the
 dense layer above, and prints its architecture, to train it with
-``benchmarks/mnist.py --init``.  A trained run keeps its function; a fresh
+``analogprop train --init``.  A trained run keeps its function; a fresh
 network so widened settles as fast as the pooled one, where the widened
 architecture's own Glorot init can keep a strong feedback loop unsettled:
 
-    python benchmarks/unpool_conv.py benchmarks/out/conv_mnist-outonly-decay-avg1-6 --pair 1 \\
-        --out benchmarks/out/conv_unpool_init.npz
-    python benchmarks/unpool_conv.py --fresh 1x28x28-c32k5p2-c64k5p2-10 --dtype float32 --pair 1 \\
-        --out benchmarks/out/conv_unpool_scratch_init.npz
+    python experiments/conv-frozen-readout/unpool_conv.py runs/conv_mnist-outonly-decay-avg1-6 --pair 1 \\
+        --out runs/conv_unpool_init.npz
+    python experiments/conv-frozen-readout/unpool_conv.py --fresh 1x28x28-c32k5p2-c64k5p2-10 --dtype float32 --pair 1 \\
+        --out runs/conv_unpool_scratch_init.npz
 """
 import argparse
 import sys

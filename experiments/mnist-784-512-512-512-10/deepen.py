@@ -2,11 +2,11 @@
 
 Writes a checkpoint of the deeper network, which starts near the trained
 function, and prints its architecture, to train it with
-``benchmarks/mnist.py --init``.  The 784-512-512-512-10 row of the README was
+``analogprop train --init``.  The 784-512-512-512-10 row of the README was
 grown so from the shipped 784-512-512-10 run:
 
-    python benchmarks/deepen.py benchmarks/trained/mnist-784-512-512-10 --after 2 \\
-        --out benchmarks/out/mnist3-grown-init.npz
+    python experiments/mnist-784-512-512-512-10/deepen.py experiments/mnist-784-512-512-10/run --after 2 \\
+        --out runs/mnist3-grown-init.npz
 """
 from __future__ import annotations
 

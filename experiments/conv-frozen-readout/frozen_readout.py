@@ -8,8 +8,8 @@ This script trains that network with the same trainer (minutes instead of hours 
 relaxation otherwise repeats the frozen layers'), writes the output pair back into the run's network and
 evaluates the result with the run's own solver (recorded as ``network_test_error`` of the last epoch):
 
-    python benchmarks/frozen_readout.py benchmarks/in-progress/conv_unpool_scratch --lr 0.002 --epochs 30 \\
-        --lr-decay 0.9 --lr-decay-start 11 --out benchmarks/out/conv_frozen_readout
+    python experiments/conv-frozen-readout/frozen_readout.py experiments/conv-frozen-readout/records/conv_unpool_scratch --lr 0.002 --epochs 30 \\
+        --lr-decay 0.9 --lr-decay-start 11 --out runs/conv_frozen_readout
 
 The settled features are cached in ``OUT/features.npz`` or ``--features`` (keyed by the frozen parameters
 and the solver) and reused by a rerun with other rates.  ``OUT`` is a run directory (``analogprop evaluate OUT``).

@@ -1,0 +1,139 @@
+"""Named non-idealities of the virtual-ground crossbar (level ``vground``), each with a physical unit.
+
+Every knob is off (or nominal) by default; the compiled description
+(:mod:`.description`), the netlist and the fast solver (:mod:`.vground`)
+all read the same values.
+
+Transimpedance stage of each column (op-amp, feedback ``R_f || C_f``):
+
+* ``opamp_gain``   open-loop gain A (V/V); nominal 1e6 (a precision op-amp, 120 dB); ``inf``: an exact
+  virtual ground in the fast solver (the netlist then writes a gain of 1e12, whose ill-conditioning
+  costs ngspice about 1e-6 V with input offsets).
+  The internal output is ``e = clip(A (V_os - V_col), -opamp_rail, opamp_rail)``.
+* ``opamp_rout``   output resistance (ohm) between ``e`` and the output node.
+* ``opamp_rail``   output rails (V, symmetric); ``inf``: none.  Finite rails
+  need a finite gain (a saturated ideal op-amp has no operating point).
+* ``opamp_offset`` std (V) of the input offset ``V_os`` of each stage, drawn per die.
+
+Programmable devices:
+
+* ``device_v0``    I-V nonlinearity (V): ``I = G V0 sinh(V / V0)``; ``inf``: linear.
+* ``pelgrom_a``, ``device_area``: Pelgrom mismatch ``sigma = A_G / sqrt(W L)``
+  (``pelgrom_a`` in um, i.e. relative spread times um; ``device_area`` W L in
+  um^2); added in quadrature to ``Mismatch.g_dtod`` (same die draw z).
+* ``gradient``     relative conductance change across a tile (a linear
+  gradient in a die-drawn direction, per tile); ``field_std`` the relative std of a smooth
+  random field over the tile coordinates, correlation length
+  ``field_length`` (crosspoints); ``tile`` the tile size (rows = columns).
+  Both are drawn per die and tile, in Python, and written as plain values.
+
+Temperature:
+
+* ``temp``         die temperature (deg C); the programmable devices follow
+  ``R(T) = R (1 + tc1 dT + tc2 dT^2)``, ``dT = temp - 27`` (ngspice's
+  ``tnom``), ``tc1`` (1/K), ``tc2`` (1/K^2) (sinh devices: the same factor on
+  G); the feedback resistors are temperature-stable precision parts (a common
+  coefficient would cancel: the weight is the ratio R_f G).  The netlist writes
+  ``.temp`` and each linear device's ``tc1``/``tc2``.
+"""
+from __future__ import annotations
+
+import math
+from dataclasses import asdict, dataclass, fields
+
+import numpy as np
+
+from ..errors import ConfigError
+from .mismatch import tag
+
+TNOM = 27.0
+
+
+@dataclass(frozen=True)
+class Nonidealities:
+    opamp_gain: float = 1e6
+    opamp_rout: float = 0.0
+    opamp_rail: float = math.inf
+    opamp_offset: float = 0.0
+    device_v0: float = math.inf
+    pelgrom_a: float = 0.0
+    device_area: float = 1.0
+    gradient: float = 0.0
+    field_std: float = 0.0
+    field_length: float = 32.0
+    tile: int = 256
+    temp: float = TNOM
+    tc1: float = 0.0
+    tc2: float = 0.0
+
+    def __post_init__(self):
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or math.isnan(v):
+                raise ConfigError(f"non-ideality {f.name} must be a number, got {v!r}")
+        positive = ("opamp_gain", "opamp_rail", "device_v0", "device_area", "field_length")
+        for name in positive:
+            if not getattr(self, name) > 0:
+                raise ConfigError(f"non-ideality {name} must be > 0 (inf: off), got {getattr(self, name)}")
+        for name in ("opamp_rout", "opamp_offset", "pelgrom_a", "gradient", "field_std"):
+            v = getattr(self, name)
+            if not (math.isfinite(v) and v >= 0):
+                raise ConfigError(f"non-ideality {name} must be a finite number >= 0, got {v}")
+        for name in ("temp", "tc1", "tc2"):
+            if not math.isfinite(getattr(self, name)):
+                raise ConfigError(f"non-ideality {name} must be finite, got {getattr(self, name)}")
+        if int(self.tile) != self.tile or self.tile < 1:
+            raise ConfigError(f"non-ideality tile must be an integer >= 1 (crosspoints), got {self.tile}")
+        if math.isfinite(self.opamp_rail) and not math.isfinite(self.opamp_gain):
+            raise ConfigError(f"opamp_rail {self.opamp_rail} V needs a finite opamp_gain (an ideal op-amp "
+                              "at its rail has no operating point)")
+        if self.temp_factor <= 0:
+            raise ConfigError(f"tc1 {self.tc1}, tc2 {self.tc2} at temp {self.temp} give a resistance <= 0")
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+    @property
+    def temp_factor(self) -> float:
+        """R(T) / R(tnom) of every programmable device."""
+        d = self.temp - TNOM
+        return 1.0 + self.tc1 * d + self.tc2 * d * d
+
+    @property
+    def pelgrom_sigma(self) -> float:
+        return self.pelgrom_a / math.sqrt(self.device_area)
+
+    def log_spread(self, die: int, key: str, shape, g_dtod: float, z) -> np.ndarray:
+        """log of the multiplicative spread of programmable array ``key``: random (z) plus spatial part."""
+        sigma = math.hypot(g_dtod, self.pelgrom_sigma)
+        out = sigma * z if sigma else np.zeros(shape)
+        if (self.gradient or self.field_std) and len(shape) >= 1:
+            out = out + self.spatial(die, key, shape)
+        return out
+
+    def spatial(self, die: int, key: str, shape) -> np.ndarray:
+        """The correlated part over each tile's coordinates (crosspoints): a linear gradient and a smooth
+        random field (unit-variance Gaussian field with squared-exponential correlation of length
+        ``field_length``, as a sum of random Fourier features)."""
+        rows, cols = (shape[0], 1) if len(shape) == 1 else shape
+        t, m = int(self.tile), _FEATURES
+        out = np.zeros((rows, cols))
+        for ti in range(0, rows, t):
+            for tj in range(0, cols, t):
+                rng = np.random.default_rng([int(die), tag(key), 3, ti // t, tj // t])
+                h, w = min(t, rows - ti), min(t, cols - tj)
+                u = np.arange(h)[:, None] + 0.5
+                v = np.arange(w)[None, :] + 0.5
+                angle = rng.uniform(0, 2 * math.pi)
+                part = self.gradient * (math.cos(angle) * (u / t - 0.5) + math.sin(angle) * (v / t - 0.5))
+                omega = rng.standard_normal((m, 2)) / self.field_length
+                phase = rng.uniform(0, 2 * math.pi, m)
+                if self.field_std:
+                    f = np.cos(omega[:, 0, None, None] * u + omega[:, 1, None, None] * v + phase[:, None, None])
+                    part = part + self.field_std * math.sqrt(2.0 / m) * f.sum(0)
+                out[ti:ti + h, tj:tj + w] = part
+        return out.reshape(shape)
+
+
+#: random Fourier features of the smooth random field
+_FEATURES = 64

@@ -1,0 +1,404 @@
+"""The virtual-ground crossbar (level ``vground``): device equations and the fast Newton solver.
+
+State of dynamic layer k per sample: ``(n, 2 n_k)`` = ``[V_col | V_out]``,
+the column (op-amp inverting input) and stage-output voltages; the neuron's
+state is ``h = -V_out`` (V_r = 1 V).  For column i of layer k
+(:mod:`.description`, :mod:`.nonideal`):
+
+* devices into the column: ``I_dev = sum G f(V_drive - V_col)`` over the
+  pairs from the rows (drives ``r`` and ``rb`` of layers k-1 and k+1) and
+  the bias pair from ``+-v_rail``; ``f(v) = V0 sinh(v / V0)`` or ``v``;
+* feedback ``g_f`` (and, nudged, a second switched resistor ``beta nu``)
+  from the output to the column, a switched resistor ``beta nu`` from the
+  target source ``y`` to the column, and the optional limiter
+  ``clamp(x) = g_cl (max(x - hi, 0) + min(x - lo, 0))`` from column to
+  output, ``x = V_col - V_out``;
+* KCL at the column: ``I_dev + bn (V_y - V_col) - g_l x - clamp(x) = 0``,
+  ``g_l = g_f + bn``, ``bn = beta nu``;
+* the op-amp: ``e = clip(A (V_os - V_col), -rail, rail)`` behind ``R_out``:
+  ``e - V_out + R_out (g_l x + clamp(x)) = 0`` (ideal: ``V_col = V_os``).
+
+Given the rows' drives each column is one monotone scalar equation
+(:func:`column_solve`).  :class:`VgroundSolver` sweeps the layers (block
+Gauss-Seidel) and finishes unconverged samples with a damped Newton method
+on the stage outputs, then gmin stepping (an extra conductance across every
+feedback path, stepped down to 0) and source stepping (inputs, rails and
+targets scaled up from 0.1) as fallbacks; a sample is converged only when
+:func:`residual` at the answer is within ``tol`` volts.
+"""
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+from ..errors import ConfigError
+from ..model.relax import Relaxation
+
+
+def split(circuit, k, s):
+    """(V_col, V_out) of layer k's state array."""
+    n = circuit.sizes[k]
+    return s[..., :n], s[..., n:]
+
+
+class Layer:
+    """Layer k's devices folded for fast evaluation (recomputed when the circuit is reprogrammed)."""
+
+    def __init__(self, circuit, k):
+        v, L, nid = circuit.values, circuit.n_layers, circuit.nonideal
+        self.k, self.v0 = k, nid.device_v0
+        self.linear = not np.isfinite(self.v0)
+        self.groups = [(v[f"fwd{k - 1}_p"], k - 1, "r"), (v[f"fwd{k - 1}_n"], k - 1, "rb")]
+        if k < L:
+            self.groups += [(v[f"bwd{k}_p"], k + 1, "r"), (v[f"bwd{k}_n"], k + 1, "rb")]
+        rail = circuit.design.v_rail
+        self.rails = [(v[f"bias{k}_p"], rail), (v[f"bias{k}_n"], -rail)] if circuit.has_bias else []
+        ig = lambda j: v[f"inv_gain{j}"]
+        io = lambda j: v[f"inv_offset{j}"]
+        self.W = {j: sum(G * (1.0 if kind == "r" else -ig(j)) for G, jj, kind in self.groups if jj == j)
+                  for j in {g[1] for g in self.groups}}
+        self.const = sum(G @ io(j) for G, j, kind in self.groups if kind == "rb") + sum(G * u for G, u in self.rails)
+        self.S = sum(G.sum(1) for G, _, _ in self.groups) + sum(G for G, _ in self.rails)
+        self.gf, self.vos = v[f"gf{k}"], v[f"vos{k}"]
+        self.clamp = (v[f"clamp{k}"], v[f"clamp_lo{k}"], v[f"clamp_hi{k}"]) if circuit.clamped else None
+        self.A, self.R, self.rail = nid.opamp_gain, nid.opamp_rout * circuit.g_unit, nid.opamp_rail
+
+    def aggregate(self, r, rb, scale=1.0):
+        """Drive aggregates (a1, a2) with I_dev(V_col) = a1 - a2 V_col (linear) or V0 (cosh(b) a1 - sinh(b) a2)."""
+        if self.linear:
+            a1 = scale * self.const + sum(r[j] @ W.T for j, W in self.W.items())
+            return a1, self.S
+        a1 = a2 = 0.0
+        for G, j, kind in self.groups:
+            d = (r if kind == "r" else rb)[j] / self.v0
+            a1, a2 = a1 + np.sinh(d) @ G.T, a2 + np.cosh(d) @ G.T
+        for G, u in self.rails:
+            a1, a2 = a1 + G * np.sinh(scale * u / self.v0), a2 + G * np.cosh(scale * u / self.v0)
+        return a1, a2
+
+    def device_current(self, agg, vc):
+        """I_dev and dI_dev / dV_col."""
+        a1, a2 = agg
+        if self.linear:
+            return a1 - a2 * vc, -a2 + 0 * vc
+        b = vc / self.v0
+        ch, sh = np.cosh(b), np.sinh(b)
+        return self.v0 * (ch * a1 - sh * a2), sh * a1 - ch * a2
+
+    def drive_jacobian(self, r, rb, vc, j, inv_gain):
+        """dI_dev / dr_j, (batch, n_k, n_j) (linear: one shared matrix (n_k, n_j))."""
+        if self.linear:
+            return self.W[j]
+        out = 0.0
+        for G, jj, kind in self.groups:
+            if jj != j:
+                continue
+            d = (r if kind == "r" else rb)[j]
+            c = np.cosh((d[:, None, :] - vc[:, :, None]) / self.v0) * G[None]
+            out = out + (c if kind == "r" else -c * inv_gain[None, None, :])
+        return out
+
+
+def _clamp(lay, x):
+    """Limiter current (column -> output) and its slope."""
+    if lay.clamp is None:
+        return 0.0, 0.0
+    g, lo, hi = lay.clamp
+    return g * (np.maximum(x - hi, 0.0) + np.minimum(x - lo, 0.0)), g * ((x > hi) * 1.0 + (x < lo))
+
+
+def _solve_x(lay, t, gl):
+    """x with g_l x + clamp(x) = g_l t (monotone, piecewise linear) and dx/dt."""
+    if lay.clamp is None:
+        return t, np.ones_like(t)
+    g, lo, hi = lay.clamp
+    q = g / gl
+    # candidate roots of each linear piece; pick the consistent one (pieces ordered: below lo, window, above hi)
+    below = (t + q * lo) / (1 + q)
+    above = (t + q * hi) / (1 + q)
+    inv = hi < lo
+    both = (t + q * (lo + hi)) / (1 + 2 * q)
+    a, b = np.minimum(lo, hi), np.maximum(lo, hi)
+    mid = np.where(inv, both, t)
+    x = np.where(below < a, below, np.where(above > b, above, mid))
+    s = np.where((below < a) | (above > b), 1 / (1 + q), np.where(inv, 1 / (1 + 2 * q), 1.0))
+    return x, s
+
+
+def column_solve(lay, agg, bn, inj, gmin=0.0, vc0=None, iters=60):
+    """Operating point of every column of a layer given its drives.
+
+    ``bn`` the nudge conductance, ``inj`` = ``bn V_y`` (the target's current at V_col = 0), ``gmin`` an
+    extra conductance across the feedback path (gmin stepping).  Returns V_col, V_out and dV_out / dI
+    (the sensitivity to a drive current).
+    """
+    gl = lay.gf + bn + gmin
+
+    def inner(vc):
+        i, di = lay.device_current(agg, vc)
+        t = (i + inj - bn * vc) / gl
+        x, s = _solve_x(lay, t, gl)
+        return x, s, (di - bn) / gl
+
+    if not np.isfinite(lay.A):
+        vc = np.broadcast_to(lay.vos, agg[0].shape if np.ndim(agg[0]) == 2 else np.shape(agg[0])) + 0.0
+        x, s, _ = inner(vc)
+        return vc, vc - x, -s / gl
+    A, R, rail = lay.A, lay.R, lay.rail
+
+    def fo(vc):
+        x, s, dt = inner(vc)
+        u = A * (lay.vos - vc)
+        e = np.clip(u, -rail, rail)
+        cl, dcl = _clamp(lay, x)
+        f = e - vc + x + R * (gl * x + cl)
+        dx = s * dt
+        kx = 1 + R * (gl + dcl)
+        df = np.where(np.abs(u) < rail, -A, 0.0) - 1 + kx * dx
+        return f, df, x, s, kx
+
+    shape = np.shape(agg[0])
+    vc = np.broadcast_to(lay.vos, shape) + 0.0 if vc0 is None else np.array(vc0, float)
+    # bracket around the start (V_col - V_os = -e / A is small), widened until f(lo) > 0 > f(hi)
+    bound = 20.0 if lay.linear else min(20.0, 250 * lay.v0)   # |V_col| limit (within the netlist's sinh limit)
+    width = np.full(shape, max(1e-12, 1.0 / A))
+    lo, hi = np.maximum(vc - width, -bound), np.minimum(vc + width, bound)
+    flo, fhi = fo(lo)[0], fo(hi)[0]
+    for _ in range(40):
+        out = (flo <= 0) | (fhi >= 0)
+        if not out.any():
+            break
+        width = np.where(out, 8 * width, width)
+        lo = np.where(flo <= 0, np.maximum(vc - width, -bound), lo)
+        hi = np.where(fhi >= 0, np.minimum(vc + width, bound), hi)
+        flo, fhi = np.where(flo <= 0, fo(lo)[0], flo), np.where(fhi >= 0, fo(hi)[0], fhi)
+    vc = np.clip(vc, lo, hi)
+    side = np.zeros(shape)
+    for _ in range(iters):   # Newton, safeguarded by false position (Illinois) inside the bracket
+        f, df, x, s, kx = fo(vc)
+        done = np.abs(f) <= 1e-15 * (1 + np.abs(df) * np.maximum(np.abs(vc), 1e-3))
+        up = f > 0
+        lo, flo = np.where(up, vc, lo), np.where(up, f, flo)
+        hi, fhi = np.where(up, hi, vc), np.where(up, fhi, f)
+        # Illinois: halve the stale end's value when the same end moves twice
+        fhi = np.where(up & (side > 0), 0.5 * fhi, fhi)
+        flo = np.where(~up & (side < 0), 0.5 * flo, flo)
+        side = np.where(up, 1.0, -1.0)
+        new = vc - f / df
+        bad = ~((new > lo) & (new < hi))
+        secant = (lo * fhi - hi * flo) / (fhi - flo)
+        new = np.where(bad, secant, new)
+        done |= hi - lo <= 1e-15 + 1e-14 * np.abs(vc)
+        vc = np.where(done, vc, new)
+        if done.all():
+            break
+    f, df, x, s, kx = fo(vc)
+    dvc = -(kx * s / gl) / df
+    i, di = lay.device_current(agg, vc)
+    dx = s / gl + s * (di - bn) / gl * dvc
+    return vc, vc - x, dvc - dx
+
+
+def residual(circuit, V, x, y=None, beta: float = 0.0) -> np.ndarray:
+    """Per sample max over nodes of each equation in volts: KCL at the column over its conductance, and the
+    op-amp equation over its slope in V_col (ideal op-amp: V_col - V_os)."""
+    L, nid = circuit.n_layers, circuit.nonideal
+    r, rb = drives(circuit, V, x)
+    out = []
+    for k in range(1, L + 1):
+        lay = Layer(circuit, k)
+        vc, vo = split(circuit, k, V[k - 1])
+        bn, inj = nudge_terms(circuit, k, y, beta)
+        gl = lay.gf + bn
+        i, di = lay.device_current(lay.aggregate(r, rb), vc)
+        xx = vc - vo
+        cl, dcl = _clamp(lay, xx)
+        kcl = (i + inj - bn * vc - gl * xx - cl) / (gl + dcl - di)
+        if np.isfinite(lay.A):
+            u = lay.A * (lay.vos - vc)
+            e = np.clip(u, -lay.rail, lay.rail)   # input-referred: over the equation's slope in V_col
+            amp = (e - vo + lay.R * (gl * xx + cl)) / (1 + lay.R * (gl + dcl) + lay.A * (np.abs(u) < lay.rail))
+        else:
+            amp = vc - lay.vos
+        out.append(np.maximum(np.abs(kcl).max(axis=1), np.abs(amp).max(axis=1)))
+    return np.max(out, axis=0)
+
+
+def nudge_terms(circuit, k, y, beta, scale=1.0):
+    """(bn, bn V_y) of layer k: the switched nudge resistors' conductance and the target's current at V_col = 0."""
+    if k != circuit.n_layers or not beta:
+        return 0.0, 0.0
+    bn = beta * circuit.values["nudge"]
+    return bn, bn * scale * circuit.target(y)
+
+
+def drives(circuit, V, x, scale=1.0):
+    """Row drives r{k} (k = 0..L) and their inverted copies rb{k} of states V."""
+    r = [scale * circuit.inputs(x)] + [circuit.buffer(k, split(circuit, k, V[k - 1])[1])
+                                       for k in range(1, circuit.n_layers + 1)]
+    return r, [circuit.inverter(k, rk) for k, rk in enumerate(r)]
+
+
+@dataclass
+class VgroundSolver:
+    """Sweeps, damped Newton, gmin and source stepping; ``tol`` in volts (see :func:`residual`)."""
+
+    tol: float = 1e-10
+    max_sweeps: int = 200
+    newton_iters: int = 50
+
+    def __post_init__(self):
+        if not (np.isfinite(self.tol) and self.tol >= 0):
+            raise ConfigError(f"circuit solver tolerance must be a finite number >= 0 (volts), got {self.tol}")
+        self._cache = (None, None)
+
+    def layers(self, circuit):
+        key = (id(circuit), circuit.revision)
+        if self._cache[0] != key:
+            self._cache = (key, [Layer(circuit, k) for k in range(1, circuit.n_layers + 1)])
+        return self._cache[1]
+
+    def solve(self, circuit, x, y=None, beta: float = 0.0, start=None) -> Relaxation:
+        x = np.asarray(x, float)
+        n, L = x.shape[0], circuit.n_layers
+        y = None if not beta else np.asarray(y, float)
+        lays = self.layers(circuit)
+        if start is None:
+            V = [np.concatenate([np.broadcast_to(lay.vos, (n, s)), np.zeros((n, s))], axis=1)
+                 for lay, s in zip(lays, circuit.sizes[1:])]
+        else:
+            V = [np.array(s, float) for s in start]
+        steps = np.zeros(n, np.int64)
+        V, steps = self._sweeps(circuit, lays, V, x, y, beta, steps)
+        res = residual(circuit, V, x, y, beta)
+        bad = np.flatnonzero(~(res <= self.tol))
+        if bad.size and self.newton_iters:
+            for mode in ("newton", "gmin", "source"):
+                sub = [v[bad] for v in V]
+                yb = None if y is None else y[bad]
+                sub, its = self._continue(circuit, lays, sub, x[bad], yb, beta, mode)
+                r2 = residual(circuit, sub, x[bad], yb, beta)
+                better = r2 < res[bad]
+                for v, s in zip(V, sub):
+                    v[bad[better]] = s[better]
+                res[bad[better]] = r2[better]
+                steps[bad] += its
+                bad = np.flatnonzero(~(res <= self.tol))
+                if not bad.size:
+                    break
+        return Relaxation(V, res, steps, res <= self.tol)
+
+    # -- block Gauss-Seidel -----------------------------------------------------
+    def _sweep(self, circuit, lays, V, x, y, beta, gmin=0.0, scale=1.0):
+        r, rb = drives(circuit, V, x, scale)
+        change = np.zeros(x.shape[0])
+        for k, lay in enumerate(lays, start=1):
+            bn, inj = nudge_terms(circuit, k, y, beta, scale)
+            vc0, vo0 = split(circuit, k, V[k - 1])
+            vc, vo, _ = column_solve(lay, lay.aggregate(r, rb, scale), bn, inj, gmin, vc0)
+            change = np.maximum(change, np.abs(vo - vo0).max(axis=1))
+            V[k - 1] = np.concatenate([vc, vo], axis=1)
+            r[k] = circuit.buffer(k, vo)
+            rb[k] = circuit.inverter(k, r[k])
+        return change
+
+    def _sweeps(self, circuit, lays, V, x, y, beta, steps):
+        rows = np.arange(x.shape[0])
+        out = [v.copy() for v in V]
+        act = [v.copy() for v in V]
+        for sweep in range(1, self.max_sweeps + 1):
+            xs, ys = x[rows], None if y is None else y[rows]
+            change = self._sweep(circuit, lays, act, xs, ys, beta)
+            steps[rows] = sweep
+            done = change <= 0.1 * self.tol
+            if sweep == self.max_sweeps:
+                done[:] = True
+            if done.any():
+                for o, a in zip(out, act):
+                    o[rows[done]] = a[done]
+                rows, act = rows[~done], [a[~done] for a in act]
+            if not rows.size:
+                break
+        return out, steps
+
+    # -- Newton and its fallbacks -----------------------------------------------------
+    def _targets(self, circuit, lays, V, x, y, beta, gmin, scale):
+        """T(V): every layer's stage outputs given its neighbours' drives (Jacobi), with dV_out/dI."""
+        r, rb = drives(circuit, V, x, scale)
+        T, sens, cols = [], [], []
+        for k, lay in enumerate(lays, start=1):
+            bn, inj = nudge_terms(circuit, k, y, beta, scale)
+            vc0, _ = split(circuit, k, V[k - 1])
+            vc, vo, d = column_solve(lay, lay.aggregate(r, rb, scale), bn, inj, gmin, vc0)
+            T.append(vo), sens.append(d), cols.append(vc)
+        return T, sens, cols, r, rb
+
+    def _newton(self, circuit, lays, V, x, y, beta, gmin, scale, iters):
+        sizes, L = circuit.sizes[1:], circuit.n_layers
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        n, N = x.shape[0], edges[-1]
+        vo = np.concatenate([split(circuit, k, V[k - 1])[1] for k in range(1, L + 1)], axis=1)
+        vc = [split(circuit, k, V[k - 1])[0] for k in range(1, L + 1)]
+
+        def pack(vo, vc):
+            return [np.concatenate([c, vo[:, edges[k]:edges[k + 1]]], axis=1) for k, c in enumerate(vc)]
+
+        def F(vo, vc, rows):
+            T, sens, cols, r, rb = self._targets(circuit, lays, pack(vo, vc), x[rows],
+                                                 None if y is None else y[rows], beta, gmin, scale)
+            return vo - np.concatenate(T, axis=1), sens, cols, r, rb
+
+        f, sens, cols, r, rb = F(vo, vc, np.arange(n))
+        norm = np.linalg.norm(f, axis=1)
+        its = np.zeros(n, np.int64)
+        for it in range(1, iters + 1):
+            act = np.flatnonzero(norm > 0.01 * self.tol)
+            if not act.size:
+                break
+            J = np.broadcast_to(np.eye(N), (act.size, N, N)).copy()
+            for k, lay in enumerate(lays, start=1):
+                blk = slice(edges[k - 1], edges[k])
+                for j in (k - 1, k + 1):
+                    if j < 1 or j > L:
+                        continue
+                    D = lay.drive_jacobian([a[act] for a in r], [a[act] for a in rb], cols[k - 1][act], j,
+                                           circuit.values[f"inv_gain{j}"])
+                    slope = circuit.buffer_slope(j, vo[act, edges[j - 1]:edges[j]])
+                    J[:, blk, edges[j - 1]:edges[j]] -= sens[k - 1][act][:, :, None] * D * slope[:, None, :]
+            try:
+                step = np.linalg.solve(J, -f[act][..., None])[..., 0]
+            except np.linalg.LinAlgError:
+                step = -f[act]
+            lam = np.ones(act.size)
+            cur_vc = [c[act] for c in cols]
+            for _ in range(12):   # damping: halve the step until |F| falls
+                trial = vo[act] + lam[:, None] * step
+                ft, st, ct, rt, rbt = F(trial, cur_vc, act)
+                nt = np.linalg.norm(ft, axis=1)
+                ok = nt < norm[act] * (1 - 1e-4 * lam) + 1e-300
+                if ok.all():
+                    break
+                lam = np.where(ok, lam, 0.5 * lam)
+            vo[act], f[act], norm[act] = trial, ft, nt
+            for k in range(L):
+                sens[k][act], cols[k][act] = st[k], ct[k]
+            for a, b in zip(r, rt):
+                a[act] = b
+            for a, b in zip(rb, rbt):
+                a[act] = b
+            its[act] = it
+        return pack(vo, cols), its
+
+    def _continue(self, circuit, lays, V, x, y, beta, mode):
+        if mode == "newton":
+            return self._newton(circuit, lays, V, x, y, beta, 0.0, 1.0, self.newton_iters)
+        total = np.zeros(x.shape[0], np.int64)
+        ladder = ([(g, 1.0) for g in 10.0 ** np.arange(1, -7, -1)] + [(0.0, 1.0)] if mode == "gmin"
+                  else [(0.0, s) for s in np.linspace(0.1, 1.0, 10)])
+        gf = np.mean([np.mean(lay.gf) for lay in lays])
+        for g, s in ladder:
+            V, its = self._newton(circuit, lays, V, x, y, beta, g * gf, s, self.newton_iters)
+            total += its
+        return V, total
+

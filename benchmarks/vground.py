@@ -1,0 +1,122 @@
+"""The virtual-ground crossbar (level vground) at 784-512-512-10: the fast Newton solver against ngspice.
+
+Prints ``name: value`` lines:
+
+* ``fast converged share`` and ``fast pairs/s``: the fast solver
+  (:class:`analogprop.circuit.vground.VgroundSolver`) on a 784-512-512-10
+  vground circuit with ``g_dtod`` 0.1 and the default non-idealities
+  (op-amp gain 1e6, node clamps), free then nudged phase of each sample of a
+  minibatch (sparse random inputs in [0, 1]), tolerance 1e-6 V;
+* ``wire resistance``: not modelled (see docs/circuits.md);
+* ``ngspice size``, ``ngspice pairs/s``, ``fast/ngspice speed ratio`` and
+  ``fast vs ngspice max difference V``: ngspice (:class:`analogprop.spice.solver.SpiceSolver`)
+  on the same circuit family at the largest of the sizes tried that finishes
+  within ``--ngspice-budget`` seconds (each size in a child process), against
+  the fast solver on the same size.
+
+    python benchmarks/vground.py [--samples N] [--ngspice-budget S] [--ngspice-samples N] [--ngspice-sizes ...]
+"""
+import argparse
+import multiprocessing as mp
+import os
+import time
+
+import numpy as np
+
+from analogprop.circuit import Mismatch, compile_circuit
+from analogprop.circuit.vground import VgroundSolver
+from analogprop.model.network import Network
+
+SIZES = (784, 512, 512, 10)
+TRIES = ((784, 512, 512, 10), (784, 256, 256, 10), (784, 128, 128, 10), (784, 96, 96, 10), (784, 64, 10))
+
+
+def circuit_of(sizes, die=1):
+    net = Network.create(sizes, seed=0)
+    return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=0.1), die=die, clamp=True)
+
+
+def data(sizes, n, seed=0):
+    rng = np.random.default_rng(seed)
+    x = rng.uniform(0, 1, (n, sizes[0])) * (rng.uniform(0, 1, (n, sizes[0])) < 0.2)
+    return x, np.eye(sizes[-1])[rng.integers(0, sizes[-1], n)]
+
+
+def fast_pairs(circuit, x, y, beta=0.5):
+    solver = VgroundSolver(tol=1e-6)
+    t = time.perf_counter()
+    free = solver.solve(circuit, x)
+    nudged = solver.solve(circuit, x, y, beta, start=free.states)
+    dt = time.perf_counter() - t
+    return free, nudged, len(x) / dt
+
+
+def _spice_child(sizes, n, queue):
+    from analogprop.spice.solver import SpiceSolver
+
+    c = circuit_of(sizes)
+    x, y = data(sizes, n)
+    t = time.perf_counter()
+    s = SpiceSolver(tol=1e-6, transient_fallback=False)
+    free = s.solve(c, x)
+    nudged = s.solve(c, x, y, 0.5)
+    queue.put((time.perf_counter() - t, free.states, nudged.states,
+               bool(free.converged.all() and nudged.converged.all())))
+
+
+def spice_at(sizes, n, budget):
+    ctx = mp.get_context("spawn")
+    queue = ctx.Queue()
+    p = ctx.Process(target=_spice_child, args=(sizes, n, queue))
+    p.start()
+    p.join(budget)
+    if p.is_alive():
+        p.kill()
+        p.join()
+        return None
+    return queue.get() if not queue.empty() else None
+
+
+def main():
+    ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--samples", type=int, default=40)
+    ap.add_argument("--ngspice-samples", type=int, default=4)
+    ap.add_argument("--ngspice-budget", type=float, default=180.0)
+    ap.add_argument("--ngspice-sizes", default=",".join("-".join(map(str, t)) for t in TRIES),
+                    help="sizes to try in ngspice, largest first (comma-separated, e.g. 784-128-128-10)")
+    args = ap.parse_args()
+    print(f"load average: {os.getloadavg()[0]:.1f}")
+    c = circuit_of(SIZES)
+    x, y = data(SIZES, args.samples)
+    free, nudged, pairs = fast_pairs(c, x, y)
+    conv = np.mean(free.converged & nudged.converged)
+    print(f"network: {'-'.join(map(str, SIZES))} vground, g_dtod 0.1, default non-idealities, {args.samples} samples")
+    print(f"fast converged share: {conv:.3f}")
+    print(f"fast unconverged samples: {int(np.count_nonzero(~(free.converged & nudged.converged)))}")
+    print(f"fast sweeps per free phase (max): {int(free.steps.max())}")
+    print(f"fast pairs/s: {pairs:.1f}")
+    print("wire resistance: not modelled")
+    for sizes in [tuple(int(v) for v in t.split("-")) for t in args.ngspice_sizes.split(",")]:
+        t = time.perf_counter()
+        got = spice_at(sizes, args.ngspice_samples, args.ngspice_budget)
+        tag = "-".join(map(str, sizes))
+        if got is None:
+            print(f"ngspice {tag}: not finished within {args.ngspice_budget:.0f} s")
+            continue
+        dt, sf, sn, ok = got
+        cs = circuit_of(sizes)
+        xs, ys = data(sizes, args.ngspice_samples)
+        ff, fn, fast_rate = fast_pairs(cs, xs, ys)
+        diff = max(np.abs(a - b).max() for p, q in ((ff.states, sf), (fn.states, sn)) for a, b in zip(p, q))
+        rate = args.ngspice_samples / dt
+        print(f"ngspice size: {tag} ({time.perf_counter() - t:.0f} s wall incl. netlist)")
+        print(f"ngspice converged: {ok}")
+        print(f"ngspice pairs/s: {rate:.3f}")
+        print(f"fast pairs/s at that size: {fast_rate:.1f}")
+        print(f"fast/ngspice speed ratio: {fast_rate / rate:.0f}")
+        print(f"fast vs ngspice max difference V: {diff:.2e}")
+        break
+
+
+if __name__ == "__main__":
+    main()
