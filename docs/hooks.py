@@ -16,7 +16,7 @@ from mkdocs.structure.files import File
 ROOT = Path(__file__).resolve().parent.parent
 PACKAGE = "analogprop"
 #: the committed run directories: each experiment's shipped run and its records of variants
-RUN_RECORDS = ("experiments/*/run", "experiments/*/records/*")
+RUN_RECORDS = ("experiments/*/run", "experiments/*/records/*", "examples/*/records/*")
 MARKERS = {"cli.md": "<!-- cli-reference -->", "results.md": "<!-- run-records -->"}
 
 

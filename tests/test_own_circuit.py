@@ -332,3 +332,55 @@ def test_train_command_trains_the_user_circuit(tmp_path, capsys):
     assert "with --circuit-spec the devices" in capsys.readouterr().err
     assert main(["train", "--driver", "circuit", "--spot-checks", "2", "--out", str(tmp_path / "bad")]) == 2
     assert "give --circuit-spec FILE" in capsys.readouterr().err
+
+
+def test_netlist_to_standard_output_pipes_into_plain_ngspice(capsys):
+    """``analogprop netlist --circuit-spec ... --out - | ngspice -b``: the printed outputs are the tables' fixed point."""
+    if not shutil.which("ngspice"):
+        pytest.skip("ngspice is not installed")
+    from analogprop.cli import main
+    from analogprop.model.network import Network
+
+    assert main(["netlist", "--circuit-spec", str(CMOS), "--arch", "64-4-3", "--samples", "0", "--die", "3",
+                 "--out", "-"]) == 0
+    text = capsys.readouterr().out
+    assert text.startswith("* analogprop: 64-4-3 network") and text.endswith(".end\n")
+    out = subprocess.run(["ngspice", "-b"], input=text, capture_output=True, text=True, timeout=60).stdout
+    printed = np.array([float(v) for v in next(ln for ln in out.splitlines() if ln.startswith("0\t")).split()[2:]])
+    spec = load_spec(CMOS)
+    net, neurons, synapses = tables(spec, (64, 4, 3), die=3)
+    net.program(net.programs_from_weights(Network.create((64, 4, 3), seed=0).params))
+    expected = TabulatedSolver(net, neurons, synapses).solve(np.zeros((1, 64))).states[-1][0]
+    np.testing.assert_allclose(printed, expected, atol=1e-4)
+
+
+# -- the digits study's run records ------------------------------------------------------------------------
+def test_digits_study_records_load_as_run_records(tmp_path, capsys):
+    """The records ``examples/own_circuit/train_digits.py --records DIR`` writes (and the committed ones) are
+    run records: valid settings, per-epoch metrics, read by ``analogprop summary``."""
+    from analogprop.cli import main
+    from analogprop.errors import ConfigError
+    from analogprop.runs.directory import RunDir
+    from analogprop.training.trainer import TrainConfig
+    from conftest import load_script
+
+    study = load_script("examples/own_circuit/train_digits.py")
+    args = study.parser().parse_args(["--train-subset", "40", "--die", "2", "--spot-checks", "1"])
+    cfg = TrainConfig(beta=0.5, lrs=(100.0, 20.0), epochs=1, batch_size=20)
+    epoch = {"epoch": 1, "train_error": 0.75, "test_error": 0.625, "spot_max_dv": 2e-4}
+    for name, temperature in (("nominal", 27.0), ("retrained-hot", 85.0)):
+        study.write_record(tmp_path / name, study.record_config(args, name, temperature, cfg), [epoch])
+    hot = RunDir(tmp_path / "retrained-hot").read_config()
+    assert (hot["driver_circuit_spec"], hot["driver_die"], hot["driver_temperature"]) == ("netlists/user/cmos.toml", 2, 85.0)
+    assert "driver_die" not in RunDir(tmp_path / "nominal").read_config()   # the nominal design has no die
+    assert main(["summary", str(tmp_path / "nominal"), str(tmp_path / "retrained-hot")]) == 0
+    assert "retrained-hot: 1 epochs, train 75.00% (running), test 62.50%" in capsys.readouterr().out
+    args.die = -1
+    with pytest.raises(ConfigError, match="die"):   # a setting a run record may not hold is refused
+        study.record_config(args, "in-circuit", 27.0, cfg)
+
+    committed = sorted(p.parent for p in (ROOT / "examples" / "own_circuit" / "records").glob("*/metrics.jsonl"))
+    assert [p.name for p in committed] == ["in-circuit", "nominal", "retrained-hot"]
+    assert main(["summary", "--markdown", *map(str, committed)]) == 0
+    table = capsys.readouterr().out
+    assert all(f"| {p.name}<br>" in table for p in committed) and "driver_circuit_spec netlists/user/cmos.toml" in table

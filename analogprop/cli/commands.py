@@ -286,7 +286,8 @@ def cmd_netlist(args):
     from .netlist import write_netlist
 
     path = write_netlist(args)
-    print(f"netlist written to {path} (run it with: ngspice -b {path})")
+    if path is not None:
+        print(f"netlist written to {path} (run it with: ngspice -b {path})")
 
 
 class _Parser(argparse.ArgumentParser):

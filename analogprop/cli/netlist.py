@@ -1,6 +1,7 @@
 """``analogprop netlist``: a network or checkpoint on a die, written as a self-contained ngspice netlist."""
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 
 import numpy as np
@@ -26,7 +27,7 @@ def add_netlist_options(p) -> None:
     p.add_argument("--include", action="append", default=[], metavar="FILE",
                    help="user subcircuit/model file copied into the netlist (no .control, shell or nested includes)")
     p.add_argument("--title", help="circuit title (sanitised)")
-    p.add_argument("--out", type=out_path, default="circuit.cir", help="netlist file to write (default circuit.cir)")
+    p.add_argument("--out", type=out_path, default="circuit.cir", help="netlist file to write (default circuit.cir; - writes it to standard output)")
     add_arguments(p, sections=("circuit",))
 
 
@@ -107,7 +108,7 @@ def samples(cfg: dict, n: int):
     return x, np.eye(sizes[-1])[labels]
 
 
-def write_netlist(args) -> Path:
+def write_netlist(args) -> Path | None:
     cfg, params = _source(args.source) if args.source else ({}, None)
     if args.source and (args.arch or args.seed is not None):
         raise ConfigError("--arch and --seed describe a fresh network; they cannot be combined with a run or checkpoint")
@@ -124,6 +125,9 @@ def write_netlist(args) -> Path:
     title = args.title or (Path(args.source).stem if args.source else "analogprop")
     text = user_netlist(circuit, x, y, title=title) if user else netlist(circuit, x, y, title=title,
                                                                          includes=args.include)
+    if args.out == "-":
+        sys.stdout.write(text)
+        return None
     out = Path(args.out)
     if out.is_dir():
         raise OutputError(f"cannot write the netlist to {out}: it is a directory, not a file")
