@@ -1,11 +1,13 @@
-"""The numpy convolution primitives against the previous sliding-window im2col (and PyTorch CPU when
+"""The numpy convolution primitives against a sliding-window im2col (and PyTorch CPU when
 installed), one BLAS thread each.
 
 The MNIST second layer of ``1x28x28-c32k5p2-c64k5p2-10``: 32 -> 64 maps,
 12x12 -> 8x8, 5x5 kernel, batches of 20 and 100.  Prints ``name: value``
 lines (ms per call, best of several repeats) for the forward map, the
 transposed map and the kernel gradient, in float64 and float32, and each
-one's speed-up over the sliding-window implementation.
+one's speed-up over the sliding-window implementation; the ``pooled`` ops
+are the network's (2x2 average pooling folded into a 6x6 stride-2 kernel)
+against the sliding-window convolution followed by a separate pooling.
 
     OMP_NUM_THREADS=1 python benchmarks/conv_ops.py
 """
@@ -15,7 +17,7 @@ import numpy as np
 from numpy.lib.stride_tricks import sliding_window_view
 from threadpoolctl import threadpool_limits
 
-from analogprop.model.conv_ops import conv2d, conv2d_kernel_grad, conv2d_transpose
+from analogprop.model.conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose
 
 
 # -- the sliding-window im2col the primitives replaced (one copy of every window, one matmul) -------------
@@ -65,10 +67,16 @@ def main():
                 x = rng.uniform(size=(batch, 12, 12, 32)).astype(dtype)
                 w = rng.normal(size=(64, 32, 5, 5)).astype(dtype)
                 y = conv2d(x, w)
+                yp = avg_pool(y, 2)
                 ops = {"forward": (lambda: conv2d(x, w), lambda: window_conv2d(x, w)),
                        "transposed": (lambda: conv2d_transpose(y, w, (12, 12)),
                                       lambda: window_conv2d_transpose(y, w, (12, 12))),
-                       "kernel gradient": (lambda: conv2d_kernel_grad(x, y, 5), lambda: window_kernel_grad(x, y, 5))}
+                       "kernel gradient": (lambda: conv2d_kernel_grad(x, y, 5), lambda: window_kernel_grad(x, y, 5)),
+                       "pooled forward": (lambda: conv2d(x, w, 1, 2), lambda: avg_pool(window_conv2d(x, w), 2)),
+                       "pooled transposed": (lambda: conv2d_transpose(yp, w, (12, 12), 1, 2),
+                                             lambda: window_conv2d_transpose(avg_pool_transpose(yp, 2), w, (12, 12))),
+                       "pooled kernel gradient": (lambda: conv2d_kernel_grad(x, yp, 5, 1, 2),
+                                                  lambda: window_kernel_grad(x, avg_pool_transpose(yp, 2), 5))}
                 for op, (new, old) in ops.items():
                     t_new, t_old = best_ms(new), best_ms(old)
                     print(f"numpy {name} {op} ms: {t_new:.2f}")

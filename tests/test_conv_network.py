@@ -452,3 +452,15 @@ def test_frozen_readout_equals_the_two_phase_rule_on_the_whole_network(tmp_path,
     assert "features:" not in capsys.readouterr().out
     assert script.main([str(tmp_path / "missing"), "--lr", "0.3", "--out", str(out)]) == 2
     assert "missing" in capsys.readouterr().err
+
+
+def test_prepared_network_has_the_same_connections_and_follows_no_later_change(rng):
+    net = ConvNetwork.create("1x12x12-c3k3p2-c4k2-5", seed=4)
+    ready = net.prepared()
+    r = [rng.uniform(size=(2, n)) for n in net.sizes]
+    for k in (1, 2):
+        r_next = r[k + 1] if k < net.n_dynamic else None
+        np.testing.assert_allclose(ready.drive(k, r[k - 1], r_next), net.drive(k, r[k - 1], r_next), rtol=1e-12)
+    net.params["fwd1"] += 1.0  # a solve holds its parameters fixed; the network itself is not cached
+    assert not np.allclose(net.drive(2, r[1], r[3]), ready.drive(2, r[1], r[3]))
+    assert not net._folded and set(ready._folded) == {"fwd0", "fwd1", "bwd1"}

@@ -181,3 +181,34 @@ def test_non_ideal_drivers_refuse_a_readout():
             make(net)
     with pytest.raises(ConfigError, match="readout 'linear' needs the ideal driver: the circuit driver"):
         build({"arch": "64-16-10", "readout": "linear", "driver": "circuit"})
+
+
+@pytest.mark.parametrize("arch", [DENSE, CONV])
+def test_same_update_gives_forward_and_feedback_weights_their_mean_change(arch):
+    net, x, y, _ = problem(arch, "softmax", n=8)
+    labels = y.argmax(axis=1)
+    cfg = dict(beta=0.5, lrs=(0.3,), symmetric=True, epochs=1)
+    plain = TwoPhaseTrainer(IdealDriver(net.copy(), SOLVER), TrainConfig(**cfg))
+    same = TwoPhaseTrainer(IdealDriver(net.copy(), SOLVER), TrainConfig(**cfg, same_update=True))
+    plain.step(x, labels)
+    same.step(x, labels)
+    pairs = [k for k in range(1, net.n_dynamic) if f"bwd{k}" in net.params]
+    assert pairs  # the hidden pairs with their own feedback weights
+    for k in pairs:
+        d = {name: plain.driver.network.params[name] - net.params[name] for name in (f"fwd{k}", f"bwd{k}")}
+        mean = 0.5 * (d[f"fwd{k}"] + net._mirror(k, d[f"bwd{k}"]))
+        assert not np.allclose(d[f"fwd{k}"], mean)
+        np.testing.assert_allclose(same.driver.network.params[f"fwd{k}"] - net.params[f"fwd{k}"], mean, atol=1e-12)
+        np.testing.assert_allclose(same.driver.network.params[f"bwd{k}"] - net.params[f"bwd{k}"],
+                                   net._mirror(k, mean), atol=1e-12)
+    for name in ("fwd0", f"fwd{net.n_layers - 1}", "bias1"):  # the other parameters take their own updates
+        np.testing.assert_allclose(same.driver.network.params[name], plain.driver.network.params[name], atol=1e-12)
+
+
+def test_same_update_needs_an_ideal_network():
+    drv = make_circuit_driver(Network.create((6, 5, 3)))
+    with pytest.raises(ConfigError, match="same_update needs a driver with an ideal network"):
+        TwoPhaseTrainer(drv, TrainConfig(lrs=(0.1,), same_update=True))
+    with pytest.raises(ConfigError, match="same_update must be true or false, got 1"):
+        TrainConfig(same_update=1).validate()
+    assert from_flat({"same_update": True}).training.same_update

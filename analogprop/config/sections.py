@@ -182,6 +182,8 @@ class TrainingConfig(Section):
                                         "rule; 0: fixed feedback)", Number(float, low=0))
     alignment_drift: bool = setting(False, "record per epoch the forward and the feedback updates' parts of each "
                                     "pair's alignment change", Flag())
+    same_update: bool = setting(False, "forward and feedback weights of each hidden pair both take the mean of "
+                                "their two updates (after VFCNN's same-update; not in the paper)", Flag())
 
 
 _SPREAD = Number(float, low=0)

@@ -27,7 +27,7 @@ from .sections import (DRIVER_ONLY, DRIVER_SECTIONS, SECTIONS, CircuitConfig, Da
 #: the training section's settings that analogprop.training.trainer.TrainConfig takes (besides seed)
 _TRAINER_KEYS = ("beta", "lrs", "batch_size", "epochs", "symmetric", "random_sign", "checkpoint_every",
                  "keep_every", "lr_decay", "lr_decay_start", "weight_decay", "shift", "centered", "optimizer",
-                 "adam_betas", "adam_eps", "feedback_lr_factor", "alignment_drift")
+                 "adam_betas", "adam_eps", "feedback_lr_factor", "alignment_drift", "same_update")
 
 
 def _suggest(name, known) -> str:

@@ -27,12 +27,13 @@ through ``input_drive``, ``drive`` and ``hebbian`` (Eq. 6-8, 56).
 """
 from __future__ import annotations
 
+import copy
 import re
 from dataclasses import dataclass
 
 import numpy as np
 
-from .conv_ops import avg_pool, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose, conv_out
+from .conv_ops import Folded, avg_pool_transpose, conv2d, conv2d_kernel_grad, conv2d_transpose, conv_out
 from ..errors import ConfigError
 from .network import Network, check_feedback_init, check_readout, cosine, parse_sizes
 
@@ -128,6 +129,7 @@ class ConvNetwork(Network):
         self.shapes, self.links = parse_arch(self.arch)
         self.arch = format_arch(self.shapes, self.links)
         self.sizes = tuple(int(np.prod(s)) for s in self.shapes)
+        self._folded = {}  # kernels laid out for a solve (prepared)
         if self.readout != "dynamic" and self.links[-1] is not None:
             raise ConfigError(f"{self.arch}: the {self.readout} readout is a dense pair; end the architecture with "
                               "a layer size, e.g. -10")
@@ -192,27 +194,41 @@ class ConvNetwork(Network):
         c, h, w = self.shapes[k]
         return v.reshape(v.shape[0], h, w, c)
 
+    def prepared(self) -> "ConvNetwork":
+        """A shallow copy holding every kernel laid out with its pooling folded in
+        (:class:`~analogprop.model.conv_ops.Folded`), for a solve that keeps the parameters fixed."""
+        out = copy.copy(self)
+        out._folded = {name: Folded.of(w, self.links[int(name[3:])].stride, self.links[int(name[3:])].pool)
+                       for name, w in self.params.items()
+                       if name[:3] in ("fwd", "bwd") and self.links[int(name[3:])] is not None}
+        return out
+
+    def _kernel(self, name: str, w):
+        """Kernel ``w``, or parameter ``name`` (its laid-out form when prepared)."""
+        if w is not None:
+            return w
+        return self._folded.get(name, self.params[name])
+
     def _forward(self, k: int, r, w=None, bias: bool = True):
         """A_k rho(h_k) + bias_{k+1}: layer k to layer k+1, flattened (``w``: another fwd-shaped kernel)."""
         p, link = self.params, self.links[k]
-        w = (p[f"fwd{k}"] if w is None else w).astype(r.dtype, copy=False)
         if link is None:
-            d = r @ w.T
+            d = r @ (p[f"fwd{k}"] if w is None else w).astype(r.dtype, copy=False).T
         else:
-            d = avg_pool(conv2d(self._maps(k, r), w, link.stride), link.pool)
+            d = conv2d(self._maps(k, r), self._kernel(f"fwd{k}", w), link.stride, link.pool)
         if bias and f"bias{k + 1}" in p:
             b = p[f"bias{k + 1}"].astype(d.dtype, copy=False)
             d = d + b
         return d.reshape(r.shape[0], -1)
 
     def _feedback(self, k: int, r, w=None):
-        """B_k rho(h_{k+1}): layer k+1 to layer k through bwd{k} (or another bwd-shaped ``w``), flattened."""
+        """B_k rho(h_{k+1}): layer k+1 to layer k through bwd{k} (or another bwd-shaped ``w``), flattened:
+        the transposed convolution of the pooled-and-convolved map."""
         link = self.links[k]
-        w = (self.params[f"bwd{k}"] if w is None else w).astype(r.dtype, copy=False)
         if link is None:
-            return r @ w.T
-        u = avg_pool_transpose(self._maps(k + 1, r), link.pool)
-        return conv2d_transpose(u, w, self.shapes[k][1:], link.stride).reshape(r.shape[0], -1)
+            return r @ (self.params[f"bwd{k}"] if w is None else w).astype(r.dtype, copy=False).T
+        return conv2d_transpose(self._maps(k + 1, r), self._kernel(f"bwd{k}", w), self.shapes[k][1:], link.stride,
+                                link.pool).reshape(r.shape[0], -1)
 
     def input_drive(self, rx):
         return self._forward(0, rx)
@@ -253,11 +269,10 @@ class ConvNetwork(Network):
                     out[f"bwd{k}"] = dh[k - 1].T @ r[k + 1]
                 bias_sum = dh[k].sum(axis=0)
             else:
-                up = avg_pool_transpose(self._maps(k + 1, dh[k]), link.pool)
-                out[f"fwd{k}"] = conv2d_kernel_grad(self._maps(k, r[k]), up, link.kernel, link.stride)
+                kw = {"k": link.kernel, "stride": link.stride, "pool": link.pool}
+                out[f"fwd{k}"] = conv2d_kernel_grad(self._maps(k, r[k]), self._maps(k + 1, dh[k]), **kw)
                 if 1 <= k < self.n_dynamic:
-                    ur = avg_pool_transpose(self._maps(k + 1, r[k + 1]), link.pool)
-                    out[f"bwd{k}"] = conv2d_kernel_grad(self._maps(k, dh[k - 1]), ur, link.kernel, link.stride)
+                    out[f"bwd{k}"] = conv2d_kernel_grad(self._maps(k, dh[k - 1]), self._maps(k + 1, r[k + 1]), **kw)
                 bias_sum = self._maps(k + 1, dh[k]).sum(axis=(0, 1, 2))
             if f"bias{k + 1}" in self.params:
                 out[f"bias{k + 1}"] = bias_sum

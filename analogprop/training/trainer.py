@@ -18,6 +18,10 @@ batch mean (:func:`analogprop.model.gradients.centre`; not in the paper).
 ``feedback_lr_factor`` multiplies the learning rate of every feedback weight
 W_{k,k+1} (1: the paper's rule; 0: fixed random feedback, as in the feedback
 alignment of Lillicrap et al. 2016 that section 5 discusses).
+``same_update`` gives the forward weights W_{k+1,k} and the feedback weights W_{k,k+1} of every
+hidden pair the same change, the mean of their two estimates (after the ``--same-update`` of the
+VFCNN of Laborieux et al. 2021; not in the paper, and it needs a driver with an ideal ``network``
+that knows how the two correspond).
 ``optimizer`` turns the estimates into steps (:mod:`analogprop.training.optimizers`:
 plain ``sgd``, the paper's, or ``adam``).  ``alignment_drift`` records per
 epoch how much the forward and the feedback weights' changes each moved every
@@ -68,6 +72,7 @@ class TrainConfig:
     adam_eps: float = 1e-8
     feedback_lr_factor: float = 1.0  # factor on the feedback weights' learning rates (0: fixed feedback)
     alignment_drift: bool = False  # record each update's forward and feedback parts of the alignment change
+    same_update: bool = False  # forward and feedback weights of a pair both take their mean update (VFCNN)
 
     def validate(self, n_pairs: int | None = None) -> "TrainConfig":
         """Check (and normalise) every setting for a network of ``n_pairs`` layer pairs (None: every
@@ -89,7 +94,7 @@ class TrainConfig:
         self.lr_decay = _real("lr_decay", self.lr_decay, "a factor in (0, 1]", lambda v: 0 < v <= 1)
         self.weight_decay = _real("weight_decay", self.weight_decay, "a finite number >= 0", lambda v: v >= 0)
         self.shift = whole_pixels(self.shift)
-        for name in ("symmetric", "random_sign", "centered", "alignment_drift"):
+        for name in ("symmetric", "random_sign", "centered", "alignment_drift", "same_update"):
             if not isinstance(getattr(self, name), (bool, np.bool_)):
                 raise ConfigError(f"{name} must be true or false, got {getattr(self, name)!r}")
         try:
@@ -216,6 +221,9 @@ class TwoPhaseTrainer:
         if self.config.centered and "centered" not in inspect.signature(driver.local_update).parameters:
             raise ConfigError(f"{type(driver).__name__}.local_update takes no 'centered' argument, so it cannot "
                               "centre the presynaptic rates; train without centered")
+        if self.config.same_update and not hasattr(getattr(driver, "network", None), "alignment_pairs"):
+            raise ConfigError(f"same_update needs a driver with an ideal network to pair forward and feedback "
+                              f"weights; {type(driver).__name__} has none: train without same_update")
         self.diagnostics = diagnostics
         self.optimizer = self.config.make_optimizer()  # its state is checkpointed with the run
         self.lr_scale = 1.0  # set per epoch by fit() from the schedule
@@ -269,6 +277,8 @@ class TwoPhaseTrainer:
             upd = {k: upd[k] - minus[k] for k in upd}
             unconv_n += other.n_unconverged
             scale = 2 * beta
+        if cfg.same_update:
+            upd = self.same_update(upd)
         n = len(labels)
         self.descend(upd, scale * n)
         return {"samples": n,
@@ -276,6 +286,16 @@ class TwoPhaseTrainer:
                 "cost": float(self.cost(free.output, y).sum()),
                 "unconverged_free": free.n_unconverged,
                 "unconverged_nudged": unconv_n}
+
+    def same_update(self, upd: dict) -> dict:
+        """``upd`` with fwd{k} and bwd{k} of every hidden pair replaced by their mean (bwd{k} mirrored)."""
+        net, out = self.driver.network, dict(upd)
+        for k in range(1, net.n_dynamic):
+            f, b = f"fwd{k}", f"bwd{k}"
+            if f in upd and b in upd:
+                mean = 0.5 * (upd[f] + net._mirror(k, upd[b]))
+                out[f], out[b] = mean, np.ascontiguousarray(net._mirror(k, mean))
+        return out
 
     # -- evaluation ----------------------------------------------------------
     def cost(self, output, y):
