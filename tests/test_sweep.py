@@ -162,3 +162,13 @@ def test_cli_sweep_serial(tmp_path, capsys):
     assert [r["resolution_bits"] for r in rows] == [3, 8] and rows[0]["finetune_accuracy"] is None
     assert main(args) == 0
     assert "(0 computed, 2 already stored)" in capsys.readouterr().out
+
+
+def test_sweep_defaults_are_the_configuration_trees():
+    """A sweep's run settings default as `analogprop train`'s do, learning rates by the rule for any depth."""
+    from analogprop.config import RunConfig
+    run = RunConfig().to_flat()
+    spec = make_spec(None, (), arch="64-16-16-10")
+    assert spec.lrs == pytest.approx([0.5, 0.2, 0.08])
+    assert {k: spec.settings[k] for k in ("beta", "epochs", "batch_size", "tol", "max_steps")} == \
+        {k: run[k] for k in ("beta", "epochs", "batch_size", "tol", "max_steps")}

@@ -24,6 +24,7 @@ from pathlib import Path
 
 from ..runs.build import complete, train_config
 from ..circuit.description import parse_level
+from ..config import RunConfig
 from ..circuit.mismatch import CrossbarDesign, Mismatch
 from ..errors import AnalogpropError, ConfigError
 
@@ -32,12 +33,14 @@ MISMATCH_KNOBS = tuple(f.name for f in fields(Mismatch))
 DESIGN_KNOBS = tuple(f.name for f in fields(CrossbarDesign) if f.name not in ("leak", "v_rail"))
 KNOBS = MISMATCH_KNOBS + DESIGN_KNOBS
 
-#: Settings of a sweep besides its grid, with their defaults.
+_RUN = RunConfig()
+#: Settings of a sweep besides its grid, with their defaults: a run's own settings default as in the
+#: configuration tree (:mod:`analogprop.config`); seeds, dies and fine-tuning are the sweep's.
 SETTINGS = {
-    "dataset": "digits", "data_dir": None, "train_samples": None, "test_samples": None,
-    "arch": "64-32-10", "seeds": [0], "dies": 3, "level": "behavioural",
-    "epochs": 10, "finetune_epochs": 0, "beta": 0.5, "lrs": [0.5, 0.2], "circuit_lrs": None, "batch_size": 20,
-    "tol": 1e-5, "max_steps": 500,
+    **{k: v for k, v in _RUN.to_flat().items()
+       if k in ("dataset", "data_dir", "arch", "epochs", "beta", "batch_size", "tol", "max_steps")},
+    "lrs": _RUN.training.lrs, "train_samples": _RUN.data.train_subset, "test_samples": _RUN.data.test_subset, "level": _RUN.circuit.level,
+    "seeds": [0], "dies": 3, "finetune_epochs": 0, "circuit_lrs": None,
 }
 
 
@@ -198,7 +201,9 @@ def validate(spec: SweepSpec) -> SweepSpec:
         if not re.fullmatch(r"\d+(-\d+)+", cfg["arch"]):
             raise ConfigError(f"architecture {cfg['arch']}: the circuit level compiles dense layered networks only")
         s["arch"] = cfg["arch"]
-        n_pairs = len(train_config(cfg).lrs)
+        rates = train_config(cfg).lrs  # the default rule of the tree when the sweep gives none
+        n_pairs = len(rates)
+        s["lrs"] = s["lrs"] or [float(x) for x in rates]
         if s["circuit_lrs"] is not None:
             train_config({**cfg, "lrs": s["circuit_lrs"]})
     except AnalogpropError as e:
