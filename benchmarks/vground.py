@@ -6,7 +6,8 @@ Prints ``name: value`` lines:
   (:class:`analogprop.circuit.vground.VgroundSolver`) on a 784-512-512-10
   vground circuit with ``g_dtod`` 0.1 and the default non-idealities
   (op-amp gain 1e6, node clamps), free then nudged phase of each sample of a
-  minibatch (sparse random inputs in [0, 1]), tolerance 1e-6 V;
+  minibatch (sparse random inputs in [0, 1]), tolerance 1e-6 V, with the
+  largest residual (V);
 * ``wire resistance``: not modelled (see docs/circuits.md);
 * ``ngspice size``, ``ngspice pairs/s``, ``fast/ngspice speed ratio`` and
   ``fast vs ngspice max difference V``: ngspice (:class:`analogprop.spice.solver.SpiceSolver`)
@@ -14,11 +15,14 @@ Prints ``name: value`` lines:
   within ``--ngspice-budget`` seconds (each size in a child process), against
   the fast solver on the same size.
 
-    python benchmarks/vground.py [--samples N] [--ngspice-budget S] [--ngspice-samples N] [--ngspice-sizes ...]
+    python benchmarks/vground.py [--samples N] [--g-dtod G] [--ngspice-budget S] [--ngspice-samples N]
+                                 [--ngspice-sizes 784-128-128-10,...]   (--ngspice-sizes '': no ngspice)
 """
 import argparse
+import datetime
 import multiprocessing as mp
 import os
+import sys
 import time
 
 import numpy as np
@@ -31,9 +35,9 @@ SIZES = (784, 512, 512, 10)
 TRIES = ((784, 512, 512, 10), (784, 256, 256, 10), (784, 128, 128, 10), (784, 96, 96, 10), (784, 64, 10))
 
 
-def circuit_of(sizes, die=1):
+def circuit_of(sizes, die=1, g_dtod=0.1):
     net = Network.create(sizes, seed=0)
-    return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=0.1), die=die, clamp=True)
+    return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=g_dtod), die=die, clamp=True)
 
 
 def data(sizes, n, seed=0):
@@ -42,8 +46,8 @@ def data(sizes, n, seed=0):
     return x, np.eye(sizes[-1])[rng.integers(0, sizes[-1], n)]
 
 
-def fast_pairs(circuit, x, y, beta=0.5):
-    solver = VgroundSolver(tol=1e-6)
+def fast_pairs(circuit, x, y, beta=0.5, newton_iters=VgroundSolver.newton_iters):
+    solver = VgroundSolver(tol=1e-6, newton_iters=newton_iters)
     t = time.perf_counter()
     free = solver.solve(circuit, x)
     nudged = solver.solve(circuit, x, y, beta, start=free.states)
@@ -51,10 +55,10 @@ def fast_pairs(circuit, x, y, beta=0.5):
     return free, nudged, len(x) / dt
 
 
-def _spice_child(sizes, n, queue):
+def _spice_child(sizes, n, g_dtod, queue):
     from analogprop.spice.solver import SpiceSolver
 
-    c = circuit_of(sizes)
+    c = circuit_of(sizes, g_dtod=g_dtod)
     x, y = data(sizes, n)
     t = time.perf_counter()
     s = SpiceSolver(tol=1e-6, transient_fallback=False)
@@ -64,10 +68,10 @@ def _spice_child(sizes, n, queue):
                bool(free.converged.all() and nudged.converged.all())))
 
 
-def spice_at(sizes, n, budget):
+def spice_at(sizes, n, budget, g_dtod):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    p = ctx.Process(target=_spice_child, args=(sizes, n, queue))
+    p = ctx.Process(target=_spice_child, args=(sizes, n, g_dtod, queue))
     p.start()
     p.join(budget)
     if p.is_alive():
@@ -80,33 +84,40 @@ def spice_at(sizes, n, budget):
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=40)
+    ap.add_argument("--g-dtod", type=float, default=0.1, help="device-to-device conductance spread")
+    ap.add_argument("--newton-iters", type=int, default=VgroundSolver.newton_iters,
+                    help="Newton iterations per rung (plain Newton, each gmin and each source step)")
     ap.add_argument("--ngspice-samples", type=int, default=4)
     ap.add_argument("--ngspice-budget", type=float, default=180.0)
     ap.add_argument("--ngspice-sizes", default=",".join("-".join(map(str, t)) for t in TRIES),
                     help="sizes to try in ngspice, largest first (comma-separated, e.g. 784-128-128-10)")
     args = ap.parse_args()
+    print(f"command: python {' '.join(sys.argv)}")
+    print(f"date: {datetime.date.today().isoformat()}")
     print(f"load average: {os.getloadavg()[0]:.1f}")
-    c = circuit_of(SIZES)
+    c = circuit_of(SIZES, g_dtod=args.g_dtod)
     x, y = data(SIZES, args.samples)
-    free, nudged, pairs = fast_pairs(c, x, y)
+    free, nudged, pairs = fast_pairs(c, x, y, newton_iters=args.newton_iters)
     conv = np.mean(free.converged & nudged.converged)
-    print(f"network: {'-'.join(map(str, SIZES))} vground, g_dtod 0.1, default non-idealities, {args.samples} samples")
+    print(f"network: {'-'.join(map(str, SIZES))} vground, g_dtod {args.g_dtod:g}, default non-idealities, "
+          f"{args.samples} samples")
     print(f"fast converged share: {conv:.3f}")
     print(f"fast unconverged samples: {int(np.count_nonzero(~(free.converged & nudged.converged)))}")
     print(f"fast sweeps per free phase (max): {int(free.steps.max())}")
-    print(f"fast pairs/s: {pairs:.1f}")
+    print(f"fast max residual V: {max(free.residual.max(), nudged.residual.max()):.2e}")
+    print(f"fast pairs/s: {pairs:.2f}")
     print("wire resistance: not modelled")
-    for sizes in [tuple(int(v) for v in t.split("-")) for t in args.ngspice_sizes.split(",")]:
+    for sizes in [tuple(int(v) for v in t.split("-")) for t in args.ngspice_sizes.split(",") if t]:
         t = time.perf_counter()
-        got = spice_at(sizes, args.ngspice_samples, args.ngspice_budget)
+        got = spice_at(sizes, args.ngspice_samples, args.ngspice_budget, args.g_dtod)
         tag = "-".join(map(str, sizes))
         if got is None:
             print(f"ngspice {tag}: not finished within {args.ngspice_budget:.0f} s")
             continue
         dt, sf, sn, ok = got
-        cs = circuit_of(sizes)
+        cs = circuit_of(sizes, g_dtod=args.g_dtod)
         xs, ys = data(sizes, args.ngspice_samples)
-        ff, fn, fast_rate = fast_pairs(cs, xs, ys)
+        ff, fn, fast_rate = fast_pairs(cs, xs, ys, newton_iters=args.newton_iters)
         diff = max(np.abs(a - b).max() for p, q in ((ff.states, sf), (fn.states, sn)) for a, b in zip(p, q))
         rate = args.ngspice_samples / dt
         print(f"ngspice size: {tag} ({time.perf_counter() - t:.0f} s wall incl. netlist)")

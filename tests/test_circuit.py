@@ -226,7 +226,11 @@ def test_deployed_weights_are_realised(level):
     # with mismatch the operating point obeys r = clip(W_eff r + b_eff) with the reported weights
     drv = CircuitDriver.from_network(net.sizes, net.params, level, spread_for(level), die=4, clamp=False,
                                      solver=CircuitSolver(tol=1e-13))
-    x, _ = batch(net.sizes)
+    assert_effective_weights_give_the_operating_point(drv, net, batch(net.sizes)[0])
+
+
+def assert_effective_weights_give_the_operating_point(drv, net, x):
+    """r = clip(W_eff r + b_eff) at the driver's free operating point, with W_eff away from the nominal weights."""
     r = drv.relax_free(x).probes["r"]
     eff = Network(net.sizes, drv.effective_weights())
     for k in range(1, len(net.sizes)):

@@ -14,6 +14,7 @@ from analogprop.errors import ConfigError
 from analogprop.model.relax import FastSolver
 
 from conftest import saturating_network
+from test_circuit import assert_effective_weights_give_the_operating_point
 
 IDEAL = Nonidealities(opamp_gain=math.inf)
 #: each non-ideality on its own, then all together
@@ -199,19 +200,11 @@ def test_cli_trains_the_vground_level(tmp_path, capsys):
 
 def test_effective_weights_give_the_operating_point():
     """Ideal virtual ground, linear devices: r = clip(W_eff r + b_eff) with the reported weights, offsets included."""
-    from analogprop.model.network import Network
-
     net = saturating_network((12, 8, 6, 4), seed=8, gain=1.0)
     drv = CircuitDriver.from_network(net.sizes, net.params, "vground", Mismatch(g_dtod=0.05, offset_dtod=1e-3),
                                      die=4, clamp=False, nonideal=Nonidealities(opamp_gain=math.inf, opamp_offset=2e-3),
                                      solver=VgroundSolver(tol=1e-13))
-    x, _ = batch(net.sizes, 10)
-    r = drv.relax_free(x).probes["r"]
-    eff = Network(net.sizes, drv.effective_weights())
-    for k in range(1, len(net.sizes)):
-        pre = eff.drive(k, r[k - 1], r[k + 1] if k + 1 < len(net.sizes) else None)
-        np.testing.assert_allclose(np.clip(pre, 0, 1), r[k], atol=1e-9)
-    assert any(not np.allclose(eff.params[k], net.params[k], atol=1e-3) for k in net.params)
+    assert_effective_weights_give_the_operating_point(drv, net, batch(net.sizes, 10)[0])
 
 
 def test_every_nonideality_setting_reaches_the_circuit():
@@ -233,3 +226,10 @@ def test_every_nonideality_setting_reaches_the_circuit():
     got = {f.name: getattr(nid, f.name) for f in fields(nid)}
     assert got == {**{k: v for k, v in values.items() if k != "die_temp"}, "temp": 40.0}
     assert isinstance(drv.solver, VgroundSolver)
+
+
+@pytest.mark.parametrize("kw, match", [(dict(tol=-1.0), "tolerance"), (dict(max_sweeps=0), "sweep count"),
+                                       (dict(newton_iters=-1), "Newton iteration count")])
+def test_bad_solver_settings_are_refused(kw, match):
+    with pytest.raises(ConfigError, match=match):
+        VgroundSolver(**kw)

@@ -27,6 +27,15 @@ WRITE_TAG = 1
 READ_TAG = 2
 
 
+def numeric_fields(obj, what: str, accepted: str):
+    """(name, value) of every field of dataclass ``obj``, each checked to be a real number (not a bool, not NaN)."""
+    for f in fields(obj):
+        v = getattr(obj, f.name)
+        if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or math.isnan(v):
+            raise ConfigError(f"{what} {f.name} must be {accepted}, got {v!r}")
+        yield f.name, v
+
+
 @dataclass(frozen=True)
 class Mismatch:
     """Spreads of the devices of one die (all zero: the nominal circuit).
@@ -54,10 +63,9 @@ class Mismatch:
     read_noise_std: float = 0.0
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if not isinstance(v, (int, float)) or isinstance(v, bool) or not math.isfinite(v) or v < 0:
-                raise ConfigError(f"mismatch knob {f.name} must be a finite number >= 0, got {v!r}")
+        for name, v in numeric_fields(self, "mismatch knob", "a finite number >= 0"):
+            if not math.isfinite(v) or v < 0:
+                raise ConfigError(f"mismatch knob {name} must be a finite number >= 0, got {v!r}")
 
     def to_dict(self) -> dict:
         return asdict(self)

@@ -39,12 +39,12 @@ Temperature:
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass, fields
+from dataclasses import asdict, dataclass
 
 import numpy as np
 
 from ..errors import ConfigError
-from .mismatch import tag
+from .mismatch import numeric_fields, tag
 
 TNOM = 27.0
 
@@ -67,10 +67,7 @@ class Nonidealities:
     tc2: float = 0.0
 
     def __post_init__(self):
-        for f in fields(self):
-            v = getattr(self, f.name)
-            if isinstance(v, bool) or not isinstance(v, (int, float, np.integer, np.floating)) or math.isnan(v):
-                raise ConfigError(f"non-ideality {f.name} must be a number, got {v!r}")
+        list(numeric_fields(self, "non-ideality", "a number"))
         positive = ("opamp_gain", "opamp_rail", "device_v0", "device_area", "field_length")
         for name in positive:
             if not getattr(self, name) > 0:

@@ -65,6 +65,17 @@ def fold(circuit: Circuit) -> list[_Layer]:
     return out
 
 
+def check_settings(solver):
+    """A circuit solver's settings: ``tol`` a finite number of volts >= 0, ``max_sweeps`` >= 1,
+    ``newton_iters`` >= 0."""
+    if not (np.isfinite(solver.tol) and solver.tol >= 0):
+        raise ConfigError(f"circuit solver tolerance must be a finite number >= 0 (volts), got {solver.tol}")
+    if int(solver.max_sweeps) < 1:
+        raise ConfigError(f"circuit solver sweep count must be >= 1, got {solver.max_sweeps}")
+    if int(solver.newton_iters) < 0:
+        raise ConfigError(f"circuit solver Newton iteration count must be >= 0, got {solver.newton_iters}")
+
+
 _STALL = 20               # sweeps between progress checks
 _DT_START, _DT_MIN, _DT_MAX = 1.0, 1e-3, 1e2   # pseudo-time steps (Newton: dt = inf)
 _NEWTON_BYTES = 2 ** 28   # Jacobian memory per Newton chunk
@@ -79,12 +90,7 @@ class CircuitSolver:
     newton_iters: int = 100
 
     def __post_init__(self):
-        if not (np.isfinite(self.tol) and self.tol >= 0):
-            raise ConfigError(f"circuit solver tolerance must be a finite number >= 0 (volts), got {self.tol}")
-        if int(self.max_sweeps) < 1:
-            raise ConfigError(f"circuit solver sweep count must be >= 1, got {self.max_sweeps}")
-        if int(self.newton_iters) < 0:
-            raise ConfigError(f"circuit solver Newton iteration count must be >= 0, got {self.newton_iters}")
+        check_settings(self)
         self._cache = (None, None, None)
 
     def layers(self, circuit: Circuit) -> list[_Layer]:

@@ -31,9 +31,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.sparse.linalg import LinearOperator, gmres
 
-from ..errors import ConfigError
 from ..model.relax import Relaxation
+from .solver import check_settings
 
 
 def split(circuit, k, s):
@@ -240,6 +241,10 @@ def drives(circuit, V, x, scale=1.0):
     return r, [circuit.inverter(k, rk) for k, rk in enumerate(r)]
 
 
+#: sweeps before a sample whose sweeps stop contracting is handed to Newton
+_STALL_AFTER = 10
+
+
 @dataclass
 class VgroundSolver:
     """Sweeps, damped Newton, gmin and source stepping; ``tol`` in volts (see :func:`residual`)."""
@@ -249,8 +254,7 @@ class VgroundSolver:
     newton_iters: int = 50
 
     def __post_init__(self):
-        if not (np.isfinite(self.tol) and self.tol >= 0):
-            raise ConfigError(f"circuit solver tolerance must be a finite number >= 0 (volts), got {self.tol}")
+        check_settings(self)
         self._cache = (None, None)
 
     def layers(self, circuit):
@@ -307,17 +311,20 @@ class VgroundSolver:
         rows = np.arange(x.shape[0])
         out = [v.copy() for v in V]
         act = [v.copy() for v in V]
+        prev = np.full(x.shape[0], np.inf)
         for sweep in range(1, self.max_sweeps + 1):
             xs, ys = x[rows], None if y is None else y[rows]
             change = self._sweep(circuit, lays, act, xs, ys, beta)
             steps[rows] = sweep
-            done = change <= 0.1 * self.tol
+            # settled, or (after a few sweeps) no longer contracting: left to Newton
+            done = (change <= 0.1 * self.tol) | ((sweep >= _STALL_AFTER) & (change > 0.95 * prev))
             if sweep == self.max_sweeps:
                 done[:] = True
+            prev = change
             if done.any():
                 for o, a in zip(out, act):
                     o[rows[done]] = a[done]
-                rows, act = rows[~done], [a[~done] for a in act]
+                rows, act, prev = rows[~done], [a[~done] for a in act], prev[~done]
             if not rows.size:
                 break
         return out, steps
@@ -335,9 +342,16 @@ class VgroundSolver:
         return T, sens, cols, r, rb
 
     def _newton(self, circuit, lays, V, x, y, beta, gmin, scale, iters):
+        """Damped Newton on F(V_out) = V_out - T(V_out), the stacked stage outputs of every layer.
+
+        F's Jacobian is ``I - M`` with ``M = S D B`` (S: each column's dV_out/dI, D: the block-tridiagonal drive
+        Jacobian, i.e. the crossbar's W blocks, B: the buffers' slopes).  M's columns vanish wherever a buffer
+        sits at a rail, so per sample only the m unsaturated neurons (P) enter a dense solve:
+        ``(I - M_PP) u = -F_P``, then ``step = -F + M[:, P] u``.
+        """
         sizes, L = circuit.sizes[1:], circuit.n_layers
         edges = np.concatenate([[0], np.cumsum(sizes)])
-        n, N = x.shape[0], edges[-1]
+        n = x.shape[0]
         vo = np.concatenate([split(circuit, k, V[k - 1])[1] for k in range(1, L + 1)], axis=1)
         vc = [split(circuit, k, V[k - 1])[0] for k in range(1, L + 1)]
 
@@ -347,7 +361,7 @@ class VgroundSolver:
         def F(vo, vc, rows):
             T, sens, cols, r, rb = self._targets(circuit, lays, pack(vo, vc), x[rows],
                                                  None if y is None else y[rows], beta, gmin, scale)
-            return vo - np.concatenate(T, axis=1), sens, cols, r, rb
+            return vo - np.concatenate(T, axis=1), np.concatenate(sens, axis=1), cols, r, rb
 
         f, sens, cols, r, rb = F(vo, vc, np.arange(n))
         norm = np.linalg.norm(f, axis=1)
@@ -356,20 +370,8 @@ class VgroundSolver:
             act = np.flatnonzero(norm > 0.01 * self.tol)
             if not act.size:
                 break
-            J = np.broadcast_to(np.eye(N), (act.size, N, N)).copy()
-            for k, lay in enumerate(lays, start=1):
-                blk = slice(edges[k - 1], edges[k])
-                for j in (k - 1, k + 1):
-                    if j < 1 or j > L:
-                        continue
-                    D = lay.drive_jacobian([a[act] for a in r], [a[act] for a in rb], cols[k - 1][act], j,
-                                           circuit.values[f"inv_gain{j}"])
-                    slope = circuit.buffer_slope(j, vo[act, edges[j - 1]:edges[j]])
-                    J[:, blk, edges[j - 1]:edges[j]] -= sens[k - 1][act][:, :, None] * D * slope[:, None, :]
-            try:
-                step = np.linalg.solve(J, -f[act][..., None])[..., 0]
-            except np.linalg.LinAlgError:
-                step = -f[act]
+            step = self._newton_step(circuit, lays, edges, f[act], sens[act], vo[act],
+                                     [a[act] for a in r], [a[act] for a in rb], [c[act] for c in cols])
             lam = np.ones(act.size)
             cur_vc = [c[act] for c in cols]
             for _ in range(12):   # damping: halve the step until |F| falls
@@ -380,15 +382,45 @@ class VgroundSolver:
                 if ok.all():
                     break
                 lam = np.where(ok, lam, 0.5 * lam)
-            vo[act], f[act], norm[act] = trial, ft, nt
+            vo[act], f[act], norm[act], sens[act] = trial, ft, nt, st
             for k in range(L):
-                sens[k][act], cols[k][act] = st[k], ct[k]
+                cols[k][act] = ct[k]
             for a, b in zip(r, rt):
                 a[act] = b
             for a, b in zip(rb, rbt):
                 a[act] = b
             its[act] = it
         return pack(vo, cols), its
+
+    @staticmethod
+    def _newton_step(circuit, lays, edges, f, sens, vo, r, rb, cols, shift=0.0):
+        """Newton steps ``(c I - M) step = -F`` of samples (f, sens, vo: (n, N)) by GMRES on a
+        :class:`scipy.sparse.linalg.LinearOperator` (see :meth:`_newton`); ``c = 1 + shift``, ``shift`` (per
+        sample, 1/dt) making it a backward-Euler step of the stages' dynamics ``dV_out/dt = -F``."""
+        L, N = circuit.n_layers, f.shape[1]
+        c = 1.0 + np.broadcast_to(np.asarray(shift, float), f.shape[:1])
+        slope = np.concatenate([circuit.buffer_slope(j, vo[:, edges[j - 1]:edges[j]]) for j in range(1, L + 1)],
+                               axis=1)
+        # drive Jacobian blocks dI_k / dr_j (shared matrices for linear devices, per sample for sinh devices)
+        blocks = {(k, j): lays[k - 1].drive_jacobian(r, rb, cols[k - 1], j, circuit.values[f"inv_gain{j}"])
+                  for k in range(1, L + 1) for j in (k - 1, k + 1) if 1 <= j <= L}
+        step = -f / c[:, None]
+        for b in range(f.shape[0]):
+            if not slope[b].any():
+                continue
+
+            def matvec(u, b=b):
+                su = slope[b] * u.ravel()
+                out = c[b] * u.ravel()
+                for (k, j), D in blocks.items():
+                    Dj = D if D.ndim == 2 else D[b]
+                    out[edges[k - 1]:edges[k]] -= sens[b, edges[k - 1]:edges[k]] * (Dj @ su[edges[j - 1]:edges[j]])
+                return out
+
+            op = LinearOperator((N, N), matvec=matvec, dtype=float)
+            u, info = gmres(op, -f[b], x0=step[b], rtol=1e-10, atol=0.0, restart=60, maxiter=5)
+            step[b] = u
+        return step
 
     def _continue(self, circuit, lays, V, x, y, beta, mode):
         if mode == "newton":

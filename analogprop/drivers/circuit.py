@@ -224,17 +224,8 @@ class CircuitDriver(Driver):
                 if c.has_bias:
                     out[f"bias{k}"] = d.sum(axis=0)
                 continue
-            v = V0[k - 1]
-            vd = (d * v).sum(axis=0)  # the -V_b0 part of (V_a0 - V_b0) dV_b, shared by every device of a row
-            for name, src in ((f"fwd{k - 1}", k - 1), (f"bwd{k}", k + 1)):
-                if src > L:
-                    continue
-                out[f"{name}_p"] = d.T @ r[src] - vd[:, None]
-                out[f"{name}_n"] = d.T @ rb[src] - vd[:, None]
-            if c.has_bias:
-                rail = c.design.v_rail
-                out[f"bias{k}_p"] = rail * d.sum(axis=0) - vd
-                out[f"bias{k}_n"] = -rail * d.sum(axis=0) - vd
+            # the -V_b0 part of (V_a0 - V_b0) dV_b is shared by every device of a row
+            pair_updates(c, k, d, (d * V0[k - 1]).sum(axis=0), r, rb, out)
         return out
 
 
@@ -264,17 +255,23 @@ class CircuitDriver(Driver):
         out = {}
         for k in range(1, L + 1):
             d = dh[k - 1]
-            vd = (d * vcol[k - 1]).sum(axis=0)
-            for name, src in ((f"fwd{k - 1}", k - 1), (f"bwd{k}", k + 1)):
-                if src > L:
-                    continue
-                out[f"{name}_p"] = d.T @ r[src] - vd[:, None]
-                out[f"{name}_n"] = d.T @ rb[src] - vd[:, None]
-            if c.has_bias:
-                rail = c.design.v_rail
-                out[f"bias{k}_p"] = rail * d.sum(axis=0) - vd
-                out[f"bias{k}_n"] = -rail * d.sum(axis=0) - vd
+            pair_updates(c, k, d, (d * vcol[k - 1]).sum(axis=0), r, rb, out)
         return out
+
+
+def pair_updates(circuit, k, d, vd, r, rb, out):
+    """Layer k's conductance-pair updates into ``out``: ``d.T @ V_a - vd`` per device, ``d`` the batch of node
+    changes (batch, n_k), ``vd`` the node-voltage part shared by every device of a row, ``V_a`` the driving row
+    (``r`` / ``rb``, or the bias rails)."""
+    for name, src in ((f"fwd{k - 1}", k - 1), (f"bwd{k}", k + 1)):
+        if src > circuit.n_layers:
+            continue
+        out[f"{name}_p"] = d.T @ r[src] - vd[:, None]
+        out[f"{name}_n"] = d.T @ rb[src] - vd[:, None]
+    if circuit.has_bias:
+        rail = circuit.design.v_rail
+        out[f"bias{k}_p"] = rail * d.sum(axis=0) - vd
+        out[f"bias{k}_n"] = -rail * d.sum(axis=0) - vd
 
 
 def make_circuit_driver(network, *, level="behavioural", mismatch: Mismatch | None = None, die: int = 0,
