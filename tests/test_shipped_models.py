@@ -1,7 +1,7 @@
 """Runs kept in the repository under experiments/<name>/ (made with `analogprop export`): the finished ones in
-run/ and a long run a stop interrupted, kept with its checkpoint in records/, consistent with their records, and,
-where MNIST is on this machine, the finished ones reproducing their final test error; and the records
-(configuration and per-epoch metrics, no weights) of finished runs not shipped, in records/."""
+run/ and a long run not finished yet, kept with its checkpoint at an epoch's end in records/, consistent with
+their records, and, where MNIST is on this machine, the finished ones reproducing their final test error; and
+the records (configuration and per-epoch metrics, no weights) of finished runs not shipped, in records/."""
 from pathlib import Path
 
 import numpy as np
