@@ -5,8 +5,8 @@ import numpy as np
 import pytest
 
 from analogprop.circuit import Mismatch, compile_circuit
-from analogprop.circuit.nonideal import Nonidealities
-from analogprop.circuit.vground import VgroundSolver, residual, split
+from analogprop.circuit.nonideal import Nonidealities, diode_branch
+from analogprop.circuit.vground import Layer, VgroundSolver, _clamp, residual, split
 from analogprop.cli import main
 from analogprop.drivers.circuit import CircuitDriver
 from analogprop.drivers.ideal import IdealDriver
@@ -218,7 +218,7 @@ def test_every_nonideality_setting_reaches_the_circuit():
 
     values = dict(opamp_gain=2e5, opamp_rout=10.0, opamp_rail=4.0, opamp_offset=1e-4, device_v0=2.0,
                   pelgrom_a=0.01, device_area=0.5, gradient=0.1, field_std=0.02, field_length=8.0, tile=64,
-                  die_temp=40.0, tc1=1e-3, tc2=1e-6)
+                  die_temp=40.0, tc1=1e-3, tc2=1e-6, clamp_model="diode", diode_is=2e-14, diode_n=1.2, diode_rs=5.0)
     assert set(values) == set(CircuitConfig.NONIDEAL)
     run = merge({"driver": {"name": "circuit"}, "circuit": {"level": "vground", **values}})
     drv = make_circuit_driver(Network.create((6, 4, 3), seed=0), **circuit_settings(run))
@@ -233,3 +233,74 @@ def test_every_nonideality_setting_reaches_the_circuit():
 def test_bad_solver_settings_are_refused(kw, match):
     with pytest.raises(ConfigError, match=match):
         VgroundSolver(**kw)
+
+
+@pytest.mark.parametrize("rs", [0.0, 1e-4, 0.3])
+def test_diode_branch_is_shockleys_law_with_series_resistance(rs):
+    """I = Is (exp((v - I Rs) / (n V_T)) - 1): forward in log form, reverse against Is; slope by differences."""
+    i_s, nvt = 1e-9, 0.0259
+    v = np.linspace(-2.0, 3.0 if rs else 2.0, 501)   # (Rs = 0: exponents below the linear continuation)
+    i, di = diode_branch(v, i_s, nvt, rs)
+    assert np.all(np.diff(i) >= 0) and np.all(np.diff(i[v > 0]) > 0) and i[-1] > (1.0 if rs else 1e20)
+    fwd = i > 1e3 * i_s
+    np.testing.assert_allclose(v[fwd] - i[fwd] * rs, nvt * np.log1p(i[fwd] / i_s), rtol=0, atol=1e-12)
+    np.testing.assert_allclose(i[~fwd], i_s * np.expm1((v[~fwd] - i[~fwd] * rs) / nvt), rtol=1e-9, atol=1e-22)
+    h = 1e-7
+    num = (diode_branch(v + h, i_s, nvt, rs)[0] - diode_branch(v - h, i_s, nvt, rs)[0]) / (2 * h)
+    np.testing.assert_allclose(di, num, rtol=1e-5, atol=1e-16)   # (differences of -Is lose 1e-18)
+
+
+def test_diode_temperature_follows_ngspices_law():
+    cold, hot = Nonidealities(clamp_model="diode"), Nonidealities(clamp_model="diode", temp=80.0, diode_n=1.5)
+    t, t0 = 353.15, 300.15   # k / q as ngspice has it (CODATA 2014)
+    assert cold.diode_is_t == cold.diode_is and cold.diode_nvt == pytest.approx(8.6173303e-5 * t0, rel=1e-7)
+    assert hot.diode_nvt == pytest.approx(1.5 * 8.6173303e-5 * t, rel=1e-7)
+    expect = 1e-14 * math.exp((t / t0 - 1) * 1.11 / hot.diode_nvt + 3.0 / 1.5 * math.log(t / t0))
+    assert hot.diode_is_t == pytest.approx(expect, rel=1e-12)
+
+
+def diode_currents(c, states):
+    """Largest |clamp current| per layer (g_unit * 1 V) of a vground circuit's states."""
+    out = []
+    for k in range(1, c.n_layers + 1):
+        vc, vo = split(c, k, states[k - 1])
+        out.append(np.abs(_clamp(Layer(c, k), vc - vo)[0]))
+    return out
+
+
+@pytest.mark.parametrize("kw", [dict(opamp_gain=1e4), dict(opamp_gain=math.inf, diode_rs=0.0),
+                                dict(opamp_gain=1e3, opamp_rail=3.0, opamp_rout=50.0, device_v0=1.0, temp=60.0)])
+def test_fast_solver_meets_kcl_with_diode_clamps(kw):
+    net = saturating_network((30, 20, 16, 6), seed=1)
+    x, y = batch(net.sizes, 20, seed=2)
+    nid = Nonidealities(clamp_model="diode", **kw)
+    c = compile_circuit(net.sizes, net.params, "vground", Mismatch(g_dtod=0.05, offset_dtod=1e-3), die=3,
+                        clamp=True, nonideal=nid)
+    assert c.diode_clamped and "clamp1" not in c.values
+    solver = VgroundSolver(tol=1e-11)
+    free = solver.solve(c, x)
+    nudged = solver.solve(c, x, y, 0.5, start=free.states)
+    assert free.converged.all() and nudged.converged.all()
+    assert np.all(residual(c, free.states, x) <= 1e-11) and np.all(residual(c, nudged.states, x, y, 0.5) <= 1e-11)
+    # saturated neurons are held by conducting diodes (about 0.5 V past the clamp levels 0 and 1 V) ...
+    assert max(i.max() for i in diode_currents(c, free.states)) > 0.3
+    h = np.concatenate([-split(c, k, s)[1] for k, s in enumerate(free.states, start=1)], axis=1)
+    assert h.min() > -0.8 and h.max() < 1.8
+    # ... where without clamps they run further
+    bare = compile_circuit(net.sizes, net.params, "vground", Mismatch(g_dtod=0.05, offset_dtod=1e-3), die=3,
+                           clamp=False, nonideal=nid)
+    hb = np.concatenate([-split(bare, k, s)[1] for k, s in enumerate(solver.solve(bare, x).states, start=1)], axis=1)
+    assert hb.max() - hb.min() > h.max() - h.min() + 0.5
+
+
+@pytest.mark.parametrize("kw, key", [(dict(diode_is=0.0), "diode_is"), (dict(diode_is=-1e-14), "diode_is"),
+                                     (dict(diode_n=0.0), "diode_n"), (dict(diode_rs=-1.0), "diode_rs"),
+                                     (dict(diode_is=float("nan")), "diode_is"), (dict(diode_n=float("nan")), "diode_n"),
+                                     (dict(diode_rs=float("nan")), "diode_rs"), (dict(clamp_model="zener"), "clamp_model")])
+def test_bad_diode_clamps_are_refused(kw, key):
+    from analogprop.config import merge
+
+    with pytest.raises(ConfigError, match=key):
+        Nonidealities(**kw)
+    with pytest.raises(ConfigError, match=rf"circuit\.{key} \(--{key.replace('_', '-')}"):
+        merge({"driver": {"name": "circuit"}, "circuit": {"level": "vground", **kw}})

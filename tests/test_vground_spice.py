@@ -14,7 +14,7 @@ from analogprop.spice.netlist import netlist, state_nodes
 from analogprop.spice.solver import SpiceSolver
 
 from conftest import saturating_network
-from test_vground import CASES, batch
+from test_vground import CASES, batch, diode_currents
 
 SIZES = (64, 32, 10)
 #: ngspice needs minutes for the 64-32-10 netlist of sinh devices (thousands of B sources): a smaller one
@@ -98,3 +98,29 @@ def test_ideal_op_amp_netlist_is_within_a_microvolt_without_offsets():
     c = compile_circuit(SIZES, net.params, "vground", Mismatch(g_dtod=0.05), die=1,
                         nonideal=Nonidealities(opamp_gain=math.inf))
     assert _largest_difference(VgroundSolver(tol=1e-12).solve(c, x), SpiceSolver(tol=1e-8).solve(c, x)) <= 1e-6
+
+
+@pytest.mark.parametrize("temp", [27.0, 80.0])
+def test_diode_clamps_agree_with_ngspice(temp):
+    """Shockley clamp diodes (ngspice D elements with a .model card): every node within 1e-6 V, free and nudged."""
+    net = saturating_network(SIZES, seed=3)
+    x, y = batch(SIZES, 4, seed=1)
+    nid = Nonidealities(opamp_gain=1e4, opamp_rout=20.0, temp=temp, tc1=1e-3, clamp_model="diode", diode_is=2e-14,
+                        diode_n=1.1, diode_rs=30.0)
+    c = compile_circuit(SIZES, net.params, "vground", SPREAD, die=2, clamp=True, nonideal=nid)
+    text = netlist(c, x)
+    assert ".model apclamp D(IS=2e-14 N=1.1 RS=30.0 EG=1.11 XTI=3.0 TNOM=27.0)" in text
+    assert sum(line.startswith("d_") for line in text.splitlines()) == 2 * sum(SIZES[1:])
+    fast = VgroundSolver(tol=1e-12)
+    f0 = fast.solve(c, x)
+    f1 = fast.solve(c, x, y, 0.5, start=f0.states)
+    assert f0.converged.all() and f1.converged.all()
+    # saturated neurons draw up to twice the feedback current (g_unit * 1 V = 10 uA) through their diodes
+    on = diode_currents(c, f0.states)
+    assert sum((i > 0.1).sum() for i in on) >= 20
+    s0, s1 = spice_free_and_nudged(c, x, y, 0.5)
+    assert np.all(residual(c, s0, x) <= 1e-8) and np.all(residual(c, s1, x, y, 0.5) <= 1e-8)
+    diff = [max(np.abs(p - q).max() for p, q in zip(f.states, s)) for f, s in ((f0, s0), (f1, s1))]
+    print(f"\n{temp:g} C: {sum((i > 0.1).sum() for i in on)} diodes above 1 uA (largest "
+          f"{1e6 * c.g_unit * max(i.max() for i in on):.1f} uA); fast vs ngspice, free {diff[0]:.1e} V, nudged {diff[1]:.1e} V")
+    assert max(diff) <= 1e-6

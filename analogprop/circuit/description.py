@@ -46,7 +46,10 @@ Both levels, for dynamic layers k = 1..L, arrays of shape (n_k,):
   With it the node voltage follows the paper's projected dynamics (Eq. 59):
   a saturated neuron's node stays at the rail, so the local rule sees no
   change there (without it V_h runs past the rails and only rho(V_h) is
-  the paper's state).
+  the paper's state).  Level vground with ``Nonidealities.clamp_model``
+  ``"diode"``: no ``clamp{k}``; the clamp is two antiparallel diodes across
+  each feedback path, behind bias sources at ``clamp_hi{k}`` and
+  ``clamp_lo{k}`` (see :mod:`.vground`, :func:`.nonideal.diode_branch`).
 
 Behavioural level (exactly the paper's model, Eq. 6-15):
 
@@ -327,7 +330,12 @@ class Circuit:
 
     @property
     def clamped(self) -> bool:
-        return "clamp1" in self.values
+        return "clamp_lo1" in self.values
+
+    @property
+    def diode_clamped(self) -> bool:
+        """Node clamps built as diodes (level vground, ``clamp_model`` "diode")."""
+        return self.clamped and "clamp1" not in self.values
 
     def clamp_current(self, k: int, v):
         """Current the clamp of layer k draws from its nodes to ground (0 without clamps)."""
@@ -446,8 +454,9 @@ def compile_circuit(sizes, weights: dict[str, np.ndarray], level="behavioural", 
             nominal[f"cap{k}"] = np.ones(n)
         nominal[f"gain{k}"] = np.full(n, unit_gain[k - 1])
         nominal[f"offset{k}"] = np.zeros(n)
-        if clamp:
+        if clamp and not (level == "vground" and nonideal.clamp_model == "diode"):
             nominal[f"clamp{k}"] = np.full(n, clamp_ratio * (g_node[k - 1] if g_node else leak))
+        if clamp:
             nominal[f"clamp_lo{k}"] = np.zeros(n)
             nominal[f"clamp_hi{k}"] = np.full(n, 1.0 / unit_gain[k - 1])
     nominal["nudge"] = np.full(sizes[-1], float(nudge))

@@ -35,18 +35,37 @@ Temperature:
   G); the feedback resistors are temperature-stable precision parts (a common
   coefficient would cancel: the weight is the ratio R_f G).  The netlist writes
   ``.temp`` and each linear device's ``tc1``/``tc2``.
+
+Node clamps (with ``compile_circuit(clamp=True)``):
+
+* ``clamp_model``  ``"pwl"``: the ideal piecewise-linear limiter; ``"diode"``: two antiparallel diodes
+  across the feedback path, each behind its bias source at a clamp level, obeying Shockley's law with
+  series resistance (:func:`diode_branch`): ``diode_is`` saturation current Is (A), ``diode_n`` emission
+  coefficient n, ``diode_rs`` series resistance Rs (ohm).  Temperature follows ngspice's diode model:
+  ``V_T = k T / q`` and ``Is(T) = Is exp((T / T_nom - 1) EG / (n V_T) + XTI / n ln(T / T_nom))`` with
+  :data:`DIODE_EG`, :data:`DIODE_XTI` (written in the netlist's ``.model`` card).
 """
 from __future__ import annotations
 
 import math
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+from scipy.special import wrightomega
 
 from ..errors import ConfigError
-from .mismatch import numeric_fields, tag
+from .mismatch import tag
 
 TNOM = 27.0
+#: Boltzmann constant over the elementary charge (V/K), CODATA 2014 as in ngspice (the SI 2019 values differ by
+#: 3.5e-7 relative: 0.2 uV on a diode at 0.5 V)
+K_OVER_Q = 1.38064852e-23 / 1.6021766208e-19
+ZERO_CELSIUS = 273.15
+CLAMP_MODELS = ("pwl", "diode")
+#: band gap (eV) and saturation-current temperature exponent of the clamp diodes (ngspice's defaults)
+DIODE_EG, DIODE_XTI = 1.11, 3.0
+#: exponent beyond which a diode without series resistance is continued linearly (as SPICE's limited exp)
+_EXP_MAX = 80.0
 
 
 @dataclass(frozen=True)
@@ -65,17 +84,31 @@ class Nonidealities:
     temp: float = TNOM
     tc1: float = 0.0
     tc2: float = 0.0
+    clamp_model: str = "pwl"
+    diode_is: float = 1e-14
+    diode_n: float = 1.0
+    diode_rs: float = 10.0
 
     def __post_init__(self):
-        list(numeric_fields(self, "non-ideality", "a number"))
+        if self.clamp_model not in CLAMP_MODELS:
+            raise ConfigError(f"non-ideality clamp_model must be one of {', '.join(CLAMP_MODELS)}, "
+                              f"got {self.clamp_model!r}")
+        for f in fields(self):
+            v = getattr(self, f.name)
+            if f.name != "clamp_model" and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer,
+                                                                                   np.floating)) or math.isnan(v)):
+                raise ConfigError(f"non-ideality {f.name} must be a number, got {v!r}")
         positive = ("opamp_gain", "opamp_rail", "device_v0", "device_area", "field_length")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"non-ideality {name} must be > 0 (inf: off), got {getattr(self, name)}")
-        for name in ("opamp_rout", "opamp_offset", "pelgrom_a", "gradient", "field_std"):
+        for name in ("opamp_rout", "opamp_offset", "pelgrom_a", "gradient", "field_std", "diode_rs"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"non-ideality {name} must be a finite number >= 0, got {v}")
+        for name in ("diode_is", "diode_n"):
+            if not (math.isfinite(getattr(self, name)) and getattr(self, name) > 0):
+                raise ConfigError(f"non-ideality {name} must be a finite number > 0, got {getattr(self, name)}")
         for name in ("temp", "tc1", "tc2"):
             if not math.isfinite(getattr(self, name)):
                 raise ConfigError(f"non-ideality {name} must be finite, got {getattr(self, name)}")
@@ -95,6 +128,22 @@ class Nonidealities:
         """R(T) / R(tnom) of every programmable device."""
         d = self.temp - TNOM
         return 1.0 + self.tc1 * d + self.tc2 * d * d
+
+    @property
+    def kelvin(self) -> float:
+        return self.temp + ZERO_CELSIUS
+
+    @property
+    def diode_nvt(self) -> float:
+        """n V_T = n k T / q (V) of the clamp diodes at the die temperature."""
+        return self.diode_n * K_OVER_Q * self.kelvin
+
+    @property
+    def diode_is_t(self) -> float:
+        """Saturation current (A) at the die temperature (ngspice's law, EG and XTI as in the card)."""
+        ratio = self.kelvin / (TNOM + ZERO_CELSIUS)
+        return self.diode_is * math.exp((ratio - 1) * DIODE_EG / self.diode_nvt
+                                        + DIODE_XTI / self.diode_n * math.log(ratio))
 
     @property
     def pelgrom_sigma(self) -> float:
@@ -134,3 +183,20 @@ class Nonidealities:
 
 #: random Fourier features of the smooth random field
 _FEATURES = 64
+
+
+def diode_branch(v, i_s: float, nvt: float, rs: float):
+    """Current of a diode with series resistance at terminal voltage ``v`` and its slope dI/dv.
+
+    ``I = i_s (exp((v - I rs) / nvt) - 1)`` (Shockley), in closed form by Lambert's W,
+    ``I = nvt / rs W(i_s rs / nvt exp((v + i_s rs) / nvt)) - i_s``, evaluated as Wright's omega of the
+    logarithm (no overflow); ``dI/dv = W / (rs (1 + W))``.  Any consistent units (volts, and currents and
+    resistances whose product is in volts).
+    """
+    v = np.asarray(v, float)
+    if rs > 0:
+        w = wrightomega(math.log(i_s * rs / nvt) + (v + i_s * rs) / nvt)
+        return nvt / rs * w - i_s, w / (rs * (1 + w))
+    a = v / nvt
+    ex = np.exp(np.minimum(a, _EXP_MAX))
+    return i_s * (ex * (1 + np.maximum(a - _EXP_MAX, 0.0)) - 1), i_s * ex / nvt

@@ -12,14 +12,17 @@ state is ``h = -V_out`` (V_r = 1 V).  For column i of layer k
   from the output to the column, a switched resistor ``beta nu`` from the
   target source ``y`` to the column, and the optional limiter
   ``clamp(x) = g_cl (max(x - hi, 0) + min(x - lo, 0))`` from column to
-  output, ``x = V_col - V_out``;
+  output, ``x = V_col - V_out``, or its diodes ``clamp(x) = I_D(x - hi) - I_D(lo - x)``
+  (:func:`.nonideal.diode_branch`: Shockley's law with series resistance);
 * KCL at the column: ``I_dev + bn (V_y - V_col) - g_l x - clamp(x) = 0``,
   ``g_l = g_f + bn``, ``bn = beta nu``;
 * the op-amp: ``e = clip(A (V_os - V_col), -rail, rail)`` behind ``R_out``:
   ``e - V_out + R_out (g_l x + clamp(x)) = 0`` (ideal: ``V_col = V_os``).
 
 Given the rows' drives each column is one monotone scalar equation
-(:func:`column_solve`).  :class:`VgroundSolver` sweeps the layers (block
+(:func:`column_solve`); inside it, ``x`` given the feedback current solves
+``g_l x + clamp(x) = g_l t`` (closed form for the limiter, safeguarded
+Newton for the diodes).  :class:`VgroundSolver` sweeps the layers (block
 Gauss-Seidel) and finishes unconverged samples with a damped Newton method
 on the stage outputs, then gmin stepping (an extra conductance across every
 feedback path, stepped down to 0) and source stepping (inputs, rails and
@@ -34,6 +37,7 @@ import numpy as np
 from scipy.sparse.linalg import LinearOperator, gmres
 
 from ..model.relax import Relaxation
+from .nonideal import diode_branch
 from .solver import check_settings
 
 
@@ -62,7 +66,12 @@ class Layer:
         self.const = sum(G @ io(j) for G, j, kind in self.groups if kind == "rb") + sum(G * u for G, u in self.rails)
         self.S = sum(G.sum(1) for G, _, _ in self.groups) + sum(G for G, _ in self.rails)
         self.gf, self.vos = v[f"gf{k}"], v[f"vos{k}"]
-        self.clamp = (v[f"clamp{k}"], v[f"clamp_lo{k}"], v[f"clamp_hi{k}"]) if circuit.clamped else None
+        self.clamp = self.diode = None
+        if circuit.diode_clamped:   # (lo, hi, Is, n V_T, Rs) in the normalised units
+            self.diode = (v[f"clamp_lo{k}"], v[f"clamp_hi{k}"], nid.diode_is_t / circuit.g_unit, nid.diode_nvt,
+                          nid.diode_rs * circuit.g_unit)
+        elif circuit.clamped:
+            self.clamp = (v[f"clamp{k}"], v[f"clamp_lo{k}"], v[f"clamp_hi{k}"])
         self.A, self.R, self.rail = nid.opamp_gain, nid.opamp_rout * circuit.g_unit, nid.opamp_rail
 
     def aggregate(self, r, rb, scale=1.0):
@@ -102,7 +111,12 @@ class Layer:
 
 
 def _clamp(lay, x):
-    """Limiter current (column -> output) and its slope."""
+    """Clamp current (column -> output) and its slope."""
+    if lay.diode is not None:
+        lo, hi, i_s, nvt, rs = lay.diode
+        a, da = diode_branch(x - hi, i_s, nvt, rs)
+        b, db = diode_branch(lo - x, i_s, nvt, rs)
+        return a - b, da + db
     if lay.clamp is None:
         return 0.0, 0.0
     g, lo, hi = lay.clamp
@@ -110,7 +124,9 @@ def _clamp(lay, x):
 
 
 def _solve_x(lay, t, gl):
-    """x with g_l x + clamp(x) = g_l t (monotone, piecewise linear) and dx/dt."""
+    """x with g_l x + clamp(x) = g_l t (monotone) and dx/dt."""
+    if lay.diode is not None:
+        return _solve_diode_x(lay, t, gl)
     if lay.clamp is None:
         return t, np.ones_like(t)
     g, lo, hi = lay.clamp
@@ -125,6 +141,25 @@ def _solve_x(lay, t, gl):
     x = np.where(below < a, below, np.where(above > b, above, mid))
     s = np.where((below < a) | (above > b), 1 / (1 + q), np.where(inv, 1 / (1 + 2 * q), 1.0))
     return x, s
+
+
+def _solve_diode_x(lay, t, gl, iters=100):
+    """:func:`_solve_x` with diode clamps: Newton from ``t``, kept by bisection within the bracket between
+    ``t`` and the clamps' zero-current point ``(lo + hi) / 2``."""
+    mid = 0.5 * (lay.diode[0] + lay.diode[1])
+    x = t + 0.0 * mid
+    a, b = np.minimum(x, mid), np.maximum(x, mid)
+    for _ in range(iters):
+        cl, dcl = _clamp(lay, x)
+        f = gl * (x - t) + cl
+        a, b = np.where(f < 0, x, a), np.where(f > 0, x, b)
+        step = f / (gl + dcl)
+        done = np.abs(step) <= 1e-15 * (1 + np.abs(x))   # Newton's step is below rounding: x is the root
+        new = x - step
+        x = np.where(done, x, np.where((new > a) & (new < b), new, 0.5 * (a + b)))
+        if done.all():
+            break
+    return x, gl / (gl + _clamp(lay, x)[1])
 
 
 def column_solve(lay, agg, bn, inj, gmin=0.0, vc0=None, iters=60):

@@ -203,7 +203,7 @@ class CircuitConfig(Section):
     #: settings of the vground level's non-idealities (analogprop.circuit.nonideal.Nonidealities)
     NONIDEAL: ClassVar[tuple] = ("opamp_gain", "opamp_rout", "opamp_rail", "opamp_offset", "device_v0", "pelgrom_a",
                                  "device_area", "gradient", "field_std", "field_length", "tile", "die_temp", "tc1",
-                                 "tc2")
+                                 "tc2", "clamp_model", "diode_is", "diode_n", "diode_rs")
 
     level: str = setting("behavioural", "circuit level: behavioural (0), crossbar (1) or vground (2, the "
                          "virtual-ground crossbar with its non-idealities)",
@@ -283,12 +283,24 @@ class CircuitConfig(Section):
                          unit="1/K", metavar="X", sparse=True)
     tc2: float = setting(0.0, "vground: second-order temperature coefficient of the programmable devices", Number(float),
                          unit="1/K^2", metavar="X", sparse=True)
+    clamp_model: str = setting("pwl", "vground: node clamps as an ideal piecewise-linear limiter (pwl) or as two "
+                               "antiparallel diodes behind bias sources at the clamp levels (diode; Shockley's law "
+                               "with diode_is, diode_n, diode_rs)", Choice("pwl", "diode"), metavar="MODEL",
+                               sparse=True)
+    diode_is: float = setting(1e-14, "vground: saturation current Is of the clamp diodes (at 27 C; ngspice's "
+                              "temperature law)", Number(float, low=0, low_open=True), unit="A", metavar="X",
+                              sparse=True)
+    diode_n: float = setting(1.0, "vground: emission coefficient n of the clamp diodes (dimensionless)",
+                             Number(float, low=0, low_open=True), metavar="X", sparse=True)
+    diode_rs: float = setting(10.0, "vground: series resistance Rs of the clamp diodes", Number(float, low=0),
+                              unit="ohm", metavar="X", sparse=True)
 
     def nonideal_kwargs(self) -> dict:
         """Keyword arguments of :class:`analogprop.circuit.nonideal.Nonidealities` (None: off, i.e. inf)."""
         inf = float("inf")
         out = {k: getattr(self, k) for k in ("opamp_rout", "opamp_offset", "pelgrom_a", "device_area", "gradient",
-                                             "field_std", "field_length", "tile", "tc1", "tc2")}
+                                             "field_std", "field_length", "tile", "tc1", "tc2", "clamp_model",
+                                             "diode_is", "diode_n", "diode_rs")}
         out.update(temp=self.die_temp, opamp_gain=inf if self.opamp_gain is None else self.opamp_gain,
                    opamp_rail=inf if self.opamp_rail is None else self.opamp_rail,
                    device_v0=inf if self.device_v0 is None else self.device_v0)

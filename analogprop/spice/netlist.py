@@ -21,6 +21,7 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
+from ..circuit.nonideal import DIODE_EG, DIODE_XTI, TNOM
 from .include import read_include
 
 #: The subcircuit libraries (repository's ``netlists/``), in inclusion order.
@@ -34,6 +35,9 @@ OPTIONS = ".options reltol=1e-6 vntol=1e-9 abstol=1e-15 pivrel=1e-10 itl1=200 it
 #: the virtual-ground level's stage outputs swing several volts: a tighter relative tolerance keeps every
 #: node within 1e-6 V of the exact operating point
 VGROUND_OPTIONS = ".options reltol=1e-9 vntol=1e-12 abstol=1e-15 pivrel=1e-10 itl1=200 itl2=100"
+
+#: ngspice puts gmin (default 1e-12 S) across every diode junction, which the device equations do not have
+DIODE_OPTIONS = ".options gmin=1e-20"
 
 
 def sanitise(name: str) -> str:
@@ -88,7 +92,7 @@ def _vground_header(circuit) -> list[str]:
     return [f"*   c{{k}}_i: column (virtual ground) of neuron i of layer k; o{{k}}_i: its transimpedance stage's "
             f"output; the neuron's state is h = -V(o)",
             "*   r{k}_i: row drive rho(h) (V_r = 1 V), rb{k}_i: inverted row drive; vp / vn: bias rails",
-            f"*   non-idealities: {', '.join(f'{k}={v:g}' for k, v in nid.to_dict().items())}"]
+            f"*   non-idealities: {', '.join(f'{k}={v:g}' if not isinstance(v, str) else f'{k}={v}' for k, v in nid.to_dict().items())}"]
 
 
 def _vground_devices(circuit) -> list[str]:
@@ -97,6 +101,10 @@ def _vground_devices(circuit) -> list[str]:
     gu, cu, tf = c.g_unit, c.c_unit, nid.temp_factor
     tc = (f" tc1={_num(nid.tc1)} tc2={_num(nid.tc2)}" if (nid.tc1 or nid.tc2) else "")
     lines = [f".temp {_num(nid.temp)}"]
+    if c.diode_clamped:   # ngspice's diode; EG and XTI as the fast solver's Is(T) (analogprop.circuit.nonideal)
+        lines.append(DIODE_OPTIONS)
+        lines.append(f".model apclamp D(IS={_num(nid.diode_is)} N={_num(nid.diode_n)} RS={_num(nid.diode_rs)} "
+                     f"EG={_num(DIODE_EG)} XTI={_num(DIODE_XTI)} TNOM={_num(TNOM)})")
     for k in range(L + 1):
         lines += [f"xi{k}_{i} r{k}_{i} rb{k}_{i} ap_inverter gain={_num(v[f'inv_gain{k}'][i])} "
                   f"offset={_num(v[f'inv_offset{k}'][i])}" for i in range(s[k])]
@@ -133,7 +141,12 @@ def _vground_devices(circuit) -> list[str]:
             lines.append(f"c_f{k}_{i} {out} {col} {_num(v[f'cf{k}'][i] * cu)}")
             lines.append(f"b_r{k}_{i} r{k}_{i} 0 v=min(max({_num(v[f'gain{k}'][i])}*(-v({out})-"
                          f"{_num(v[f'offset{k}'][i])}),0),1)")
-            if c.clamped:
+            if c.diode_clamped:   # col -> (out + hi) and out + lo -> col
+                lines += [f"v_dh{k}_{i} dh{k}_{i} {out} dc {_num(v[f'clamp_hi{k}'][i])}",
+                          f"d_h{k}_{i} {col} dh{k}_{i} apclamp",
+                          f"v_dl{k}_{i} dl{k}_{i} {out} dc {_num(v[f'clamp_lo{k}'][i])}",
+                          f"d_l{k}_{i} dl{k}_{i} {col} apclamp"]
+            elif c.clamped:
                 lines.append(f"b_cl{k}_{i} {col} {out} i={_num(v[f'clamp{k}'][i] * gu)}*(max(v({col},{out})-"
                              f"{_num(v[f'clamp_hi{k}'][i])},0)+min(v({col},{out})-{_num(v[f'clamp_lo{k}'][i])},0))")
             for name, src, j in ((f"fwd{k - 1}", k - 1, "f"), (f"bwd{k}", k + 1, "b")):
