@@ -8,18 +8,21 @@ Prints ``name: value`` lines:
   (op-amp gain 1e6, node clamps), free then nudged phase of each sample of a
   minibatch (sparse random inputs in [0, 1]), tolerance 1e-6 V, with the
   largest residual (V);
-* ``wire resistance``: not modelled (see docs/circuits.md);
+* ``wire resistance``: ``--wire-r`` ohm per row and column segment of each tile (``--tile``; an exact virtual
+  ground, as wire resistance needs), and the time the tiles' reduction took;
 * ``ngspice size``, ``ngspice pairs/s``, ``fast/ngspice speed ratio`` and
   ``fast vs ngspice max difference V``: ngspice (:class:`analogprop.spice.solver.SpiceSolver`)
   on the same circuit family at the largest of the sizes tried that finishes
   within ``--ngspice-budget`` seconds (each size in a child process), against
   the fast solver on the same size.
 
-    python benchmarks/vground.py [--samples N] [--g-dtod G] [--ngspice-budget S] [--ngspice-samples N]
+    python benchmarks/vground.py [--samples N] [--g-dtod G] [--wire-r OHM] [--tile N] [--ngspice-budget S]
+                                 [--ngspice-samples N]
                                  [--ngspice-sizes 784-128-128-10,...]   (--ngspice-sizes '': no ngspice)
 """
 import argparse
 import datetime
+import math
 import multiprocessing as mp
 import os
 import sys
@@ -28,16 +31,20 @@ import time
 import numpy as np
 
 from analogprop.circuit import Mismatch, compile_circuit
-from analogprop.circuit.vground import VgroundSolver
+from analogprop.circuit.nonideal import Nonidealities
+from analogprop.circuit.vground import VgroundSolver, Layer
 from analogprop.model.network import Network
 
 SIZES = (784, 512, 512, 10)
 TRIES = ((784, 512, 512, 10), (784, 256, 256, 10), (784, 128, 128, 10), (784, 96, 96, 10), (784, 64, 10))
 
 
-def circuit_of(sizes, die=1, g_dtod=0.1):
+def circuit_of(sizes, die=1, g_dtod=0.1, wire_r=0.0, tile=256):
+    """The benchmark's circuit; ``wire_r`` (ohm per row and column segment) needs an exact virtual ground."""
     net = Network.create(sizes, seed=0)
-    return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=g_dtod), die=die, clamp=True)
+    nid = (Nonidealities(opamp_gain=math.inf, wire_r_row=wire_r, wire_r_col=wire_r, tile=tile) if wire_r
+           else Nonidealities(tile=tile))
+    return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=g_dtod), die=die, clamp=True, nonideal=nid)
 
 
 def data(sizes, n, seed=0):
@@ -87,6 +94,9 @@ def main():
     ap.add_argument("--g-dtod", type=float, default=0.1, help="device-to-device conductance spread")
     ap.add_argument("--newton-iters", type=int, default=VgroundSolver.newton_iters,
                     help="Newton iterations per rung (plain Newton, each gmin and each source step)")
+    ap.add_argument("--wire-r", type=float, default=0.0,
+                    help="wire resistance per row and column segment (ohm; needs and sets an exact virtual ground)")
+    ap.add_argument("--tile", type=int, default=256, help="crossbar tile size (crosspoints)")
     ap.add_argument("--ngspice-samples", type=int, default=4)
     ap.add_argument("--ngspice-budget", type=float, default=180.0)
     ap.add_argument("--ngspice-sizes", default=",".join("-".join(map(str, t)) for t in TRIES),
@@ -95,18 +105,25 @@ def main():
     print(f"command: python {' '.join(sys.argv)}")
     print(f"date: {datetime.date.today().isoformat()}")
     print(f"load average: {os.getloadavg()[0]:.1f}")
-    c = circuit_of(SIZES, g_dtod=args.g_dtod)
+    t = time.perf_counter()
+    c = circuit_of(SIZES, g_dtod=args.g_dtod, wire_r=args.wire_r, tile=args.tile)
+    if args.wire_r:   # the tiles' reduction (once per programming)
+        [Layer(c, k) for k in range(1, c.n_layers + 1)]
+        print(f"wire resistance: {args.wire_r:g} ohm per segment, tile {args.tile}, exact virtual ground; tiles "
+              f"reduced in {time.perf_counter() - t:.1f} s")
+    else:
+        print("wire resistance: none")
     x, y = data(SIZES, args.samples)
     free, nudged, pairs = fast_pairs(c, x, y, newton_iters=args.newton_iters)
     conv = np.mean(free.converged & nudged.converged)
-    print(f"network: {'-'.join(map(str, SIZES))} vground, g_dtod {args.g_dtod:g}, default non-idealities, "
+    print(f"network: {'-'.join(map(str, SIZES))} vground, g_dtod {args.g_dtod:g}, "
+          f"{'exact virtual ground and wire resistance' if args.wire_r else 'default non-idealities'}, "
           f"{args.samples} samples")
     print(f"fast converged share: {conv:.3f}")
     print(f"fast unconverged samples: {int(np.count_nonzero(~(free.converged & nudged.converged)))}")
     print(f"fast sweeps per free phase (max): {int(free.steps.max())}")
     print(f"fast max residual V: {max(free.residual.max(), nudged.residual.max()):.2e}")
     print(f"fast pairs/s: {pairs:.2f}")
-    print("wire resistance: not modelled")
     for sizes in [tuple(int(v) for v in t.split("-")) for t in args.ngspice_sizes.split(",") if t]:
         t = time.perf_counter()
         got = spice_at(sizes, args.ngspice_samples, args.ngspice_budget, args.g_dtod)

@@ -181,6 +181,10 @@ def test_temperature_scales_the_programmable_devices():
     (dict(device_v0=float("nan")), "device_v0"),
     (dict(tile=0), "tile"),
     (dict(tc1=-0.1, temp=100.0), "resistance"),
+    (dict(wire_r_row=-1.0), "wire_r_row"),
+    (dict(wire_r_col=math.inf, opamp_gain=math.inf), "wire_r_col"),
+    (dict(wire_r_row=1.0), "wire_r_row 1.0 ohm.*opamp_gain must be none"),
+    (dict(wire_r_col=1.0, opamp_gain=math.inf, device_v0=1.0), "wire_r_col 1.0 ohm.*device_v0 must be none"),
 ])
 def test_bad_nonidealities_are_refused(kw, match):
     with pytest.raises(ConfigError, match=match):
@@ -219,13 +223,17 @@ def test_every_nonideality_setting_reaches_the_circuit():
     values = dict(opamp_gain=2e5, opamp_rout=10.0, opamp_rail=4.0, opamp_offset=1e-4, device_v0=2.0,
                   pelgrom_a=0.01, device_area=0.5, gradient=0.1, field_std=0.02, field_length=8.0, tile=64,
                   die_temp=40.0, tc1=1e-3, tc2=1e-6, clamp_model="diode", diode_is=2e-14, diode_n=1.2, diode_rs=5.0)
-    assert set(values) == set(CircuitConfig.NONIDEAL)
-    run = merge({"driver": {"name": "circuit"}, "circuit": {"level": "vground", **values}})
-    drv = make_circuit_driver(Network.create((6, 4, 3), seed=0), **circuit_settings(run))
-    nid = drv.circuit.nonideal
-    got = {f.name: getattr(nid, f.name) for f in fields(nid)}
-    assert got == {**{k: v for k, v in values.items() if k != "die_temp"}, "temp": 40.0}
-    assert isinstance(drv.solver, VgroundSolver)
+    wires = dict(wire_r_row=2.0, wire_r_col=3.0)   # need an exact virtual ground and linear devices
+    assert set(values) | set(wires) == set(CircuitConfig.NONIDEAL)
+    for extra in ({}, dict(wires, opamp_gain=None, opamp_rail=None, device_v0=None)):
+        run = merge({"driver": {"name": "circuit"}, "circuit": {"level": "vground", **values, **extra}})
+        drv = make_circuit_driver(Network.create((6, 4, 3), seed=0), **circuit_settings(run))
+        nid = drv.circuit.nonideal
+        got = {f.name: getattr(nid, f.name) for f in fields(nid)}
+        none_inf = {k: math.inf if v is None else v for k, v in extra.items()}
+        assert got == {**{k: v for k, v in values.items() if k != "die_temp"}, "temp": 40.0,
+                       "wire_r_row": 0.0, "wire_r_col": 0.0, **none_inf}
+        assert isinstance(drv.solver, VgroundSolver)
 
 
 @pytest.mark.parametrize("kw, match", [(dict(tol=-1.0), "tolerance"), (dict(max_sweeps=0), "sweep count"),

@@ -27,6 +27,12 @@ Programmable devices:
   ``field_length`` (crosspoints); ``tile`` the tile size (rows = columns).
   Both are drawn per die and tile, in Python, and written as plain values.
 
+Wires (:mod:`.wires`):
+
+* ``wire_r_row``, ``wire_r_col``  resistance (ohm) of each segment of a tile's row and column wires between
+  adjacent crosspoints (and from the row driver, and into the column's virtual-ground node); 0: ideal wires.
+  They need linear devices and an exact virtual ground (``device_v0`` and ``opamp_gain`` inf).
+
 Temperature:
 
 * ``temp``         die temperature (deg C); the programmable devices follow
@@ -88,6 +94,8 @@ class Nonidealities:
     diode_is: float = 1e-14
     diode_n: float = 1.0
     diode_rs: float = 10.0
+    wire_r_row: float = 0.0
+    wire_r_col: float = 0.0
 
     def __post_init__(self):
         if self.clamp_model not in CLAMP_MODELS:
@@ -102,7 +110,8 @@ class Nonidealities:
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"non-ideality {name} must be > 0 (inf: off), got {getattr(self, name)}")
-        for name in ("opamp_rout", "opamp_offset", "pelgrom_a", "gradient", "field_std", "diode_rs"):
+        for name in ("opamp_rout", "opamp_offset", "pelgrom_a", "gradient", "field_std", "diode_rs", "wire_r_row",
+                     "wire_r_col"):
             v = getattr(self, name)
             if not (math.isfinite(v) and v >= 0):
                 raise ConfigError(f"non-ideality {name} must be a finite number >= 0, got {v}")
@@ -117,6 +126,13 @@ class Nonidealities:
         if math.isfinite(self.opamp_rail) and not math.isfinite(self.opamp_gain):
             raise ConfigError(f"opamp_rail {self.opamp_rail} V needs a finite opamp_gain (an ideal op-amp "
                               "at its rail has no operating point)")
+        if self.wire_r_row or self.wire_r_col:
+            wires = f"wire_r_row {self.wire_r_row} ohm, wire_r_col {self.wire_r_col} ohm"
+            if math.isfinite(self.device_v0):
+                raise ConfigError(f"{wires} need linear devices: device_v0 must be none (inf), got {self.device_v0}")
+            if math.isfinite(self.opamp_gain):
+                raise ConfigError(f"{wires} need an exact virtual ground: opamp_gain must be none (inf), got "
+                                  f"{self.opamp_gain}")
         if self.temp_factor <= 0:
             raise ConfigError(f"tc1 {self.tc1}, tc2 {self.tc2} at temp {self.temp} give a resistance <= 0")
 

@@ -28,6 +28,11 @@ on the stage outputs, then gmin stepping (an extra conductance across every
 feedback path, stepped down to 0) and source stepping (inputs, rails and
 targets scaled up from 0.1) as fallbacks; a sample is converged only when
 :func:`residual` at the answer is within ``tol`` volts.
+
+Wire resistance (:mod:`.wires`; linear devices and ideal op-amps only): each tile is reduced once per
+programming to the conductances seen from its column nodes, ``I = Gd V_drive - Gc V_col``; with ``V_col = V_os``
+fixed the columns keep the form above with effective ``W`` (from ``Gd``), ``S = diag(Gc)`` and the constant
+``-(Gc - diag(Gc)) V_os``.
 """
 from __future__ import annotations
 
@@ -39,6 +44,7 @@ from scipy.sparse.linalg import LinearOperator, gmres
 from ..model.relax import Relaxation
 from .nonideal import diode_branch
 from .solver import check_settings
+from .wires import effective, wired
 
 
 def split(circuit, k, s):
@@ -66,6 +72,18 @@ class Layer:
         self.const = sum(G @ io(j) for G, j, kind in self.groups if kind == "rb") + sum(G * u for G, u in self.rails)
         self.S = sum(G.sum(1) for G, _, _ in self.groups) + sum(G for G, _ in self.rails)
         self.gf, self.vos = v[f"gf{k}"], v[f"vos{k}"]
+        self.col_const = 0.0
+        if wired(circuit):   # the tiles seen from the column nodes (ideal op-amps: V_col = V_os, fixed)
+            eff, Gc = effective(circuit, k)
+            keys = [f"fwd{k - 1}_p", f"fwd{k - 1}_n"] + ([f"bwd{k}_p", f"bwd{k}_n"] if k < L else [])
+            self.groups = [(eff[key], j, kind) for key, (_, j, kind) in zip(keys, self.groups)]
+            self.rails = [(eff[f"bias{k}_{p}"], u) for p, (_, u) in zip("pn", self.rails)]
+            self.W = {j: sum(G * (1.0 if kind == "r" else -ig(j)) for G, jj, kind in self.groups if jj == j)
+                      for j in {g[1] for g in self.groups}}
+            self.const = (sum(G @ io(j) for G, j, kind in self.groups if kind == "rb")
+                          + sum(G * u for G, u in self.rails))
+            self.S = np.diag(Gc).copy()
+            self.col_const = -(Gc - np.diag(self.S)) @ self.vos
         self.clamp = self.diode = None
         if circuit.diode_clamped:   # (lo, hi, Is, n V_T, Rs) in the normalised units
             self.diode = (v[f"clamp_lo{k}"], v[f"clamp_hi{k}"], nid.diode_is_t / circuit.g_unit, nid.diode_nvt,
@@ -77,7 +95,7 @@ class Layer:
     def aggregate(self, r, rb, scale=1.0):
         """Drive aggregates (a1, a2) with I_dev(V_col) = a1 - a2 V_col (linear) or V0 (cosh(b) a1 - sinh(b) a2)."""
         if self.linear:
-            a1 = scale * self.const + sum(r[j] @ W.T for j, W in self.W.items())
+            a1 = scale * self.const + self.col_const + sum(r[j] @ W.T for j, W in self.W.items())
             return a1, self.S
         a1 = a2 = 0.0
         for G, j, kind in self.groups:

@@ -203,7 +203,7 @@ class CircuitConfig(Section):
     #: settings of the vground level's non-idealities (analogprop.circuit.nonideal.Nonidealities)
     NONIDEAL: ClassVar[tuple] = ("opamp_gain", "opamp_rout", "opamp_rail", "opamp_offset", "device_v0", "pelgrom_a",
                                  "device_area", "gradient", "field_std", "field_length", "tile", "die_temp", "tc1",
-                                 "tc2", "clamp_model", "diode_is", "diode_n", "diode_rs")
+                                 "tc2", "clamp_model", "diode_is", "diode_n", "diode_rs", "wire_r_row", "wire_r_col")
 
     level: str = setting("behavioural", "circuit level: behavioural (0), crossbar (1) or vground (2, the "
                          "virtual-ground crossbar with its non-idealities)",
@@ -294,13 +294,19 @@ class CircuitConfig(Section):
                              Number(float, low=0, low_open=True), metavar="X", sparse=True)
     diode_rs: float = setting(10.0, "vground: series resistance Rs of the clamp diodes", Number(float, low=0),
                               unit="ohm", metavar="X", sparse=True)
+    wire_r_row: float = setting(0.0, "vground: resistance of each row-wire segment between adjacent crosspoints of "
+                                "a tile (0: ideal wires; needs opamp_gain none and linear devices)",
+                                Number(float, low=0), unit="ohm", metavar="X", sparse=True)
+    wire_r_col: float = setting(0.0, "vground: resistance of each column-wire segment between adjacent crosspoints "
+                                "of a tile (0: ideal wires; needs opamp_gain none and linear devices)",
+                                Number(float, low=0), unit="ohm", metavar="X", sparse=True)
 
     def nonideal_kwargs(self) -> dict:
         """Keyword arguments of :class:`analogprop.circuit.nonideal.Nonidealities` (None: off, i.e. inf)."""
         inf = float("inf")
         out = {k: getattr(self, k) for k in ("opamp_rout", "opamp_offset", "pelgrom_a", "device_area", "gradient",
                                              "field_std", "field_length", "tile", "tc1", "tc2", "clamp_model",
-                                             "diode_is", "diode_n", "diode_rs")}
+                                             "diode_is", "diode_n", "diode_rs", "wire_r_row", "wire_r_col")}
         out.update(temp=self.die_temp, opamp_gain=inf if self.opamp_gain is None else self.opamp_gain,
                    opamp_rail=inf if self.opamp_rail is None else self.opamp_rail,
                    device_v0=inf if self.device_v0 is None else self.device_v0)

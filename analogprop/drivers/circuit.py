@@ -34,7 +34,9 @@ column current over the nominal feedback conductance ``g_w``; a device
 ``(V_a0 - V_col,i0) * (h_i,beta - h_i0)``: the row voltage minus the measured
 column voltage (not 0 with a finite op-amp gain or an input offset) times
 the change at the stage output.  With ``rb = -r`` and ``V_col = 0``,
-``dtheta_n = -dtheta_p``; the effective weight moves by ``2 r_j dh_i``.
+``dtheta_n = -dtheta_p``; the effective weight moves by ``2 r_j dh_i``.  With wire resistance the voltage
+across the device is taken at its crosspoint, computed from its tile's network at the measured row drives
+and column voltages (:mod:`analogprop.circuit.wires`).
 
 Reads (every reported voltage) carry ``read_noise_std``; every programming
 clips/quantises and adds ``write_noise_std`` (see :mod:`analogprop.circuit`).
@@ -51,6 +53,7 @@ from ..circuit.mismatch import CrossbarDesign, Mismatch, read_rng
 from ..circuit.nonideal import Nonidealities
 from ..circuit.solver import CircuitSolver
 from ..circuit.vground import VgroundSolver, split
+from ..circuit.wires import device_voltages, wired
 from ..errors import ConfigError
 from ..model.gradients import centre
 from .base import Driver, Phase
@@ -242,7 +245,7 @@ class CircuitDriver(Driver):
             for j, W in lay.W.items():
                 out[f"fwd{j}" if j == k - 1 else f"bwd{k}"] = scale[:, None] * W
             if c.has_bias:
-                out[f"bias{k}"] = scale * (lay.const - lay.S * lay.vos) - v[f"gain{k}"] * (lay.vos + v[f"offset{k}"])
+                out[f"bias{k}"] = scale * (lay.const + lay.col_const - lay.S * lay.vos) - v[f"gain{k}"] * (lay.vos + v[f"offset{k}"])
         return out
 
     def _vground_update(self, free, nudged, centered):
@@ -250,12 +253,35 @@ class CircuitDriver(Driver):
         c, L = self.circuit, self.circuit.n_layers
         dh = [a - b for a, b in zip(free.probes["V"], nudged.probes["V"])]   # h = -V_out
         r, rb, vcol = free.probes["r"], free.probes["rb"], free.probes["Vcol"]
+        if wired(c):
+            return self._wired_update(dh, r, rb, vcol, centered)
         if centered:
             r, rb, vcol = centre(r), centre(rb), centre(vcol)
         out = {}
         for k in range(1, L + 1):
             d = dh[k - 1]
             pair_updates(c, k, d, (d * vcol[k - 1]).sum(axis=0), r, rb, out)
+        return out
+
+
+    def _wired_update(self, dh, r, rb, vcol, centered):
+        """With wire resistance: the free phase's voltage across each device at its crosspoint (from the tile's
+        network, :func:`~analogprop.circuit.wires.device_voltages`, at the measured row drives and column
+        voltages) times the change at its column's stage output, summed over the batch."""
+        c, L, out = self.circuit, self.circuit.n_layers, {}
+        rail = c.design.v_rail
+        for k in range(1, L + 1):
+            drives = {f"fwd{k - 1}_p": r[k - 1], f"fwd{k - 1}_n": rb[k - 1]}
+            if k < L:
+                drives |= {f"bwd{k}_p": r[k + 1], f"bwd{k}_n": rb[k + 1]}
+            if c.has_bias:
+                n = dh[k - 1].shape[0]
+                drives |= {f"bias{k}_p": np.full((n, 1), rail), f"bias{k}_n": np.full((n, 1), -rail)}
+            for key, vd in drives.items():
+                V = device_voltages(c, k, key, vd, vcol[k - 1])
+                V = V - V.mean(axis=0) if centered else V
+                d = dh[k - 1].reshape(dh[k - 1].shape + (1,) * (V.ndim - 2))
+                out[key] = (d * V).sum(axis=0)
         return out
 
 

@@ -92,6 +92,8 @@ def _vground_header(circuit) -> list[str]:
     return [f"*   c{{k}}_i: column (virtual ground) of neuron i of layer k; o{{k}}_i: its transimpedance stage's "
             f"output; the neuron's state is h = -V(o)",
             "*   r{k}_i: row drive rho(h) (V_r = 1 V), rb{k}_i: inverted row drive; vp / vn: bias rails",
+            "*   wr_* / wc_*: row / column wire node at a device's crosspoint (wire resistance: segments "
+            "rwr_* into it along the row, rwc_* out of it along the column)",
             f"*   non-idealities: {', '.join(f'{k}={v:g}' if not isinstance(v, str) else f'{k}={v}' for k, v in nid.to_dict().items())}"]
 
 
@@ -122,6 +124,7 @@ def _vground_devices(circuit) -> list[str]:
             return [f"b{name} {a} {b} i={_num(g * gu)}*{v0}*sinh(min(max((v({a})-v({b}))/{v0},-{lim}),{lim}))"]
         return [f"r{name} {a} {b} {_num(1.0 / (g * gu * tf))}{tc}"]
 
+    wires = nid.wire_r_row > 0 or nid.wire_r_col > 0
     for k in range(1, L + 1):
         for i in range(s[k]):
             col, out, mid = f"c{k}_{i}", f"o{k}_{i}", (f"oi{k}_{i}" if nid.opamp_rout else f"o{k}_{i}")
@@ -149,6 +152,8 @@ def _vground_devices(circuit) -> list[str]:
             elif c.clamped:
                 lines.append(f"b_cl{k}_{i} {col} {out} i={_num(v[f'clamp{k}'][i] * gu)}*(max(v({col},{out})-"
                              f"{_num(v[f'clamp_hi{k}'][i])},0)+min(v({col},{out})-{_num(v[f'clamp_lo{k}'][i])},0))")
+            if wires:
+                continue   # the arrays are written tile by tile below
             for name, src, j in ((f"fwd{k - 1}", k - 1, "f"), (f"bwd{k}", k + 1, "b")):
                 if src > L:
                     continue
@@ -159,9 +164,43 @@ def _vground_devices(circuit) -> list[str]:
             if c.has_bias:
                 for pol in "pn":
                     lines += device(f"_bias{pol}{k}_{i}", f"v{pol}", col, v[f"bias{k}_{pol}"][i])
+        if wires:
+            for name, src, j in ((f"fwd{k - 1}", k - 1, "f"), (f"bwd{k}", k + 1, "b")):
+                if src > L:
+                    continue
+                for pol, drive in (("p", "r"), ("n", "rb")):
+                    lines += _wired_array(v[f"{name}_{pol}"], lambda i, jj: f"_{j}{pol}{k}_{i}_{jj}",
+                                          lambda jj: f"{drive}{src}_{jj}", lambda i: f"c{k}_{i}", nid, device)
+            if c.has_bias:
+                for pol in "pn":
+                    lines += _wired_array(v[f"bias{k}_{pol}"][:, None], lambda i, jj: f"_bias{pol}{k}_{i}",
+                                          lambda jj: f"v{pol}", lambda i: f"c{k}_{i}", nid, device)
     g = v["nudge"] * gu
     lines += [f"b_ny{i} y{i} c{L}_{i} i=v(nb)*{_num(g[i])}*(v(y{i})-v(c{L}_{i}))" for i in range(s[-1])]
     lines += [f"b_no{i} o{L}_{i} c{L}_{i} i=v(nb)*{_num(g[i])}*(v(o{L}_{i})-v(c{L}_{i}))" for i in range(s[-1])]
+    return lines
+
+
+def _wired_array(G, tag, drive, col, nid, device):
+    """Array G (columns i, rows jj) as tiles with resistive wires (:mod:`analogprop.circuit.wires`): device
+    ``tag(i, jj)`` joins the row node ``wr{tag}`` and the column node ``wc{tag}`` of its crosspoint (the driver or the
+    column node itself where that wire has no resistance); ``rwr{tag}`` is the row segment into the crosspoint
+    (from the previous column's crosspoint, or the driver), ``rwc{tag}`` the column segment out of it (to the next
+    row's crosspoint, or the column node)."""
+    t, (n, m) = int(nid.tile), G.shape
+    rr, rc = nid.wire_r_row, nid.wire_r_col
+    a = lambda i, jj: f"wr{tag(i, jj)}" if rr else drive(jj)
+    b = lambda i, jj: f"wc{tag(i, jj)}" if rc else col(i)
+    lines = []
+    for i in range(n):
+        for jj in range(m):
+            lines += device(tag(i, jj), a(i, jj), b(i, jj), G[i, jj])
+            if rr:
+                prev = drive(jj) if i % t == 0 else a(i - 1, jj)
+                lines.append(f"rwr{tag(i, jj)} {prev} {a(i, jj)} {_num(rr)}")
+            if rc:
+                nxt = col(i) if (jj + 1) % t == 0 or jj + 1 == m else b(i, jj + 1)
+                lines.append(f"rwc{tag(i, jj)} {b(i, jj)} {nxt} {_num(rc)}")
     return lines
 
 

@@ -1,0 +1,141 @@
+"""Wire resistance of the vground level's tiles: the reduced tiles against a direct solve, ngspice on the ladder
+netlist, and the local rule at the crosspoints."""
+import math
+
+import numpy as np
+import pytest
+
+from analogprop.circuit import Mismatch, compile_circuit
+from analogprop.circuit.nonideal import Nonidealities
+from analogprop.circuit.vground import Layer, VgroundSolver, drives, split
+from analogprop.circuit.wires import build_tile
+from analogprop.cli import main
+from analogprop.drivers.circuit import CircuitDriver
+from analogprop.spice.netlist import netlist
+
+from conftest import saturating_network
+from test_vground import batch
+from test_vground_spice import spice_free_and_nudged
+
+SIZES = (16, 8, 4)
+#: g_unit 1 mS (1 kohm devices) so that 1-10 ohm segments drop a visible share of the row and column voltages
+G_UNIT = 1e-3
+
+
+def wired(rr, rc, sizes=SIZES, net=None, **kw):
+    net = net or saturating_network(sizes, seed=3)
+    return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=0.05), die=2, clamp=kw.pop("clamp", False),
+                           g_unit=G_UNIT, nonideal=Nonidealities(opamp_gain=math.inf, tile=8, wire_r_row=rr,
+                                                                 wire_r_col=rc, **kw))
+
+
+def test_tile_reduction_matches_a_direct_solve_of_the_ladders():
+    """Gd, Gc of a 3 x 4 tile give the column currents of the full resistor network (dense solve of every node)."""
+    rng = np.random.default_rng(0)
+    w, h, gr, gc = 3, 4, 7.0, 5.0
+    G = rng.uniform(0.1, 1.0, (w, h))
+    t = build_tile(G, gr, gc, slice(0, w), slice(0, h))
+    vd, vc = rng.normal(size=h), rng.normal(scale=0.1, size=w)
+    # nodes: a (h, w) row side, b (h, w) column side; boundary voltages fixed
+    n = 2 * h * w
+    A, rhs = np.zeros((n, n)), np.zeros(n)
+    ai = lambda j, i: j * w + i
+    bi = lambda j, i: h * w + j * w + i
+
+    def conduct(p, q, g):   # q may be a boundary voltage (None, value)
+        A[p, p] += g
+        if isinstance(q, tuple):
+            rhs[p] += g * q[1]
+        else:
+            A[p, q] -= g
+    for j in range(h):
+        for i in range(w):
+            conduct(ai(j, i), bi(j, i), G[i, j]), conduct(bi(j, i), ai(j, i), G[i, j])
+            conduct(ai(j, i), ai(j, i - 1) if i else (None, vd[j]), gr)
+            if i + 1 < w:
+                conduct(ai(j, i), ai(j, i + 1), gr)
+            conduct(bi(j, i), bi(j + 1, i) if j + 1 < h else (None, vc[i]), gc)
+            if j:
+                conduct(bi(j, i), bi(j - 1, i), gc)
+    x = np.linalg.solve(A, rhs)
+    current = gc * (x[[bi(h - 1, i) for i in range(w)]] - vc)
+    np.testing.assert_allclose(t.Gd @ vd - t.Gc @ vc, current, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(t.Gd.sum(1), t.Gc.sum(1), rtol=1e-12)   # no current at equal voltages
+    across = t.crosspoints(vd[None], vc[None])[0]
+    np.testing.assert_allclose(across, (x[:h * w] - x[h * w:]).reshape(h, w).T, rtol=1e-10, atol=1e-12)
+
+
+@pytest.mark.parametrize("rr, rc", [(5.0, 0.0), (0.0, 10.0), (1.0, 3.0)])
+def test_wired_netlist_agrees_with_ngspice_and_the_wires_matter(rr, rc):
+    """Every node within 1e-6 V of ngspice, free and nudged; the outputs move far more than that from the
+    wire-free circuit."""
+    x, y = batch(SIZES, 4, seed=1)
+    c, plain = wired(rr, rc), wired(0.0, 0.0)
+    text = netlist(c, x, analysis=False)
+    if rr:   # each row wire starts at its driver and runs along the columns
+        assert "rwr_fp1_0_8 r0_8 wr_fp1_0_8 " in text and "rwr_fp1_1_3 wr_fp1_0_3 wr_fp1_1_3 " in text
+        assert "r_fp1_1_3 wr_fp1_1_3 " in text
+    if rc:   # each tile's column wire (rows 0-7, 8-15) ends at the column node
+        assert "rwc_fp1_2_6 wc_fp1_2_6 wc_fp1_2_7 " in text
+        assert "rwc_fp1_2_7 wc_fp1_2_7 c1_2 " in text and "rwc_fp1_2_15 wc_fp1_2_15 c1_2 " in text
+    fast = VgroundSolver(tol=1e-12)
+    f0 = fast.solve(c, x)
+    f1 = fast.solve(c, x, y, 0.5, start=f0.states)
+    assert f0.converged.all() and f1.converged.all()
+    s0, s1 = spice_free_and_nudged(c, x, y, 0.5)
+    diff = [max(np.abs(p - q).max() for p, q in zip(f.states, s)) for f, s in ((f0, s0), (f1, s1))]
+    ref = fast.solve(plain, x).states
+    moved = max(np.abs(split(c, k, a)[1] - split(c, k, b)[1]).max()
+                for k, (a, b) in enumerate(zip(f0.states, ref), start=1))
+    print(f"\nrow {rr:g} ohm, column {rc:g} ohm: fast vs ngspice, free {diff[0]:.1e} V, nudged {diff[1]:.1e} V; "
+          f"outputs moved by up to {moved:.2f} V from the wire-free circuit")
+    assert max(diff) <= 1e-6
+    assert moved > 1e-2
+
+
+@pytest.mark.parametrize("rr, rc", [(2.0, 3.0), (0.2, 0.3)])
+def test_local_rule_is_the_two_phase_estimate_of_the_wired_network(rr, rc):
+    """(V across the device at its crosspoint) x dh against dmu/dtheta . dh of the reduced network (dmu/dtheta by
+    finite differences of its column currents): they differ by the share of a device's current change that
+    returns through the wires, first order in the wire resistance (3 % at 2-3 ohm per segment against 1 kohm
+    devices, 0.3 % at a tenth of that), and the crosspoint voltage is closer than the row voltage."""
+    sizes = (6, 5, 3)
+    net = saturating_network(sizes, seed=2)
+    x, y = batch(sizes, 5)
+    drv = CircuitDriver(wired(rr, rc, sizes, net), VgroundSolver(tol=1e-13))
+    c = drv.circuit
+    free = drv.relax_free(x)
+    nudged = drv.relax_nudged(x, y, 0.3, free)
+    upd = drv.local_update(x, free, nudged)["fwd0_p"]
+    dh = free.probes["V"][0] - nudged.probes["V"][0]
+    r, rb = drives(c, free.probes["exact_V"], x)
+    vc = split(c, 1, free.probes["exact_V"][0])[0]
+
+    def column_current():
+        lay = Layer(c, 1)
+        return lay.device_current(lay.aggregate(r, rb), vc)[0]
+
+    base, eps = column_current(), 1e-6
+    fd = np.zeros_like(c.values["fwd0_p"])
+    for i in range(sizes[1]):
+        for j in range(sizes[0]):
+            c.values["fwd0_p"][i, j] += eps
+            c.revision += 1
+            fd[i, j] = (dh[:, i] * (column_current()[:, i] - base[:, i])).sum() / eps
+            c.values["fwd0_p"][i, j] -= eps
+            c.revision += 1
+    scale = np.abs(fd).max()
+    assert scale > 1e-3
+    err = np.abs(upd - fd).max() / scale
+    assert err <= 0.05 * rr / 2.0
+    plain = np.einsum("bi,bij->ij", dh, c.inputs(x)[:, None, :] - vc[:, :, None])   # the row voltage itself
+    assert np.abs(plain - fd).max() / scale > 1.5 * err
+
+
+def test_cli_refuses_wires_with_a_finite_gain(tmp_path, capsys):
+    assert main(["train", "--driver", "circuit", "--level", "vground", "--wire-r-row", "2", "--epochs", "1",
+                 "--quiet", "--out", str(tmp_path)]) == 2
+    assert "wire_r_row 2.0 ohm" in capsys.readouterr().err
+    assert main(["train", "--driver", "circuit", "--level", "vground", "--wire-r-col", "-1", "--epochs", "1",
+                 "--quiet", "--out", str(tmp_path / "b")]) == 2
+    assert "wire_r_col" in capsys.readouterr().err
