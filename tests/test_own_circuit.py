@@ -17,6 +17,7 @@ from conftest import ROOT
 
 CMOS = ROOT / "netlists" / "user" / "cmos.toml"
 DIODE = ROOT / "netlists" / "user" / "diode.toml"
+CMOS_VG = ROOT / "netlists" / "user" / "cmos_vg.toml"
 
 #: A neuron and a synapse of resistors only: rho(h) = h (unloaded output), I_in = h / rleak, and a synapse
 #: delivering g (a - b) into b, programmed by the parameter g.
@@ -195,7 +196,7 @@ def test_synapse_table_interpolates_values_and_slopes():
 
 
 # -- the tabulated solver against ngspice ------------------------------------------------------------------
-@pytest.mark.parametrize("path", [CMOS, DIODE])
+@pytest.mark.parametrize("path", [CMOS, DIODE, CMOS_VG])
 def test_tabulated_solver_agrees_with_ngspice_free_and_nudged(path):
     spec = load_spec(path)
     net, neurons, synapses = tables(spec, (16, 8, 4), die=1)
@@ -211,10 +212,11 @@ def test_tabulated_solver_agrees_with_ngspice_free_and_nudged(path):
     assert np.abs(nudged.states[-1] - free.states[-1]).max() > 1e-3     # the nudge moved the outputs
 
 
-def test_network_netlist_runs_in_plain_ngspice(tmp_path):
+@pytest.mark.parametrize("path", [CMOS, CMOS_VG])
+def test_network_netlist_runs_in_plain_ngspice(tmp_path, path):
     if not shutil.which("ngspice"):
         pytest.skip("ngspice is not installed")
-    spec = load_spec(CMOS)
+    spec = load_spec(path)
     net, neurons, synapses = tables(spec, (4, 3, 2))
     x = np.array([[0.1, 0.9, 0.3, 0.6], [0.8, 0.2, 0.5, 0.4]])
     path = tmp_path / "net.cir"
@@ -224,6 +226,33 @@ def test_network_netlist_runs_in_plain_ngspice(tmp_path):
     printed = np.array([[float(v) for v in r[2:]] for r in rows[:2]])
     expected = TabulatedSolver(net, neurons, synapses).solve(x).states[-1]
     np.testing.assert_allclose(printed, expected, atol=1e-4)
+
+
+def test_low_impedance_neuron_makes_synapse_currents_add():
+    """cmos_vg.toml: the neuron's small-signal input resistance (from its table) is a small part of the
+    resistance of the synapses a hidden node of the digits network (64 inputs and 10 outputs, two devices
+    each) puts on it, so the node stays near 0.5 V and its neuron responds to the sum of their currents; on
+    a 4-3-2 network the tables agree with ngspice within 1e-4 V and every state stays within 10 mV of 0.5 V."""
+    spec = load_spec(CMOS_VG)
+    net, neurons, synapses = tables(spec, (4, 3, 2), die=1)
+    i0 = np.argmin(np.abs(neurons.iin), axis=1)
+    rows = np.arange(len(i0))
+    r_in = (neurons.v[i0 + 1] - neurons.v[i0 - 1]) / (neurons.iin[rows, i0 + 1] - neurons.iin[rows, i0 - 1])
+    assert np.all(np.abs(neurons.v[i0] - 0.5) < 5e-3)          # held near 0.5 V with no input current
+    assert np.all(r_in < 12e3)
+    prog = spec.synapse.program
+    g_syn = -synapses(0, 0.5, 0.5, (prog.low + prog.high) / 2)[2]   # one device's conductance on the node
+    assert np.all(r_in * 2 * 74 * g_syn < 0.4)
+    gain = np.diff(neurons.out, axis=1).max(axis=1) / (neurons.v[1] - neurons.v[0])
+    assert np.all(gain > 100)                                    # rho(h) is steep: the node barely moves
+    solver = TabulatedSolver(net, neurons, synapses)
+    rng = np.random.default_rng(3)
+    x, y = rng.uniform(0, 1, (4, 4)), np.eye(2)[[0, 1, 1, 0]]
+    free = solver.solve(x)
+    nudged = solver.solve(x, y, 0.5, start=free.states)
+    for ours, theirs in ((free.states, solve_in_ngspice(net, x)), (nudged.states, solve_in_ngspice(net, x, y, 0.5))):
+        for a, b in zip(ours, theirs):
+            assert np.abs(a - b).max() <= 1e-4 and np.abs(a - 0.5).max() < 0.01
 
 
 # -- the local rule --------------------------------------------------------------------------------------
@@ -371,7 +400,7 @@ def test_digits_study_records_load_as_run_records(tmp_path, capsys):
     for name, temperature in (("nominal", 27.0), ("retrained-hot", 85.0)):
         study.write_record(tmp_path / name, study.record_config(args, name, temperature, cfg), [epoch])
     hot = RunDir(tmp_path / "retrained-hot").read_config()
-    assert (hot["driver_circuit_spec"], hot["driver_die"], hot["driver_temperature"]) == ("netlists/user/cmos.toml", 2, 85.0)
+    assert (hot["driver_circuit_spec"], hot["driver_die"], hot["driver_temperature"]) == ("netlists/user/cmos_vg.toml", 2, 85.0)
     assert "driver_die" not in RunDir(tmp_path / "nominal").read_config()   # the nominal design has no die
     assert main(["summary", str(tmp_path / "nominal"), str(tmp_path / "retrained-hot")]) == 0
     assert "retrained-hot: 1 epochs, train 75.00% (running), test 62.50%" in capsys.readouterr().out
@@ -383,4 +412,4 @@ def test_digits_study_records_load_as_run_records(tmp_path, capsys):
     assert [p.name for p in committed] == ["in-circuit", "nominal", "retrained-hot"]
     assert main(["summary", "--markdown", *map(str, committed)]) == 0
     table = capsys.readouterr().out
-    assert all(f"| {p.name}<br>" in table for p in committed) and "driver_circuit_spec netlists/user/cmos.toml" in table
+    assert all(f"| {p.name}<br>" in table for p in committed) and "driver_circuit_spec netlists/user/cmos_vg.toml" in table

@@ -1,4 +1,4 @@
-"""Train 64-32-10 on the embedded digits with a CMOS neuron and gate-programmed NMOS synapses.
+"""Train 64-32-10 on the embedded digits with a low-input-impedance CMOS neuron and transmission-gate synapses.
 
 1. train on the nominal circuit (no mismatch: the "ideal" design), fast tabulated solver in the loop;
 2. deploy those programming values on a die with Pelgrom threshold mismatch and measure;
@@ -9,7 +9,7 @@ Every epoch a few test samples are also solved by ngspice on the full netlist (s
 ``--records DIR`` each training stage is written as a run record (``config.json``, ``metrics.jsonl``,
 one line per epoch with its spot check) that ``analogprop summary`` and the results page read.
 
-    .venv/bin/python examples/own_circuit/train_digits.py --epochs 3 --train-subset 500
+    .venv/bin/python examples/own_circuit/train_digits.py --epochs 2 --train-subset 300 --spot-checks 2
 """
 from __future__ import annotations
 
@@ -83,11 +83,11 @@ def train(driver, data, args, label, spot):
 
 def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--spec", default=str(ROOT / "netlists" / "user" / "cmos.toml"))
+    p.add_argument("--spec", default=str(ROOT / "netlists" / "user" / "cmos_vg.toml"))
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lrs", type=float, nargs=2, default=(400.0, 200.0),
+    p.add_argument("--lrs", type=float, nargs=2, default=(100.0, 300.0),
                    help="learning rates (volts of gate per unit of the rule) of the two layer pairs")
-    p.add_argument("--beta", type=float, default=0.5)
+    p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--die", type=int, default=1)
     p.add_argument("--hot", type=float, default=85.0, help="deployment temperature of the drift study (C)")
     p.add_argument("--train-subset", type=int, default=None, help="first N training samples (default: all)")
