@@ -14,6 +14,9 @@ from conftest import ROOT
 
 EXPERIMENTS = sorted(p for p in (ROOT / "experiments").iterdir() if (p / "config.toml").exists())
 SHIPPED = [p for p in EXPERIMENTS if (p / "run" / "config.json").exists()]
+#: runs of an experiment's own configuration still training, kept with their checkpoint under records/
+IN_PROGRESS = [(exp, run) for exp in EXPERIMENTS if exp not in SHIPPED
+               for run in sorted((exp / "records").glob("*/checkpoint.npz"))]
 RUN_CONFIGS = sorted((ROOT / "experiments").glob("**/config.json"))
 #: where a run read its data and how often it kept snapshots: no trained parameter depends on them
 BOOKKEEPING = {"data_dir", "download", "checkpoint_every"}
@@ -41,6 +44,13 @@ def test_config_toml_gives_the_shipped_runs_configuration(exp):
     # and so does the command line of its README
     args = make_parser().parse_args(["train", "--config", str(exp / "config.toml"), "--data-dir", "DATA"])
     assert _without(config_from_args(args).to_flat()) == _without(toml)
+
+
+@pytest.mark.parametrize("exp, checkpoint", IN_PROGRESS, ids=lambda p: p.parent.name)
+def test_a_run_in_progress_follows_its_experiments_config_toml(exp, checkpoint):
+    kept = json.loads((checkpoint.parent / "config.json").read_text())
+    toml = merge(load_toml(exp / "config.toml")).to_flat()
+    assert _without(toml) == _without(from_flat(kept).to_flat())
 
 
 @pytest.mark.parametrize("exp", SHIPPED, ids=lambda p: p.name)

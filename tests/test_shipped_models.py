@@ -35,7 +35,8 @@ def test_the_mnist_model_is_shipped():
 def test_kept_run_is_consistent(path):
     run = RunDir(path)
     cfg, (params, meta), records = run.read_config(), load_checkpoint(run.checkpoint_path), run.metrics()
-    net = create_network(cfg["arch"], bias=cfg["bias"], tied=cfg["tied"], linear_output=cfg["linear_output"])
+    net = create_network(cfg["arch"], bias=cfg["bias"], tied=cfg["tied"], linear_output=cfg["linear_output"],
+                         readout=cfg.get("readout", "dynamic"))
     assert params.keys() == net.params.keys()
     net.params = params
     net.validate()  # every shape right, every value finite
