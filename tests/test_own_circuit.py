@@ -120,6 +120,9 @@ def _spec(**changes):
     ({"synapse.colour": 1}, "synapse.colour"),
     ({"temperature": "hot"}, "temperature"),
     ({"network": {"v_low": 1.0, "v_high": 0.5}}, "network.v_high"),
+    ({"network": {"target_low": 0.503, "target_high": 0.497}}, "network.target_high must exceed"),
+    ({"network": {"target_low": float("nan")}}, "network.target_low"),
+    ({"network": {"target_high": "1 V"}}, "network.target_high"),
 ])
 def test_specification_errors_are_one_line_naming_the_key(change, key):
     with pytest.raises(SpecError) as err:
@@ -206,10 +209,14 @@ def test_tabulated_solver_agrees_with_ngspice_free_and_nudged(path):
     free = solver.solve(x)
     nudged = solver.solve(x, y, 0.5, start=free.states)
     assert free.converged.all() and nudged.converged.all()
-    for ours, theirs in ((free.states, solve_in_ngspice(net, x)), (nudged.states, solve_in_ngspice(net, x, y, 0.5))):
+    spice_free, spice_nudged = solve_in_ngspice(net, x), solve_in_ngspice(net, x, y, 0.5)
+    for ours, theirs in ((free.states, spice_free), (nudged.states, spice_nudged)):
         for a, b in zip(ours, theirs):
             assert np.abs(a - b).max() <= 1e-4
-    assert np.abs(nudged.states[-1] - free.states[-1]).max() > 1e-3     # the nudge moved the outputs
+    # the nudge moved the outputs (by microvolts for cmos_vg, whose targets sit 3 mV either side of 0.5 V)
+    # and ngspice moved them by the same amount
+    moved, spice_moved = nudged.states[-1] - free.states[-1], spice_nudged[-1] - spice_free[-1]
+    assert np.abs(moved).max() > 5e-6 and np.abs(moved - spice_moved).max() <= 0.01 * np.abs(moved).max()
 
 
 @pytest.mark.parametrize("path", [CMOS, CMOS_VG])
@@ -253,6 +260,34 @@ def test_low_impedance_neuron_makes_synapse_currents_add():
     for ours, theirs in ((free.states, solve_in_ngspice(net, x)), (nudged.states, solve_in_ngspice(net, x, y, 0.5))):
         for a, b in zip(ours, theirs):
             assert np.abs(a - b).max() <= 1e-4 and np.abs(a - 0.5).max() < 0.01
+
+
+def test_nudge_pulls_the_outputs_toward_the_specified_target_voltages(tmp_path):
+    """``target_low``/``target_high`` are the volts a target 0 / 1 means at the output nodes (default
+    ``v_low``/``v_high``): the nudged fixed point moves toward them, as far as beta lets it, and ngspice's
+    nudge sources pull toward the same voltages."""
+    (tmp_path / "lin.lib").write_text(LINEAR_LIB)
+    (tmp_path / "lin.toml").write_text(LINEAR_SPEC)
+    assert load_spec(tmp_path / "lin.toml").targets == (0.0, 1.0)
+    (tmp_path / "lin.toml").write_text(LINEAR_SPEC.replace("g_unit = 1e-4", "g_unit = 1e-4\ntarget_low = 0.3\n"
+                                                                          "target_high = 0.45"))
+    spec = load_spec(tmp_path / "lin.toml")
+    assert (spec.v_low, spec.v_high, spec.targets) == (0.0, 1.0, (0.3, 0.45))
+    net, neurons, synapses = tables(spec, (3, 4, 2))
+    solver = TabulatedSolver(net, neurons, synapses)
+    x, y = np.array([[0.2, 0.9, 0.5], [0.7, 0.1, 0.4]]), np.array([[1.0, 0.0], [0.0, 1.0]])
+    goal = np.where(y == 1, 0.45, 0.3)
+    free = solver.solve(x)
+    out = [free.states[-1]]
+    for beta in (0.5, 1e4):
+        nudged = solver.solve(x, y, beta, start=free.states)
+        assert nudged.converged.all()
+        out.append(nudged.states[-1])
+        for a, b in zip(nudged.states, solve_in_ngspice(net, x, y, beta)):
+            assert np.abs(a - b).max() <= 1e-4
+    gaps = [np.abs(o - goal) for o in out]
+    assert np.all(gaps[1] < gaps[0]) and np.all(gaps[2] < 1e-3) and gaps[0].min() > 0.03
+    assert np.all(np.abs(out[2] - np.where(y == 1, 1.0, 0.0)) > 0.25)  # not the v_low/v_high levels
 
 
 # -- the local rule --------------------------------------------------------------------------------------

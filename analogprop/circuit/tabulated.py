@@ -9,6 +9,8 @@ Layer 0 is a set of sources at ``v_low + x (v_high - v_low)``.  The field
 
     mu_{k,i} = -I_in(V_{k,i}) + sum_syn I_syn(V_a, V_{k,i}, p) [+ beta g_unit (V_target - V_{L,i})]
 
+(``V_target = target_low + y (target_high - target_low)``)
+
 with ``I_in`` and ``rho`` from the neuron's monotone cubic (pchip) tables and
 ``I_syn`` from the synapse's tensor-product pchip table over (``a``, ``b``, ``p``), both
 per instance (each instance its own mismatch).  :class:`TabulatedSolver`
@@ -195,7 +197,9 @@ class UserNetwork:
         return self.spec.v_low + np.asarray(x, float) * self.spec.span
 
     def target_voltage(self, y) -> np.ndarray:
-        return self.spec.v_low + np.asarray(y, float) * self.spec.span
+        """Volts the nudge pulls the output nodes toward: ``target_low + y (target_high - target_low)``."""
+        low, high = self.spec.targets
+        return low + np.asarray(y, float) * (high - low)
 
 
 class TabulatedSolver:

@@ -23,8 +23,11 @@ subcircuit with its port contract:
   ``sigma``) or ``pelgrom`` (``nominal``, ``a_vt`` in V m, ``w``, ``l`` in m:
   ``sigma = a_vt / sqrt(w l)``, Pelgrom's law).
 * ``temperature`` (degrees C), ``[network]``: ``v_low``/``v_high`` (the
-  voltages meaning 0 and 1 for inputs, targets and states) and ``g_unit``
-  (siemens: the field's unit and the nudge conductance per unit of beta).
+  voltages meaning 0 and 1 for inputs, targets and states), ``g_unit``
+  (siemens: the field's unit and the nudge conductance per unit of beta) and
+  ``target_low``/``target_high`` (the voltages the nudge pulls an output node
+  toward for a target 0 and 1; default ``v_low``/``v_high``: set them inside
+  the output nodes' own range when that is much narrower than the inputs').
 
 Draws come from ``default_rng([die, crc32(role.param), instance])``: a die
 seed gives the same devices in every solver and netlist.
@@ -116,10 +119,18 @@ class CircuitSpec:
     neuron: Role
     synapse: Role
     allow_outside: bool = False
+    target_low: float | None = None
+    target_high: float | None = None
 
     @property
     def span(self) -> float:
         return self.v_high - self.v_low
+
+    @property
+    def targets(self) -> tuple[float, float]:
+        """Volts of a target 0 and 1 at the output nodes (``target_low``/``target_high``, default v_low/v_high)."""
+        return (self.v_low if self.target_low is None else self.target_low,
+                self.v_high if self.target_high is None else self.target_high)
 
     @property
     def root(self) -> Path:
@@ -260,18 +271,22 @@ def parse_spec(data: dict, path) -> CircuitSpec:
         if role not in data:
             raise SpecError(f"{path}: missing table [{role}]")
     net = _table(path, "network", data.get("network", {}))
-    _known(path, "network.", net, ("v_low", "v_high", "g_unit"))
+    _known(path, "network.", net, ("v_low", "v_high", "g_unit", "target_low", "target_high"))
     v_low = _number(path, "network.v_low", net.get("v_low", 0.0))
     v_high = _number(path, "network.v_high", net.get("v_high", 1.0))
     if v_high <= v_low:
         raise SpecError(f"{path}: network.v_high must exceed network.v_low, got {v_low} and {v_high}")
+    t_low = _number(path, "network.target_low", net.get("target_low", v_low))
+    t_high = _number(path, "network.target_high", net.get("target_high", v_high))
+    if t_high <= t_low:
+        raise SpecError(f"{path}: network.target_high must exceed network.target_low, got {t_low} and {t_high}")
     allow = data.get("allow_outside", False)
     if not isinstance(allow, bool):
         raise SpecError(f"{path}: allow_outside must be true or false, got {allow!r}")
     return CircuitSpec(path, _number(path, "temperature", data.get("temperature", 27.0), low=-273.15), v_low, v_high,
                        _number(path, "network.g_unit", net.get("g_unit", 1e-5), low=0.0),
                        _role(path, "neuron", data["neuron"], data.get("library")),
-                       _role(path, "synapse", data["synapse"], data.get("library")), allow)
+                       _role(path, "synapse", data["synapse"], data.get("library")), allow, t_low, t_high)
 
 
 def load_spec(path) -> CircuitSpec:

@@ -38,7 +38,8 @@ def user_netlist(net, x, y=None, title: str = "analogprop user circuit", analysi
         libs[sy.library] = library_text(spec, sy)
     lines = [f"* {title}: {'-'.join(map(str, s))} network of neuron {nr.subckt} and synapse {sy.subckt}, "
              f"die {net.die}, {spec.temperature:g} C",
-             f"* states h{{k}}_{{i}} in volts; network units u = (V - {spec.v_low:g}) / {spec.span:g}",
+             f"* states h{{k}}_{{i}} in volts; network units u = (V - {spec.v_low:g}) / {spec.span:g}; "
+             f"targets y = 0 / 1 at {spec.targets[0]:g} / {spec.targets[1]:g} V",
              "* free phase: dc vsel 0 N-1 1; free then nudged: dc vnb 0 <beta> <beta> vsel 0 N-1 1"]
     for path, text in libs.items():
         lines += [f"* ==== user library {path.name} ====", text.strip()]

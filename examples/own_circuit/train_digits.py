@@ -9,7 +9,7 @@ Every epoch a few test samples are also solved by ngspice on the full netlist (s
 ``--records DIR`` each training stage is written as a run record (``config.json``, ``metrics.jsonl``,
 one line per epoch with its spot check) that ``analogprop summary`` and the results page read.
 
-    .venv/bin/python examples/own_circuit/train_digits.py --epochs 2 --train-subset 300 --spot-checks 2
+    .venv/bin/python examples/own_circuit/train_digits.py --epochs 3 --train-subset 300 --spot-checks 2
 """
 from __future__ import annotations
 
@@ -85,7 +85,7 @@ def parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--spec", default=str(ROOT / "netlists" / "user" / "cmos_vg.toml"))
     p.add_argument("--epochs", type=int, default=3)
-    p.add_argument("--lrs", type=float, nargs=2, default=(100.0, 300.0),
+    p.add_argument("--lrs", type=float, nargs=2, default=(3000.0, 30000.0),
                    help="learning rates (volts of gate per unit of the rule) of the two layer pairs")
     p.add_argument("--beta", type=float, default=1.0)
     p.add_argument("--die", type=int, default=1)
