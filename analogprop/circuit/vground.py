@@ -60,28 +60,23 @@ class Layer:
         v, L, nid = circuit.values, circuit.n_layers, circuit.nonideal
         self.k, self.v0 = k, nid.device_v0
         self.linear = not np.isfinite(self.v0)
-        self.groups = [(v[f"fwd{k - 1}_p"], k - 1, "r"), (v[f"fwd{k - 1}_n"], k - 1, "rb")]
+        # with wire resistance, the tiles as seen from the column nodes (ideal op-amps: V_col = V_os, fixed)
+        arrays, Gc = effective(circuit, k) if wired(circuit) else (v, None)
+        self.groups = [(arrays[f"fwd{k - 1}_p"], k - 1, "r"), (arrays[f"fwd{k - 1}_n"], k - 1, "rb")]
         if k < L:
-            self.groups += [(v[f"bwd{k}_p"], k + 1, "r"), (v[f"bwd{k}_n"], k + 1, "rb")]
+            self.groups += [(arrays[f"bwd{k}_p"], k + 1, "r"), (arrays[f"bwd{k}_n"], k + 1, "rb")]
         rail = circuit.design.v_rail
-        self.rails = [(v[f"bias{k}_p"], rail), (v[f"bias{k}_n"], -rail)] if circuit.has_bias else []
+        self.rails = [(arrays[f"bias{k}_p"], rail), (arrays[f"bias{k}_n"], -rail)] if circuit.has_bias else []
         ig = lambda j: v[f"inv_gain{j}"]
         io = lambda j: v[f"inv_offset{j}"]
         self.W = {j: sum(G * (1.0 if kind == "r" else -ig(j)) for G, jj, kind in self.groups if jj == j)
                   for j in {g[1] for g in self.groups}}
         self.const = sum(G @ io(j) for G, j, kind in self.groups if kind == "rb") + sum(G * u for G, u in self.rails)
-        self.S = sum(G.sum(1) for G, _, _ in self.groups) + sum(G for G, _ in self.rails)
         self.gf, self.vos = v[f"gf{k}"], v[f"vos{k}"]
-        self.col_const = 0.0
-        if wired(circuit):   # the tiles seen from the column nodes (ideal op-amps: V_col = V_os, fixed)
-            eff, Gc = effective(circuit, k)
-            keys = [f"fwd{k - 1}_p", f"fwd{k - 1}_n"] + ([f"bwd{k}_p", f"bwd{k}_n"] if k < L else [])
-            self.groups = [(eff[key], j, kind) for key, (_, j, kind) in zip(keys, self.groups)]
-            self.rails = [(eff[f"bias{k}_{p}"], u) for p, (_, u) in zip("pn", self.rails)]
-            self.W = {j: sum(G * (1.0 if kind == "r" else -ig(j)) for G, jj, kind in self.groups if jj == j)
-                      for j in {g[1] for g in self.groups}}
-            self.const = (sum(G @ io(j) for G, j, kind in self.groups if kind == "rb")
-                          + sum(G * u for G, u in self.rails))
+        if Gc is None:
+            self.S = sum(G.sum(1) for G, _, _ in self.groups) + sum(G for G, _ in self.rails)
+            self.col_const = 0.0
+        else:
             self.S = np.diag(Gc).copy()
             self.col_const = -(Gc - np.diag(self.S)) @ self.vos
         self.clamp = self.diode = None
