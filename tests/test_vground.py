@@ -103,6 +103,24 @@ def test_newton_gmin_and_source_stepping_finish_what_the_sweeps_leave():
     assert max(np.abs(a - b).max() for a, b in zip(full.states, ref.states)) < 1e-9
 
 
+@pytest.mark.parametrize("devices", [{}, {"device_v0": 1.0}])
+def test_newton_steps_by_lu_and_by_gmres_agree(devices, monkeypatch):
+    """Newton's linear solves: LU on the unsaturated neurons, or GMRES when there are more than _DENSE_MAX of them
+    (shared drive Jacobian for linear devices, per sample for sinh devices)."""
+    import analogprop.circuit.vground as vground
+    net = saturating_network((20, 15, 12, 5), seed=3, gain=2.0, feedback=0.6)
+    x, _ = batch(net.sizes, 8)
+    c = compile_circuit(net.sizes, net.params, "vground", Mismatch(g_dtod=0.1), clamp=True,
+                        nonideal=Nonidealities(opamp_gain=1e4, **devices))
+    assert not VgroundSolver(tol=1e-11, max_sweeps=3, newton_iters=0).solve(c, x).converged.all()
+    solver = VgroundSolver(tol=1e-11, max_sweeps=3)
+    lu = solver.solve(c, x)
+    monkeypatch.setattr(vground, "_DENSE_MAX", 0)
+    krylov = solver.solve(c, x)
+    assert lu.converged.all() and krylov.converged.all()
+    assert max(np.abs(a - b).max() for a, b in zip(lu.states, krylov.states)) < 1e-9
+
+
 def test_unconverged_samples_are_reported_honestly():
     net = saturating_network((20, 15, 12, 5), seed=3)
     x, _ = batch(net.sizes, 6)

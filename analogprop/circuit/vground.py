@@ -291,6 +291,17 @@ def drives(circuit, V, x, scale=1.0):
 
 #: sweeps before a sample whose sweeps stop contracting is handed to Newton
 _STALL_AFTER = 10
+#: most unsaturated neurons a Newton step solves by LU (more: GMRES); 2,048 is a 32 MB matrix
+_DENSE_MAX = 2048
+
+
+def _dense_drive_jacobian(blocks, edges, b):
+    """The drive Jacobian of every stage output on every other as one (N, N) matrix (sample b's for
+    per-sample blocks)."""
+    out = np.zeros((edges[-1], edges[-1]))
+    for (k, j), D in blocks.items():
+        out[edges[k - 1]:edges[k], edges[j - 1]:edges[j]] = D if D.ndim == 2 else D[b]
+    return out
 
 
 @dataclass
@@ -442,9 +453,12 @@ class VgroundSolver:
 
     @staticmethod
     def _newton_step(circuit, lays, edges, f, sens, vo, r, rb, cols, shift=0.0):
-        """Newton steps ``(c I - M) step = -F`` of samples (f, sens, vo: (n, N)) by GMRES on a
-        :class:`scipy.sparse.linalg.LinearOperator` (see :meth:`_newton`); ``c = 1 + shift``, ``shift`` (per
-        sample, 1/dt) making it a backward-Euler step of the stages' dynamics ``dV_out/dt = -F``."""
+        """Newton steps ``(c I - M) step = -F`` of samples (f, sens, vo: (n, N)), ``c = 1 + shift`` (per sample,
+        1/dt, making it a backward-Euler step of the stages' dynamics ``dV_out/dt = -F``; see :meth:`_newton`).
+
+        M's columns vanish at saturated buffers, so only the unsaturated neurons P enter the solve:
+        ``(c I - M_PP) u = -F_P``, then ``step = (-F + M[:, P] u) / c``; up to :data:`_DENSE_MAX` of them by
+        LU (numpy.linalg.solve), more by GMRES on a :class:`scipy.sparse.linalg.LinearOperator`."""
         L, N = circuit.n_layers, f.shape[1]
         c = 1.0 + np.broadcast_to(np.asarray(shift, float), f.shape[:1])
         slope = np.concatenate([circuit.buffer_slope(j, vo[:, edges[j - 1]:edges[j]]) for j in range(1, L + 1)],
@@ -452,10 +466,23 @@ class VgroundSolver:
         # drive Jacobian blocks dI_k / dr_j (shared matrices for linear devices, per sample for sinh devices)
         blocks = {(k, j): lays[k - 1].drive_jacobian(r, rb, cols[k - 1], j, circuit.values[f"inv_gain{j}"])
                   for k in range(1, L + 1) for j in (k - 1, k + 1) if 1 <= j <= L}
+        shared = all(D.ndim == 2 for D in blocks.values())
         step = -f / c[:, None]
+        dense = _dense_drive_jacobian(blocks, edges, None) if shared and N <= _DENSE_MAX else None
         for b in range(f.shape[0]):
-            if not slope[b].any():
+            P = np.flatnonzero(slope[b])
+            if not P.size:
                 continue
+            if P.size <= _DENSE_MAX:
+                D = dense if dense is not None else _dense_drive_jacobian(blocks, edges, b)
+                A = np.eye(P.size) * c[b] - sens[b, P][:, None] * D[np.ix_(P, P)] * slope[b, P][None, :]
+                try:
+                    u = np.zeros(N)
+                    u[P] = slope[b, P] * np.linalg.solve(A, -f[b, P])
+                    step[b] = (-f[b] + sens[b] * (D @ u)) / c[b]
+                    continue
+                except np.linalg.LinAlgError:
+                    pass  # a singular Jacobian: GMRES's least-squares progress below
 
             def matvec(u, b=b):
                 su = slope[b] * u.ravel()
