@@ -1,12 +1,14 @@
 """A user's own circuit: characterization time per instance, and free+nudged pairs per second of the
 tabulated solver against ngspice on the same network, with their largest node-voltage difference.
 
-    .venv/bin/python benchmarks/own_circuit.py                       # 64-32-10, netlists/user/cmos.toml
-    .venv/bin/python benchmarks/own_circuit.py --arch 784-128-10 --samples 4
+    .venv/bin/python benchmarks/own_circuit.py                       # 64-32-10, netlists/user/cmos_vg.toml
+    .venv/bin/python benchmarks/own_circuit.py --spec netlists/user/cmos.toml --samples 4
+    .venv/bin/python benchmarks/own_circuit.py --arch 784-128-10 --samples 1
 
 Characterization runs in a fresh temporary cache (nothing cached).  The synapse figure uses
-``--synapse-instances`` distinct devices (threshold spread of 5 mV), the neuron figure every neuron of
-the network (Pelgrom-drawn thresholds of the specification).
+``--synapse-instances`` distinct devices (the specification's synapse mismatch if it has one, else a 1%
+lognormal spread of its first fixed parameter, a width in the shipped examples), the neuron figure every
+neuron of the network (the specification's mismatch draws).
 """
 from __future__ import annotations
 
@@ -29,9 +31,19 @@ from analogprop.spice.characterize import characterize_neurons, characterize_syn
 from analogprop.spice.user_netlist import solve_in_ngspice  # noqa: E402
 
 
+def distinct_synapses(role):
+    """The synapse role with a per-instance spread: its own mismatch, else 1% (lognormal) on its first fixed
+    parameter."""
+    if role.mismatch or not role.params:
+        return role
+    name, value = next(iter(role.params.items()))
+    params = {k: v for k, v in role.params.items() if k != name}
+    return dataclasses.replace(role, params=params, mismatch=(Mismatch(name, "lognormal", value, 0.01),))
+
+
 def main(argv=None):
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--spec", default=str(ROOT / "netlists" / "user" / "cmos.toml"))
+    p.add_argument("--spec", default=str(ROOT / "netlists" / "user" / "cmos_vg.toml"))
     p.add_argument("--arch", default="64-32-10")
     p.add_argument("--samples", type=int, default=20)
     p.add_argument("--synapse-instances", type=int, default=20)
@@ -45,10 +57,10 @@ def main(argv=None):
         t = time.perf_counter()
         neurons = characterize_neurons(spec, net.neuron_params)
         tn = time.perf_counter() - t
-        spread = dataclasses.replace(spec.synapse, mismatch=(Mismatch("dvt", "normal", 0.0, 0.005),))
-        many = dataclasses.replace(spec, synapse=spread).synapse.instance_params(1, args.synapse_instances)
+        spread = dataclasses.replace(spec, synapse=distinct_synapses(spec.synapse))
+        many = spread.synapse.instance_params(1, args.synapse_instances)
         t = time.perf_counter()
-        characterize_synapses(dataclasses.replace(spec, synapse=spread), many)
+        characterize_synapses(spread, many)
         ts = time.perf_counter() - t
         synapses = characterize_synapses(spec, net.synapse_params)
     prog = spec.synapse.program

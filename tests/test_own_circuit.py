@@ -262,6 +262,40 @@ def test_low_impedance_neuron_makes_synapse_currents_add():
             assert np.abs(a - b).max() <= 1e-4 and np.abs(a - 0.5).max() < 0.01
 
 
+@pytest.mark.parametrize("celsius", [27.0, 85.0])
+def test_replica_biased_neuron_keeps_its_operating_point_at_27_and_85_c(celsius):
+    """cmos_vg.toml's neuron, measured through its characterization on die 1: at 27 and at 85 C the node it
+    holds with no input current stays within 3 mV of vref (0.5 V: the replica pair cancels the thresholds'
+    fall), rho there stays mid-range, rho = 0.5 needs less than 50 nA of input current (rho spans 0.1 to 0.9
+    over about +-230 nA), and rho covers 0 .. 1 without leaving the rails."""
+    spec = load_spec(CMOS_VG).at_temperature(celsius)
+    net = UserNetwork.build(spec, (4, 3, 2), die=1)
+    neurons = characterize_neurons(spec, net.neuron_params)
+    v = neurons.v
+    for out, iin in zip(neurons.out, neurons.iin):
+        assert np.all(np.diff(iin) > 0) and np.all(np.diff(out) > -1e-9)   # draws more current, rho rises
+        node = np.interp(0.0, iin, v)
+        assert abs(node - spec.neuron.supplies["vref"]) < 3e-3
+        assert abs(np.interp(node, v, out) - 0.5) < 0.1
+        half = np.interp(0.5, out, v)
+        assert abs(np.interp(half, v, iin)) < 50e-9
+        assert out.min() < 0.1 and out.max() > 0.9 and -0.05 < out.min() and out.max() < 1.05
+
+
+def test_benchmark_spreads_synapses_without_their_own_mismatch():
+    """benchmarks/own_circuit.py times distinct synapse instances: a 1% spread of the first fixed parameter
+    (the transmission gate's width) when the specification draws no synapse mismatch."""
+    from conftest import load_script
+
+    bench = load_script("benchmarks/own_circuit.py")
+    role = bench.distinct_synapses(load_spec(CMOS_VG).synapse)
+    widths = [p["w"] for p in role.instance_params(1, 20)]
+    assert len(set(widths)) == 20 and np.std(widths) == pytest.approx(1e-8, rel=0.4)
+    assert {p["l"] for p in role.instance_params(1, 20)} == {100e-6}
+    mismatched = load_spec(CMOS_VG).neuron
+    assert bench.distinct_synapses(mismatched) is mismatched          # a role with its own draws is kept
+
+
 def test_nudge_pulls_the_outputs_toward_the_specified_target_voltages(tmp_path):
     """``target_low``/``target_high`` are the volts a target 0 / 1 means at the output nodes (default
     ``v_low``/``v_high``): the nudged fixed point moves toward them, as far as beta lets it, and ngspice's
