@@ -16,6 +16,15 @@ def _list(kind):
     return parse
 
 
+def _gain(text):
+    if text.strip().lower() == "none":
+        return "none"
+    try:
+        return float(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(f"expected a number or none, got {text!r}") from None
+
+
 def add_sweep_options(p) -> None:
     from .commands import out_path
 
@@ -27,7 +36,14 @@ def add_sweep_options(p) -> None:
     g.add_argument("--bits", metavar="B1,B2,...", help="programming resolutions, same as --grid resolution_bits=...")
     g.add_argument("--dies", type=int, help="die seeds 0..N-1 per point (default 3)")
     g.add_argument("--seeds", type=_list(int), help="training seeds (initial weights, sample order), default 0")
-    g.add_argument("--level", help="circuit level: behavioural (default) or crossbar")
+    g.add_argument("--level", help="circuit level: behavioural (default), crossbar or vground (the virtual-ground "
+                   "crossbar; knobs wire_r, wire_r_row, wire_r_col, opamp_offset, gradient, field_std)")
+    v = p.add_argument_group("virtual-ground crossbar (--level vground), fixed for the whole sweep")
+    v.add_argument("--tile", type=int, help="crossbar tile size in crosspoints (default 256); wire resistance "
+                   "acts along each tile's wires")
+    v.add_argument("--opamp-gain", type=_gain, metavar="X|none",
+                   help="open-loop gain of the column op-amps (default 1e6); none: an exact virtual ground, which "
+                   "the wire-resistance knobs need")
     m = p.add_argument_group("model and training (the same budget for the ideal reference and in-circuit)")
     m.add_argument("--dataset", choices=["digits", "mnist"], help="digits (embedded, default) or mnist")
     m.add_argument("--data-dir", help="directory of MNIST IDX files")
@@ -55,7 +71,8 @@ def add_sweep_options(p) -> None:
 
 
 SETTING_OPTIONS = ("dies", "seeds", "level", "dataset", "data_dir", "arch", "train_samples", "test_samples",
-                   "epochs", "finetune_epochs", "beta", "lrs", "circuit_lrs", "batch_size", "tol", "max_steps")
+                   "epochs", "finetune_epochs", "beta", "lrs", "circuit_lrs", "batch_size", "tol", "max_steps",
+                   "tile", "opamp_gain")
 
 
 def spec_from_args(args):

@@ -168,9 +168,10 @@ class RunConfig:
 
     @classmethod
     def from_flat(cls, flat: dict) -> "RunConfig":
-        """From a config.json dict; see the module's docstring."""
+        """From a config.json dict; see the module's docstring.  A null value is the default, except for an
+        optional setting, where it is the value none (``driver_opamp_gain`` null: an exact virtual ground)."""
         nest(flat)  # refuses unknown keys, null ones included
-        return cls.from_dict(nest({k: v for k, v in flat.items() if v is not None}))
+        return cls.from_dict(nest({k: v for k, v in flat.items() if v is not None or KEYS[k].meta["optional"]}))
 
     def to_flat(self) -> dict:
         """The config.json dict: every common key (``lrs`` resolved when none were given), and the

@@ -5,7 +5,11 @@ order given) times the training seeds times the dies.  The knobs are the
 fields of :class:`~analogprop.circuit.Mismatch` (device-to-device spreads
 ``*_dtod`` fixed per die, cycle-to-cycle noise ``*_std``) and the crossbar
 design knobs the circuit driver takes (``resolution_bits``, ``g_min``,
-``g_max``, ``w_max``).  A knob with one value is a fixed setting.
+``g_max``, ``w_max``; levels crossbar and vground), and the virtual-ground crossbar's non-idealities
+(level vground): ``wire_r`` (ohm per row and column wire segment, IR drop; or ``wire_r_row`` and ``wire_r_col``
+apart), ``opamp_offset``, ``gradient``, ``field_std``.  A knob with one value is a fixed setting; the vground
+settings ``tile`` and ``opamp_gain`` (None: an exact virtual ground, which wire resistance needs) are fixed per
+sweep.
 
 Dies are die seeds ``0 .. dies-1``: a die's device deviations depend only
 on its seed (see :mod:`analogprop.circuit.mismatch`), so the same die seen
@@ -26,12 +30,17 @@ from ..runs.build import complete, train_config
 from ..circuit.description import parse_level
 from ..config import RunConfig
 from ..circuit.mismatch import CrossbarDesign, Mismatch
+from ..circuit.nonideal import Nonidealities
 from ..errors import AnalogpropError, ConfigError
 
 MISMATCH_KNOBS = tuple(f.name for f in fields(Mismatch))
 #: CrossbarDesign fields a run configuration sets (the circuit section's design settings).
 DESIGN_KNOBS = tuple(f.name for f in fields(CrossbarDesign) if f.name not in ("leak", "v_rail"))
-KNOBS = MISMATCH_KNOBS + DESIGN_KNOBS
+#: Nonidealities fields a vground sweep varies per point, and ``wire_r`` (both wire segments at once).
+VGROUND_KNOBS = ("wire_r", "wire_r_row", "wire_r_col", "opamp_offset", "gradient", "field_std")
+KNOBS = MISMATCH_KNOBS + DESIGN_KNOBS + VGROUND_KNOBS
+#: design knobs apply to the levels with conductance pairs; vground knobs and settings to the vground level only
+PAIR_LEVELS = ("crossbar", "vground")
 
 _RUN = RunConfig()
 #: Settings of a sweep besides its grid, with their defaults: a run's own settings default as in the
@@ -41,7 +50,10 @@ SETTINGS = {
        if k in ("dataset", "data_dir", "arch", "epochs", "beta", "batch_size", "tol", "max_steps")},
     "lrs": _RUN.training.lrs, "train_samples": _RUN.data.train_subset, "test_samples": _RUN.data.test_subset, "level": _RUN.circuit.level,
     "seeds": [0], "dies": 3, "finetune_epochs": 0, "circuit_lrs": None,
+    "tile": _RUN.circuit.tile, "opamp_gain": _RUN.circuit.opamp_gain,
 }
+#: the vground settings fixed for a whole sweep (passed to the circuit section as ``driver_<name>``)
+VGROUND_SETTINGS = ("tile", "opamp_gain")
 
 
 @dataclass
@@ -77,10 +89,12 @@ class SweepSpec:
         return out
 
     def shared(self) -> dict:
-        """Settings every task of the sweep carries (what its result depends on)."""
-        return {k: self.settings[k] for k in ("dataset", "data_dir", "train_samples", "test_samples", "arch",
-                                              "level", "epochs", "finetune_epochs", "beta", "lrs", "circuit_lrs",
-                                              "batch_size", "tol", "max_steps")}
+        """Settings every task of the sweep carries (what its result depends on; the vground settings only at
+        that level)."""
+        keys = ("dataset", "data_dir", "train_samples", "test_samples", "arch", "level", "epochs", "finetune_epochs",
+                "beta", "lrs", "circuit_lrs", "batch_size", "tol", "max_steps")
+        keys += VGROUND_SETTINGS if self.settings["level"] == "vground" else ()
+        return {k: self.settings[k] for k in keys}
 
 
 def digest(obj) -> str:
@@ -143,6 +157,8 @@ def make_spec(file_settings: dict | None = None, grid_options=(), **overrides) -
     grid.update(file_settings.pop("grid", {}))
     settings.update({k: v for k, v in file_settings.items() if v is not None})
     settings.update({k: v for k, v in overrides.items() if v is not None})
+    if isinstance(settings["opamp_gain"], str) and settings["opamp_gain"].strip().lower() == "none":
+        settings["opamp_gain"] = None   # an exact virtual ground (TOML has no null)
     for text in grid_options:
         name, values = parse_grid_option(text)
         grid[name] = values
@@ -160,8 +176,10 @@ def validate(spec: SweepSpec) -> SweepSpec:
             raise ConfigError(f"grid knob {name} has no values")
         if len(set(values)) != len(values):
             raise ConfigError(f"grid knob {name} repeats a value: {values}")
-        if name in DESIGN_KNOBS and s["level"] != "crossbar":
-            raise ConfigError(f"grid knob {name} is a crossbar design knob; sweep it with level crossbar")
+        if name in DESIGN_KNOBS and s["level"] not in PAIR_LEVELS:
+            raise ConfigError(f"grid knob {name} is a crossbar design knob; sweep it with level crossbar or vground")
+        if name in VGROUND_KNOBS and s["level"] != "vground":
+            raise ConfigError(f"grid knob {name} is a virtual-ground crossbar knob; sweep it with level vground")
         for v in values:
             if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
                 raise ConfigError(f"grid knob {name}: value {v!r} is not a finite number")
@@ -170,6 +188,8 @@ def validate(spec: SweepSpec) -> SweepSpec:
                     Mismatch(**{name: v})
                 elif name == "resolution_bits":
                     CrossbarDesign(resolution_bits=v)
+                elif name in VGROUND_KNOBS and v < 0:
+                    raise ConfigError(f"{name} must be a finite number >= 0, got {v:g}")
             except ConfigError as e:
                 raise ConfigError(f"grid knob {name}: {e}") from None
     for combo in itertools.product(*[[(k, v) for v in vals] for k, vals in spec.grid.items()
@@ -178,6 +198,7 @@ def validate(spec: SweepSpec) -> SweepSpec:
             CrossbarDesign(**dict(combo))
         except ConfigError as e:
             raise ConfigError(f"grid point {dict(combo)}: {e}") from None
+    _validate_vground(spec)
     s["seeds"] = _int_list("seeds", s["seeds"], 0)
     fe = s["finetune_epochs"]
     if isinstance(fe, bool) or not isinstance(fe, int) or fe < 0:
@@ -212,6 +233,52 @@ def validate(spec: SweepSpec) -> SweepSpec:
         if s[lrs] is not None and len(s[lrs]) == 1:
             s[lrs] = s[lrs] * n_pairs
     return spec
+
+
+def nonideal_settings(knobs: dict, settings: dict) -> dict:
+    """The circuit section's vground settings (``driver_*`` keys) of one grid point: the sweep's fixed
+    ``tile`` and ``opamp_gain`` and the point's vground knobs (``wire_r`` sets both wire segments)."""
+    out = {f"driver_{k}": settings[k] for k in VGROUND_SETTINGS}
+    for k, v in knobs.items():
+        if k in VGROUND_KNOBS:
+            names = ("wire_r_row", "wire_r_col") if k == "wire_r" else (k,)
+            out.update({f"driver_{n}": v for n in names})
+    return out
+
+
+def _validate_vground(spec: SweepSpec) -> None:
+    """The vground settings, and every combination of the vground knobs with them, as the circuit would take it."""
+    s = spec.settings
+    if s["level"] != "vground":
+        for k in VGROUND_SETTINGS:
+            if s[k] != SETTINGS[k]:
+                raise ConfigError(f"sweep setting {k} ({s[k]}) applies to the virtual-ground crossbar: give level "
+                                  f"vground, or leave {k} out")
+        return
+    if "wire_r" in spec.grid and {"wire_r_row", "wire_r_col"} & set(spec.grid):
+        raise ConfigError("grid knob wire_r sets both wire_r_row and wire_r_col: sweep either wire_r or those two")
+    tile, gain = s["tile"], s["opamp_gain"]
+    if isinstance(tile, bool) or not isinstance(tile, int) or tile < 1:
+        raise ConfigError(f"sweep setting tile must be a whole number >= 1 of crosspoints, got {tile!r}")
+    if gain is not None and (isinstance(gain, bool) or not isinstance(gain, (int, float)) or not gain > 0
+                             or not math.isfinite(gain)):
+        raise ConfigError(f"sweep setting opamp_gain must be a finite number > 0 (V/V) or none (an exact virtual "
+                          f"ground), got {gain!r}")
+    if gain is not None:
+        wires = [(k, v) for k in ("wire_r", "wire_r_row", "wire_r_col") for v in spec.grid.get(k, ()) if v > 0]
+        if wires:
+            k, v = wires[0]
+            raise ConfigError(f"grid knob {k}={v:g} ohm needs an exact virtual ground: give opamp_gain none "
+                              f"(--opamp-gain none), got opamp_gain {gain:g}")
+    names = [k for k in spec.grid if k in VGROUND_KNOBS]
+    for values in itertools.product(*(spec.grid[k] for k in names)):
+        point = dict(zip(names, values))
+        kw = {k[len("driver_"):]: v for k, v in nonideal_settings(point, s).items()}
+        kw["opamp_gain"] = math.inf if gain is None else gain
+        try:
+            Nonidealities(**kw)
+        except ConfigError as e:
+            raise ConfigError(f"grid point {point}: {e}") from None
 
 
 def _int_list(name, values, lo):

@@ -28,7 +28,7 @@ from ..model.conv_network import arch_sizes, create_network
 from ..data import load_dataset
 from ..runs.directory import checkpoint_epoch, load_checkpoint, save_checkpoint
 from ..training.trainer import TrainState, TwoPhaseTrainer
-from .grid import digest
+from .grid import PAIR_LEVELS, VGROUND_KNOBS, digest, nonideal_settings
 
 #: Row columns after the knobs, in CSV order.
 RESULT_COLUMNS = ("ideal_accuracy", "transfer_accuracy", "verified_accuracy", "circuit_accuracy", "finetune_accuracy",
@@ -102,10 +102,19 @@ def train_reference(task: dict, directory: Path, stop=None) -> dict:
 
 def circuit_lrs(task: dict) -> list[float]:
     """Learning rates of in-circuit training: ``circuit_lrs``, else the ideal ones (halved on the
-    crossbar, where both devices of a pair move and the weight steps twice as far)."""
+    crossbar and vground levels, where both devices of a pair move and the weight steps twice as far)."""
     if task["circuit_lrs"] is not None:
         return list(task["circuit_lrs"])
-    return [lr / 2 if task["level"] == "crossbar" else lr for lr in task["lrs"]]
+    return [lr / 2 if task["level"] in PAIR_LEVELS else lr for lr in task["lrs"]]
+
+
+def circuit_settings(task: dict) -> dict:
+    """The circuit section (``driver_*`` keys) of a task: level, die, its knobs and the vground settings."""
+    out = {"driver": "circuit", "driver_level": task["level"], "driver_die": task["die"]}
+    out.update({f"driver_{k}": v for k, v in task["knobs"].items() if k not in VGROUND_KNOBS})
+    if task["level"] == "vground":
+        out.update(nonideal_settings(task["knobs"], task))
+    return out
 
 
 def _circuit(cfg):
@@ -116,8 +125,7 @@ def run_point(task: dict, reference: dict) -> dict:
     """One row: accuracy of the reference transferred onto die ``task['die']`` and after in-circuit training."""
     t0 = time.perf_counter()
     data = _data(task)
-    knobs = {f"driver_{k}": v for k, v in task["knobs"].items()}
-    cfg = _run_config(task, driver="circuit", driver_level=task["level"], driver_die=task["die"], **knobs)
+    cfg = _run_config(task, **circuit_settings(task))
     with _circuit(cfg) as driver:
         driver.deploy(reference["params"], verify=True)
         verified = TwoPhaseTrainer(driver, train_config(cfg)).evaluate(data.x_test, data.y_test)
