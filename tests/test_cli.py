@@ -126,3 +126,15 @@ def test_shift_option_reaches_the_run_config(tmp_path):
     out = tmp_path / "run"
     assert main(["train", "--arch", "64-16-10", "--epochs", "1", "--shift", "1", "--out", str(out), "--quiet"]) == 0
     assert json.loads((out / "config.json").read_text())["shift"] == 1
+
+
+def test_optional_setting_takes_none_on_the_command_line(tmp_path):
+    """``--opamp-gain none``: an exact virtual ground (saved as null), which wire resistance needs."""
+    out = tmp_path / "vg"
+    assert main(["train", "--driver", "circuit", "--level", "vground", "--opamp-gain", "none", "--wire-r-row", "1",
+                 "--arch", "64-8-10", "--epochs", "1", "--train-subset", "20", "--test-subset", "20",
+                 "--out", str(out), "--quiet"]) == 0
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["driver_opamp_gain"] is None and cfg["driver_wire_r_row"] == 1.0
+    with pytest.raises(SystemExit):
+        main(["train", "--driver", "circuit", "--level", "vground", "--opamp-gain", "nothing", "--out", str(out)])

@@ -22,6 +22,18 @@ def _floats(text):
         raise argparse.ArgumentTypeError(f"expected comma-separated numbers, got {text!r}") from None
 
 
+#: what ``--opamp-gain none`` and the like parse to: the value none of an optional setting, given explicitly
+_NONE = "none"
+
+
+def _or_none(kind):
+    """An argparse type: ``kind``, or the word none for an optional setting."""
+    def parse(text):
+        return _NONE if text.strip().lower() == _NONE else kind(text)
+    parse.__name__ = kind.__name__  # argparse names the type in its message ("invalid float value")
+    return parse
+
+
 def _help(key) -> str:
     m, check = key.meta, key.meta["check"]
     if isinstance(check, Flag):
@@ -68,7 +80,7 @@ def add_arguments(parser, sections=None, config_file=False) -> None:
             if isinstance(check, Numbers):
                 kw["type"] = _floats
             elif isinstance(check, Number):
-                kw["type"] = check.kind
+                kw["type"] = _or_none(check.kind) if key.meta["optional"] else check.kind
             if isinstance(check, Choice) and not check.aliases:
                 kw["choices"] = check.choices
             if key.meta["metavar"]:
@@ -84,6 +96,8 @@ def overrides_from_args(args) -> dict:
         value = given.get(key.flat)
         if value is None:
             continue
+        if value == _NONE:
+            value = None
         if key.section:
             out.setdefault(key.section, {})[key.name] = value
         else:
