@@ -38,6 +38,10 @@ def add_sweep_options(p) -> None:
     g.add_argument("--seeds", type=_list(int), help="training seeds (initial weights, sample order), default 0")
     g.add_argument("--level", help="circuit level: behavioural (default), crossbar or vground (the virtual-ground "
                    "crossbar; knobs wire_r, wire_r_row, wire_r_col, opamp_offset, gradient, field_std)")
+    g.add_argument("--circuit-spec", metavar="FILE",
+                   help="sweep a circuit of your own (a circuit specification, docs/own-circuit.md) instead of a "
+                   "level; knobs temperature (C) and mismatch_scale (factor on the specification's sigmas); needs "
+                   "--circuit-lrs")
     v = p.add_argument_group("virtual-ground crossbar (--level vground), fixed for the whole sweep")
     v.add_argument("--tile", type=int, help="crossbar tile size in crosspoints (default 256); wire resistance "
                    "acts along each tile's wires")
@@ -72,7 +76,7 @@ def add_sweep_options(p) -> None:
 
 SETTING_OPTIONS = ("dies", "seeds", "level", "dataset", "data_dir", "arch", "train_samples", "test_samples",
                    "epochs", "finetune_epochs", "beta", "lrs", "circuit_lrs", "batch_size", "tol", "max_steps",
-                   "tile", "opamp_gain")
+                   "tile", "opamp_gain", "circuit_spec")
 
 
 def spec_from_args(args):

@@ -116,10 +116,10 @@ class UserCircuitDriver(Driver):
 
 def make_user_circuit_driver(network, spec_path, die: int = 0, seed: int = 0, temperature: float | None = None,
                              spot_checks: int = 0, tol: float = 1e-5, max_iters: int = 100) -> UserCircuitDriver:
-    """The driver of the specification ``spec_path`` on die ``die``, programmed from ``network``'s weights
-    (:meth:`UserCircuitDriver.deploy_from_network`).  ``tol`` is in network units; Newton's residual is in
-    volts and cheap to tighten, so the solver gets a hundredth of it."""
-    spec = load_spec(spec_path)
+    """The driver of the specification ``spec_path`` (a file, or a :class:`CircuitSpec`) on die ``die``, programmed
+    from ``network``'s weights (:meth:`UserCircuitDriver.deploy_from_network`).  ``tol`` is in network units;
+    Newton's residual is in volts and cheap to tighten, so the solver gets a hundredth of it."""
+    spec = spec_path if isinstance(spec_path, CircuitSpec) else load_spec(spec_path)
     drv = UserCircuitDriver.from_spec(spec, network.sizes, die=die, seed=seed, temperature=temperature,
                                       tol=0.01 * tol * spec.span, max_iters=max_iters, spot_checks=spot_checks)
     drv.deploy_from_network(network.params)

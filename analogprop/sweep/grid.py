@@ -9,7 +9,8 @@ design knobs the circuit driver takes (``resolution_bits``, ``g_min``,
 (level vground): ``wire_r`` (ohm per row and column wire segment, IR drop; or ``wire_r_row`` and ``wire_r_col``
 apart), ``opamp_offset``, ``gradient``, ``field_std``.  A knob with one value is a fixed setting; the vground
 settings ``tile`` and ``opamp_gain`` (None: an exact virtual ground, which wire resistance needs) are fixed per
-sweep.
+sweep.  With ``circuit_spec`` (a user's circuit specification, :mod:`.own`) the knobs are ``temperature`` (C)
+and ``mismatch_scale`` (a factor on every sigma the specification gives) and no others.
 
 Dies are die seeds ``0 .. dies-1``: a die's device deviations depend only
 on its seed (see :mod:`analogprop.circuit.mismatch`), so the same die seen
@@ -31,6 +32,7 @@ from ..circuit.description import parse_level
 from ..config import RunConfig
 from ..circuit.mismatch import CrossbarDesign, Mismatch
 from ..circuit.nonideal import Nonidealities
+from ..circuit.user_spec import load_spec
 from ..errors import AnalogpropError, ConfigError
 
 MISMATCH_KNOBS = tuple(f.name for f in fields(Mismatch))
@@ -38,7 +40,11 @@ MISMATCH_KNOBS = tuple(f.name for f in fields(Mismatch))
 DESIGN_KNOBS = tuple(f.name for f in fields(CrossbarDesign) if f.name not in ("leak", "v_rail"))
 #: Nonidealities fields a vground sweep varies per point, and ``wire_r`` (both wire segments at once).
 VGROUND_KNOBS = ("wire_r", "wire_r_row", "wire_r_col", "opamp_offset", "gradient", "field_std")
-KNOBS = MISMATCH_KNOBS + DESIGN_KNOBS + VGROUND_KNOBS
+#: knobs of a sweep on a user's own circuit (``circuit_spec``)
+OWN_KNOBS = ("temperature", "mismatch_scale")
+KNOBS = MISMATCH_KNOBS + DESIGN_KNOBS + VGROUND_KNOBS + OWN_KNOBS
+#: the ``level`` of a sweep (and its rows) on a user's own circuit
+OWN_LEVEL = "own"
 #: design knobs apply to the levels with conductance pairs; vground knobs and settings to the vground level only
 PAIR_LEVELS = ("crossbar", "vground")
 
@@ -50,7 +56,7 @@ SETTINGS = {
        if k in ("dataset", "data_dir", "arch", "epochs", "beta", "batch_size", "tol", "max_steps")},
     "lrs": _RUN.training.lrs, "train_samples": _RUN.data.train_subset, "test_samples": _RUN.data.test_subset, "level": _RUN.circuit.level,
     "seeds": [0], "dies": 3, "finetune_epochs": 0, "circuit_lrs": None,
-    "tile": _RUN.circuit.tile, "opamp_gain": _RUN.circuit.opamp_gain,
+    "tile": _RUN.circuit.tile, "opamp_gain": _RUN.circuit.opamp_gain, "circuit_spec": None,
 }
 #: the vground settings fixed for a whole sweep (passed to the circuit section as ``driver_<name>``)
 VGROUND_SETTINGS = ("tile", "opamp_gain")
@@ -77,29 +83,43 @@ class SweepSpec:
 
     def points(self) -> list[dict]:
         """Every (knob values, seed, die) task of the sweep, in a fixed order, each with its ``key``."""
-        out = []
+        out, shared = [], self.shared()
         combos = itertools.product(*self.grid.values()) if self.grid else [()]
         for i, values in enumerate(combos):
             knobs = dict(zip(self.grid, values))
             for seed in self.seeds:
                 for die in range(self.dies):
-                    task = {"point": i, "seed": seed, "die": die, "knobs": knobs, **self.shared()}
+                    task = {"point": i, "seed": seed, "die": die, "knobs": knobs, **shared}
                     task["key"] = digest({k: v for k, v in task.items() if k != "point"})
                     out.append(task)
         return out
 
     def shared(self) -> dict:
         """Settings every task of the sweep carries (what its result depends on; the vground settings only at
-        that level)."""
+        that level; a user's specification by path and by the digest of its files)."""
         keys = ("dataset", "data_dir", "train_samples", "test_samples", "arch", "level", "epochs", "finetune_epochs",
                 "beta", "lrs", "circuit_lrs", "batch_size", "tol", "max_steps")
         keys += VGROUND_SETTINGS if self.settings["level"] == "vground" else ()
-        return {k: self.settings[k] for k in keys}
+        out = {k: self.settings[k] for k in keys}
+        if self.settings["circuit_spec"] is not None:
+            out.update(circuit_spec=self.settings["circuit_spec"], spec_digest=spec_digest(self.settings["circuit_spec"]))
+        return out
 
 
 def digest(obj) -> str:
     """Short stable hash of a JSON-able object (row and reference keys)."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
+
+
+def spec_digest(path) -> str:
+    """SHA-256 (16 hex digits) of a circuit specification file and its libraries' files."""
+    spec = load_spec(path)
+    h = hashlib.sha256(spec.path.read_bytes())
+    for role in (spec.neuron, spec.synapse):
+        lib = role.library if role.library.is_absolute() else spec.root / role.library
+        if lib.is_file():
+            h.update(lib.read_bytes())
+    return h.hexdigest()[:16]
 
 
 def parse_grid_option(text: str) -> tuple[str, list]:
@@ -168,7 +188,9 @@ def make_spec(file_settings: dict | None = None, grid_options=(), **overrides) -
 def validate(spec: SweepSpec) -> SweepSpec:
     """Refuse unknown knobs, out-of-range values and settings the trainer would refuse, naming them."""
     s = spec.settings
-    s["level"] = parse_level(s["level"])
+    own = _validate_own(spec)
+    if not own:
+        s["level"] = parse_level(s["level"])
     for name, values in spec.grid.items():
         if name not in KNOBS:
             raise ConfigError(f"unknown sweep knob {name!r} (known: {', '.join(KNOBS)})")
@@ -176,6 +198,11 @@ def validate(spec: SweepSpec) -> SweepSpec:
             raise ConfigError(f"grid knob {name} has no values")
         if len(set(values)) != len(values):
             raise ConfigError(f"grid knob {name} repeats a value: {values}")
+        if own != (name in OWN_KNOBS):
+            raise ConfigError(f"grid knob {name} describes the built-in circuit; with circuit_spec (--circuit-spec) "
+                              f"the knobs are {', '.join(OWN_KNOBS)}" if own else
+                              f"grid knob {name} applies to a circuit of your own: give circuit_spec "
+                              f"(--circuit-spec FILE)")
         if name in DESIGN_KNOBS and s["level"] not in PAIR_LEVELS:
             raise ConfigError(f"grid knob {name} is a crossbar design knob; sweep it with level crossbar or vground")
         if name in VGROUND_KNOBS and s["level"] != "vground":
@@ -188,8 +215,10 @@ def validate(spec: SweepSpec) -> SweepSpec:
                     Mismatch(**{name: v})
                 elif name == "resolution_bits":
                     CrossbarDesign(resolution_bits=v)
-                elif name in VGROUND_KNOBS and v < 0:
+                elif name in VGROUND_KNOBS + ("mismatch_scale",) and v < 0:
                     raise ConfigError(f"{name} must be a finite number >= 0, got {v:g}")
+                elif name == "temperature" and not v > -273.15:
+                    raise ConfigError(f"{v:g} C is at or below absolute zero; give temperatures above -273.15 C")
             except ConfigError as e:
                 raise ConfigError(f"grid knob {name}: {e}") from None
     for combo in itertools.product(*[[(k, v) for v in vals] for k, vals in spec.grid.items()
@@ -235,6 +264,30 @@ def validate(spec: SweepSpec) -> SweepSpec:
     return spec
 
 
+def _validate_own(spec: SweepSpec) -> bool:
+    """With ``circuit_spec``: the specification loads (its path made absolute), ``level`` is left at its default
+    (then set to :data:`OWN_LEVEL`) and ``circuit_lrs`` is given.  True when the sweep is on a user's circuit."""
+    s = spec.settings
+    path = s["circuit_spec"]
+    if path is None:
+        if s["level"] == OWN_LEVEL:
+            raise ConfigError(f"sweep setting level {OWN_LEVEL} is a circuit of your own: give circuit_spec "
+                              f"(--circuit-spec FILE)")
+        return False
+    if not isinstance(path, str) or not path:
+        raise ConfigError(f"sweep setting circuit_spec must name a circuit specification file, got {path!r}")
+    s["circuit_spec"] = str(load_spec(path).path)
+    if s["level"] not in (SETTINGS["level"], OWN_LEVEL):
+        raise ConfigError(f"sweep setting level ({s['level']}) selects a built-in circuit; with circuit_spec the "
+                          f"circuit is the specification's: leave level out")
+    s["level"] = OWN_LEVEL
+    if s["circuit_lrs"] is None:
+        raise ConfigError("sweep setting circuit_lrs: with circuit_spec give the in-circuit learning rates (in the "
+                          "units of the specification's programming value, e.g. --circuit-lrs 3000,30000 for "
+                          "netlists/user/cmos_vg.toml)")
+    return True
+
+
 def nonideal_settings(knobs: dict, settings: dict) -> dict:
     """The circuit section's vground settings (``driver_*`` keys) of one grid point: the sweep's fixed
     ``tile`` and ``opamp_gain`` and the point's vground knobs (``wire_r`` sets both wire segments)."""
@@ -252,8 +305,9 @@ def _validate_vground(spec: SweepSpec) -> None:
     if s["level"] != "vground":
         for k in VGROUND_SETTINGS:
             if s[k] != SETTINGS[k]:
-                raise ConfigError(f"sweep setting {k} ({s[k]}) applies to the virtual-ground crossbar: give level "
-                                  f"vground, or leave {k} out")
+                fix = "" if s["level"] == OWN_LEVEL else "give level vground, or "
+                raise ConfigError(f"sweep setting {k} ({s[k]}) applies to the virtual-ground crossbar: {fix}leave "
+                                  f"{k} out")
         return
     if "wire_r" in spec.grid and {"wire_r_row", "wire_r_col"} & set(spec.grid):
         raise ConfigError("grid knob wire_r sets both wire_r_row and wire_r_col: sweep either wire_r or those two")

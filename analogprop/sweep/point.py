@@ -14,6 +14,9 @@ budget and sample order (the seed's):
 * optionally (``finetune_epochs`` > 0) fine-tuned: the transferred die
   trained further in the circuit for that many epochs.
 
+On a user's own circuit (``circuit_spec``) :func:`.own.run_own_point` does
+the row (no write-verify).
+
 Functions here run on Dask workers: they take and return plain data and
 keep one dataset per process.
 """
@@ -29,6 +32,7 @@ from ..data import load_dataset
 from ..runs.directory import checkpoint_epoch, load_checkpoint, save_checkpoint
 from ..training.trainer import TrainState, TwoPhaseTrainer
 from .grid import PAIR_LEVELS, VGROUND_KNOBS, digest, nonideal_settings
+from .own import run_own_point
 
 #: Row columns after the knobs, in CSV order.
 RESULT_COLUMNS = ("ideal_accuracy", "transfer_accuracy", "verified_accuracy", "circuit_accuracy", "finetune_accuracy",
@@ -123,6 +127,8 @@ def _circuit(cfg):
 
 def run_point(task: dict, reference: dict) -> dict:
     """One row: accuracy of the reference transferred onto die ``task['die']`` and after in-circuit training."""
+    if task.get("circuit_spec") is not None:
+        return run_own_point(task, reference, _data(task), _run_config(task))
     t0 = time.perf_counter()
     data = _data(task)
     cfg = _run_config(task, **circuit_settings(task))

@@ -102,14 +102,17 @@ def summarize(rows: list[dict], knobs: list[str]) -> list[dict]:
 def format_summary(summary: list[dict], knobs: list[str]) -> str:
     """A plain-text table of :func:`summarize`'s output."""
     tuned = all("finetune" in s for s in summary)
+
+    def spread(s, col):
+        return f"{s[col]:.4f} ± {s[col + '_std']:.4f}" if col in s else "-"
+
     head = [*knobs, "dies", "ideal", "transferred", "write-verified", "in-circuit", "recovered"] + (
         ["fine-tuned"] if tuned else [])
     lines = [head]
     for s in summary:
         rec = "-" if s["recovered"] is None else f"{s['recovered']:.2f}"
         lines.append([*(f"{s[k]:g}" for k in knobs), str(s["dies"]), f"{s['ideal']:.4f}",
-                      f"{s['transfer']:.4f} ± {s['transfer_std']:.4f}", f"{s['verified']:.4f} ± {s['verified_std']:.4f}",
-                      f"{s['circuit']:.4f} ± {s['circuit_std']:.4f}",
-                      rec] + ([f"{s['finetune']:.4f} ± {s['finetune_std']:.4f}"] if tuned else []))
+                      spread(s, "transfer"), spread(s, "verified"), spread(s, "circuit"),
+                      rec] + ([spread(s, "finetune")] if tuned else []))
     widths = [max(len(line[i]) for line in lines) for i in range(len(head))]
     return "\n".join("  ".join(c.rjust(w) for c, w in zip(line, widths)) for line in lines)
