@@ -16,9 +16,16 @@ Prints ``name: value`` lines:
   within ``--ngspice-budget`` seconds (each size in a child process), against
   the fast solver on the same size.
 
+* with ``--gbw 1e5,1e6,1e7`` instead: the op-amps' gain-bandwidth product in ngspice's transient mode
+  (:func:`analogprop.spice.transient.simulate`) on a ``--gbw-sizes`` circuit (default 64-32-10, default
+  non-idealities, no clamps), ``--gbw-samples`` samples, nudge 0.5, without the pole and at each value:
+  settling times of the free and nudged phases (median and largest, to 1 % of each phase's change), the slowest
+  column's closed-loop time constant and its single-pole estimate ``ln(100) tau``, and the energy until settled.
+
     python benchmarks/vground.py [--samples N] [--g-dtod G] [--wire-r OHM] [--tile N] [--ngspice-budget S]
                                  [--ngspice-samples N]
                                  [--ngspice-sizes 784-128-128-10,...]   (--ngspice-sizes '': no ngspice)
+    python benchmarks/vground.py --gbw 1e5,1e6,1e7 [--gbw-sizes 64-32-10] [--gbw-samples N] [--g-dtod G]
 """
 import argparse
 import datetime
@@ -88,6 +95,29 @@ def spice_at(sizes, n, budget, g_dtod):
     return queue.get() if not queue.empty() else None
 
 
+def gbw_study(gbws, sizes, n, g_dtod):
+    """Transient settling without the op-amps' pole and at each gain-bandwidth product (Hz)."""
+    from analogprop.spice.transient import simulate, time_constant
+
+    net = Network.create(sizes, seed=0)
+    x, y = data(sizes, n)
+    print(f"gbw network: {'-'.join(map(str, sizes))} vground, g_dtod {g_dtod:g}, default non-idealities, no clamps, "
+          f"{n} samples, nudge 0.5, band 1 %")
+    for gbw in (math.inf, *gbws):
+        c = compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=g_dtod), die=1, clamp=False,
+                            nonideal=Nonidealities(opamp_gbw=gbw))
+        t = time.perf_counter()
+        r = simulate(c, x, y, 0.5)
+        tag = "none" if not math.isfinite(gbw) else f"{gbw:g} Hz"
+        tau = time_constant(c)
+        us = lambda a: f"{1e6 * np.median(a):.3g} / {1e6 * np.max(a):.3g}"
+        print(f"gbw {tag}: free settle us (median / max): {us(r.free.settle_time)}; nudged: "
+              f"{us(r.nudged.settle_time)}; slowest column tau us: {1e6 * tau:.3g}, ln(100) tau us: "
+              f"{1e6 * math.log(100) * tau:.3g}; free energy nJ (median): {1e9 * np.median(r.free.energy):.3g}; "
+              f"unsettled phases: {int(np.isnan(r.free.settle_time).sum() + np.isnan(r.nudged.settle_time).sum())}; "
+              f"{time.perf_counter() - t:.1f} s")
+
+
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     ap.add_argument("--samples", type=int, default=40)
@@ -101,10 +131,18 @@ def main():
     ap.add_argument("--ngspice-budget", type=float, default=180.0)
     ap.add_argument("--ngspice-sizes", default=",".join("-".join(map(str, t)) for t in TRIES),
                     help="sizes to try in ngspice, largest first (comma-separated, e.g. 784-128-128-10)")
+    ap.add_argument("--gbw", default="",
+                    help="op-amp gain-bandwidth products to compare in transients (Hz, comma-separated; runs only that)")
+    ap.add_argument("--gbw-sizes", default="64-32-10", help="circuit of the --gbw transients")
+    ap.add_argument("--gbw-samples", type=int, default=4)
     args = ap.parse_args()
     print(f"command: python {' '.join(sys.argv)}")
     print(f"date: {datetime.date.today().isoformat()}")
     print(f"load average: {os.getloadavg()[0]:.1f}")
+    if args.gbw:
+        gbw_study([float(v) for v in args.gbw.split(",")], tuple(int(v) for v in args.gbw_sizes.split("-")),
+                  args.gbw_samples, args.g_dtod)
+        return
     t = time.perf_counter()
     c = circuit_of(SIZES, g_dtod=args.g_dtod, wire_r=args.wire_r, tile=args.tile)
     if args.wire_r:   # the tiles' reduction (once per programming)

@@ -238,8 +238,9 @@ def test_every_nonideality_setting_reaches_the_circuit():
     from analogprop.runs.build import circuit_settings
     from analogprop.drivers.circuit import make_circuit_driver
 
-    values = dict(opamp_gain=2e5, opamp_rout=10.0, opamp_rail=4.0, opamp_offset=1e-4, device_v0=2.0,
-                  pelgrom_a=0.01, device_area=0.5, gradient=0.1, field_std=0.02, field_length=8.0, tile=64,
+    values = dict(opamp_gain=2e5, opamp_rout=10.0, opamp_rail=4.0, opamp_offset=1e-4, opamp_gbw=1e6,
+                  device_v0=2.0, pelgrom_a=0.01, device_area=0.5, gradient=0.1, field_std=0.02, field_length=8.0,
+                  tile=64,
                   die_temp=40.0, tc1=1e-3, tc2=1e-6, clamp_model="diode", diode_is=2e-14, diode_n=1.2, diode_rs=5.0)
     wires = dict(wire_r_row=2.0, wire_r_col=3.0)   # need an exact virtual ground and linear devices
     assert set(values) | set(wires) == set(CircuitConfig.NONIDEAL)

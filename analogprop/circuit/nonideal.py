@@ -14,6 +14,9 @@ Transimpedance stage of each column (op-amp, feedback ``R_f || C_f``):
 * ``opamp_rail``   output rails (V, symmetric); ``inf``: none.  Finite rails
   need a finite gain (a saturated ideal op-amp has no operating point).
 * ``opamp_offset`` std (V) of the input offset ``V_os`` of each stage, drawn per die.
+* ``opamp_gbw``    gain-bandwidth product (Hz) of a single-pole op-amp, ``A(s) = A / (1 + s A / (2 pi GBW))``;
+  ``inf``: no pole.  Only transients see it: the operating points (and so the fast solver) are those
+  of the DC gain.  :func:`closed_loop_poles` gives each stage's two poles.
 
 Programmable devices:
 
@@ -57,6 +60,7 @@ import math
 from dataclasses import asdict, dataclass, fields
 
 import numpy as np
+from scipy.optimize import brentq
 from scipy.special import wrightomega
 
 from ..errors import ConfigError
@@ -80,6 +84,7 @@ class Nonidealities:
     opamp_rout: float = 0.0
     opamp_rail: float = math.inf
     opamp_offset: float = 0.0
+    opamp_gbw: float = math.inf
     device_v0: float = math.inf
     pelgrom_a: float = 0.0
     device_area: float = 1.0
@@ -106,7 +111,7 @@ class Nonidealities:
             if f.name != "clamp_model" and (isinstance(v, bool) or not isinstance(v, (int, float, np.integer,
                                                                                    np.floating)) or math.isnan(v)):
                 raise ConfigError(f"non-ideality {f.name} must be a number, got {v!r}")
-        positive = ("opamp_gain", "opamp_rail", "device_v0", "device_area", "field_length")
+        positive = ("opamp_gain", "opamp_rail", "opamp_gbw", "device_v0", "device_area", "field_length")
         for name in positive:
             if not getattr(self, name) > 0:
                 raise ConfigError(f"non-ideality {name} must be > 0 (inf: off), got {getattr(self, name)}")
@@ -216,3 +221,43 @@ def diode_branch(v, i_s: float, nvt: float, rs: float):
     a = v / nvt
     ex = np.exp(np.minimum(a, _EXP_MAX))
     return i_s * (ex * (1 + np.maximum(a - _EXP_MAX, 0.0)) - 1), i_s * ex / nvt
+
+
+def closed_loop_poles(g_in, g_f, c_f, gain: float, gbw: float):
+    """(slow, fast) poles (1/s, real and negative) of a transimpedance stage, linearised.
+
+    The column sees ``g_in`` (S) to sources and the feedback ``g_f || c_f`` (S, F) to the output; the op-amp has
+    DC gain ``gain`` and one pole, ``A(s) = gain / (1 + s / w_p)``, ``w_p = w_t / gain``, ``w_t = 2 pi gbw``
+    (no rails, clamps or output resistance).  KCL at the column with ``V_out = -A(s) V_col`` gives, over
+    ``gain``, ``(c_f / w_t) s^2 + ((g_in + g_f) / w_t + c_f (1 + 1 / gain)) s + (g_in + g_f) / gain + g_f = 0``
+    (real roots: the discriminant is ``(c_f (1 + 1 / gain) - (g_in + g_f) / w_t)^2 + 4 c_f g_in / w_t``).
+    ``gbw`` inf: the one pole of the DC gain and ``-inf``; a ``gbw`` far below ``(g_in + g_f) / (2 pi c_f)``
+    gives a slow pole near ``-w_t g_f / (g_in + g_f)`` (the closed-loop bandwidth: GBW times the feedback
+    factor).
+    """
+    g_in, g_f, c_f = np.broadcast_arrays(*(np.asarray(a, float) for a in (g_in, g_f, c_f)))
+    inv_a = 1.0 / gain
+    a0 = (g_in + g_f) * inv_a + g_f
+    a1 = c_f * (1.0 + inv_a) + (g_in + g_f) / (2 * math.pi * gbw)
+    if not math.isfinite(gbw):
+        return -a0 / a1, np.full(a0.shape, -math.inf)
+    a2 = c_f / (2 * math.pi * gbw)
+    q = -0.5 * (a1 + np.sqrt(np.maximum(a1 * a1 - 4 * a2 * a0, 0.0)))
+    return a0 / q, q / a2
+
+
+def step_settling(slow: float, fast: float, band: float = 0.01) -> float:
+    """Time (s) after which the step response of two real poles (no zero) from rest stays within ``band`` of
+    its final value: ``|1 - y(t)| = (fast e^(slow t) - slow e^(fast t)) / (fast - slow)`` (monotone)."""
+    if not math.isfinite(fast):
+        return math.log(1 / band) / -slow
+    if fast == slow:
+        fast = slow * (1 + 1e-9)
+
+    def dev(t):
+        return (fast * math.exp(slow * t) - slow * math.exp(fast * t)) / (fast - slow) - band
+
+    hi = math.log(1 / band) / -slow
+    while dev(hi) > 0:
+        hi *= 2
+    return brentq(dev, 0.0, hi, xtol=1e-15, rtol=1e-12)

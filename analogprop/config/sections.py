@@ -201,9 +201,10 @@ class CircuitConfig(Section):
     #: settings of a network of the user's own subcircuits (--circuit-spec; analogprop.drivers.user_circuit)
     USER: ClassVar[tuple] = ("circuit_spec", "temperature", "spot_checks")
     #: settings of the vground level's non-idealities (analogprop.circuit.nonideal.Nonidealities)
-    NONIDEAL: ClassVar[tuple] = ("opamp_gain", "opamp_rout", "opamp_rail", "opamp_offset", "device_v0", "pelgrom_a",
-                                 "device_area", "gradient", "field_std", "field_length", "tile", "die_temp", "tc1",
-                                 "tc2", "clamp_model", "diode_is", "diode_n", "diode_rs", "wire_r_row", "wire_r_col")
+    NONIDEAL: ClassVar[tuple] = ("opamp_gain", "opamp_rout", "opamp_rail", "opamp_offset", "opamp_gbw", "device_v0",
+                                 "pelgrom_a", "device_area", "gradient", "field_std", "field_length", "tile", "die_temp",
+                                 "tc1", "tc2", "clamp_model", "diode_is", "diode_n", "diode_rs", "wire_r_row",
+                                 "wire_r_col")
 
     level: str = setting("behavioural", "circuit level: behavioural (0), crossbar (1) or vground (2, the "
                          "virtual-ground crossbar with its non-idealities)",
@@ -261,6 +262,10 @@ class CircuitConfig(Section):
                                        optional=True, metavar="X", sparse=True)
     opamp_offset: float = setting(0.0, "vground: std of the op-amps' input offsets (drawn per die)", _SPREAD,
                                   unit="V", metavar="X", sparse=True)
+    opamp_gbw: float | None = setting(None, "vground: gain-bandwidth product of the op-amps, a single pole at "
+                                      "GBW / opamp_gain seen only by transients (none: no pole)",
+                                      Number(float, low=0, low_open=True), unit="Hz", optional=True, metavar="X",
+                                      sparse=True)
     device_v0: float | None = setting(None, "vground: I-V nonlinearity of the programmable devices, "
                                       "I = G V0 sinh(V / V0) (none: linear)", Number(float, low=0, low_open=True),
                                       unit="V", optional=True, metavar="X", sparse=True)
@@ -309,6 +314,7 @@ class CircuitConfig(Section):
                                              "diode_is", "diode_n", "diode_rs", "wire_r_row", "wire_r_col")}
         out.update(temp=self.die_temp, opamp_gain=inf if self.opamp_gain is None else self.opamp_gain,
                    opamp_rail=inf if self.opamp_rail is None else self.opamp_rail,
+                   opamp_gbw=inf if self.opamp_gbw is None else self.opamp_gbw,
                    device_v0=inf if self.device_v0 is None else self.device_v0)
         return out
 

@@ -92,6 +92,7 @@ def _vground_header(circuit) -> list[str]:
     return [f"*   c{{k}}_i: column (virtual ground) of neuron i of layer k; o{{k}}_i: its transimpedance stage's "
             f"output; the neuron's state is h = -V(o)",
             "*   r{k}_i: row drive rho(h) (V_r = 1 V), rb{k}_i: inverted row drive; vp / vn: bias rails",
+            "*   p{k}_i: pole node of the op-amp of column i (with a gain-bandwidth product: g_p, r_p, c_p)",
             "*   wr_* / wc_*: row / column wire node at a device's crosspoint (wire resistance: segments "
             "rwr_* into it along the row, rwc_* out of it along the column)",
             f"*   non-idealities: {', '.join(f'{k}={v:g}' if not isinstance(v, str) else f'{k}={v}' for k, v in nid.to_dict().items())}"]
@@ -132,12 +133,7 @@ def _vground_devices(circuit) -> list[str]:
             if v[f"vos{k}"][i]:   # (in series, so the sensed node stays near 0 V and keeps its precision)
                 sense = f"n{k}_{i}"
                 lines.append(f"v_os{k}_{i} {col} {sense} dc {_num(v[f'vos{k}'][i])}")
-            if np.isfinite(nid.opamp_rail):
-                lines.append(f"b_a{k}_{i} {mid} 0 v=min(max({_num(-nid.opamp_gain)}*v({sense}),"
-                             f"{_num(-nid.opamp_rail)}),{_num(nid.opamp_rail)})")
-            else:
-                gain = nid.opamp_gain if np.isfinite(nid.opamp_gain) else IDEAL_GAIN
-                lines.append(f"e_a{k}_{i} {mid} 0 0 {sense} {_num(gain)}")
+            lines += _opamp(k, i, sense, mid, nid)
             if nid.opamp_rout:
                 lines.append(f"r_out{k}_{i} {mid} {out} {_num(nid.opamp_rout)}")
             lines.append(f"r_f{k}_{i} {out} {col} {_num(1.0 / (v[f'gf{k}'][i] * gu))}")
@@ -179,6 +175,27 @@ def _vground_devices(circuit) -> list[str]:
     lines += [f"b_ny{i} y{i} c{L}_{i} i=v(nb)*{_num(g[i])}*(v(y{i})-v(c{L}_{i}))" for i in range(s[-1])]
     lines += [f"b_no{i} o{L}_{i} c{L}_{i} i=v(nb)*{_num(g[i])}*(v(o{L}_{i})-v(c{L}_{i}))" for i in range(s[-1])]
     return lines
+
+
+def _opamp(k, i, sense, mid, nid) -> list[str]:
+    """The op-amp of column i of layer k, from its inverting input ``sense`` to its internal output ``mid``:
+    ``e = clip(-A V(sense), -rail, rail)``; with a gain-bandwidth product, a single-pole macromodel: a
+    transconductance ``A`` (S) into the pole node ``p{k}_i`` loaded by 1 ohm and ``A / (2 pi GBW)`` farad
+    (DC gain A, pole at GBW / A), then the unity output stage with the rails (the DC operating point is that
+    of the stage without the pole)."""
+    gain = nid.opamp_gain if np.isfinite(nid.opamp_gain) else IDEAL_GAIN
+    if np.isfinite(nid.opamp_gbw):
+        pole = f"p{k}_{i}"
+        lines = [f"g_p{k}_{i} 0 {pole} 0 {sense} {_num(gain)}", f"r_p{k}_{i} {pole} 0 1.0",
+                 f"c_p{k}_{i} {pole} 0 {_num(gain / (2 * np.pi * nid.opamp_gbw))}"]
+        if np.isfinite(nid.opamp_rail):
+            return lines + [f"b_a{k}_{i} {mid} 0 v=min(max(v({pole}),{_num(-nid.opamp_rail)}),"
+                            f"{_num(nid.opamp_rail)})"]
+        return lines + [f"e_a{k}_{i} {mid} 0 {pole} 0 1.0"]
+    if np.isfinite(nid.opamp_rail):
+        return [f"b_a{k}_{i} {mid} 0 v=min(max({_num(-nid.opamp_gain)}*v({sense}),"
+                f"{_num(-nid.opamp_rail)}),{_num(nid.opamp_rail)})"]
+    return [f"e_a{k}_{i} {mid} 0 0 {sense} {_num(gain)}"]
 
 
 def _wired_array(G, tag, drive, col, nid, device):

@@ -18,6 +18,15 @@ second window.  Each phase is scored against the operating point that
 Node waveforms are read from ngspice; the buffer and inverter outputs in the
 dissipation are computed from them with the same device equations
 (:class:`~analogprop.circuit.description.Circuit`) the netlist was written from.
+
+Virtual-ground level: the state nodes are every column and stage output; the
+window follows the slowest column's closed-loop pole
+(:func:`~analogprop.circuit.nonideal.closed_loop_poles`: the feedback
+``R_f C_f``, or with a gain-bandwidth product the op-amp's GBW times the
+column's feedback factor); the dissipation is that of the programmable
+devices, feedback and nudge resistors, clamps and op-amp output resistances
+(not the op-amps' supply power).  Wire resistance is not modelled here.  ngspice integrates it by Gear's
+method: the fast closed-loop poles make it stiff, and trapezoidal steps can ring on them.
 """
 from __future__ import annotations
 
@@ -25,7 +34,10 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ..circuit.nonideal import closed_loop_poles, diode_branch
+from ..circuit.vground import Layer, drives, split
 from ..errors import ConfigError
+from .netlist import state_nodes
 from .solver import SpiceSolver
 
 
@@ -49,9 +61,60 @@ class TransientResult:
 
 
 def time_constant(circuit, beta: float = 0.0) -> float:
-    """Slowest node time constant C / gtot (seconds)."""
+    """Slowest node time constant C / gtot (seconds); vground: -1 / the slowest column's closed-loop pole."""
+    if circuit.vground:
+        return max(float(np.max(-1.0 / _column_poles(circuit, k, beta)[0])) for k in range(1, circuit.n_layers + 1))
     return max(float(np.max(circuit.values[f"cap{k}"] / circuit.conductance(k, beta)))
                for k in range(1, circuit.n_layers + 1)) * circuit.c_unit / circuit.g_unit
+
+
+def _column_poles(circuit, k, beta):
+    """(slow, fast) closed-loop poles (1/s) of layer k's columns with the nudge switches at ``beta``."""
+    v, nid = circuit.values, circuit.nonideal
+    g_in = sum(G.sum(1) for G, _, _ in Layer(circuit, k).groups) + (
+        v[f"bias{k}_p"] + v[f"bias{k}_n"] if circuit.has_bias else 0.0)
+    bn = beta * v["nudge"] if k == circuit.n_layers else 0.0
+    gu = circuit.g_unit
+    return closed_loop_poles((g_in + bn) * gu, (v[f"gf{k}"] + bn) * gu, v[f"cf{k}"] * circuit.c_unit,
+                             nid.opamp_gain, nid.opamp_gbw)
+
+
+def _vground_power(circuit, V, x, y, nudge):
+    """:func:`dissipation` of the virtual-ground level, V = [(T, 2 n_k)] (columns, stage outputs)."""
+    L, v = circuit.n_layers, circuit.values
+    r, rb = drives(circuit, V, np.broadcast_to(x, (V[0].shape[0], x.shape[-1])))
+    nb = 0.0 if nudge is None else np.asarray(nudge, float)[:, None]
+    p = 0.0
+    for k in range(1, L + 1):
+        lay = Layer(circuit, k)
+        vc, vo = split(circuit, k, V[k - 1])
+        for G, j, kind in lay.groups:
+            d = (r if kind == "r" else rb)[j]
+            if lay.linear:   # sum_ij G_ij (d_j - vc_i)^2
+                p = p + (d ** 2) @ G.sum(0) + (vc ** 2) @ G.sum(1) - 2 * np.einsum("ti,ij,tj->t", vc, G, d)
+            else:
+                p = p + np.array([(G * lay.v0 * np.sinh(u / lay.v0) * u).sum()
+                                  for u in d[:, None, :] - vc[:, :, None]])
+        for G, u in lay.rails:
+            du = u - vc
+            p = p + ((G * lay.v0 * np.sinh(du / lay.v0) * du) if not lay.linear else G * du ** 2).sum(1)
+        bn = nb * v["nudge"] if k == L else 0.0
+        xx = vc - vo
+        p = p + ((lay.gf + bn) * xx ** 2).sum(1)
+        if k == L and nudge is not None:
+            p = p + (bn * (circuit.target(y)[None] - vc) ** 2).sum(1)
+        cl = 0.0
+        if lay.diode is not None:   # Shockley branches beyond their bias sources
+            lo, hi, i_s, nvt, rs = lay.diode
+            up, down = diode_branch(xx - hi, i_s, nvt, rs)[0], diode_branch(lo - xx, i_s, nvt, rs)[0]
+            p, cl = p + (up * (xx - hi) + down * (lo - xx)).sum(1), up - down
+        elif lay.clamp is not None:   # conductance g beyond the clamp levels
+            g, lo, hi = lay.clamp
+            over = np.maximum(xx - hi, 0.0) + np.minimum(xx - lo, 0.0)
+            p, cl = p + (g * over ** 2).sum(1), g * over
+        if lay.R:   # the output current, through R_out
+            p = p + (lay.R * ((lay.gf + bn) * xx + cl) ** 2).sum(1)
+    return p * circuit.g_unit
 
 
 def dissipation(circuit, V, x, y=None, nudge=None) -> np.ndarray:
@@ -60,6 +123,8 @@ def dissipation(circuit, V, x, y=None, nudge=None) -> np.ndarray:
     ``x`` is one sample's input (n_0,), ``y`` its target, ``nudge`` the nudge
     strength at every time point (T,) (None: switch open).
     """
+    if circuit.vground:
+        return _vground_power(circuit, V, x, y, nudge)
     c, v, L = circuit, circuit.values, circuit.n_layers
     r = c.outputs(V, np.broadcast_to(x, (V[0].shape[0], x.shape[-1])))
     p = sum((v[f"leak{k}"] * V[k - 1] ** 2).sum(axis=1) for k in range(1, L + 1))
@@ -103,18 +168,23 @@ def simulate(circuit, x, y, beta: float, window_taus: float = 30.0, points: int 
         raise ConfigError(f"transient mode needs a finite nonzero nudge strength beta, got {beta}")
     if not (window_taus > 0 and points >= 10 and 0 < band < 1):
         raise ConfigError("transient mode needs window_taus > 0, points >= 10 and 0 < band < 1")
+    if circuit.vground and (circuit.nonideal.wire_r_row or circuit.nonideal.wire_r_col):
+        raise ConfigError("transient mode does not model wire resistance: wire_r_row and wire_r_col must be 0, got "
+                          f"{circuit.nonideal.wire_r_row} and {circuit.nonideal.wire_r_col} ohm")
     solver = solver or SpiceSolver()
     free = solver.solve(circuit, x)
     nudged = solver.solve(circuit, x, y, beta, start=free.states)
     window = window_taus * max(time_constant(circuit, 0.0), time_constant(circuit, beta))
     step = window / points
     eng = solver.load(circuit, x, y, title="transient")
-    names = [f"h{k}_{i}" for k in range(1, circuit.n_layers + 1) for i in range(circuit.sizes[k])]
+    if circuit.vground:   # stiff: the op-amps' fast closed-loop poles next to the slow ones (L-stable Gear steps)
+        eng.exec_command("option method=gear")
+    names = state_nodes(circuit)
     n = x.shape[0]
     rec = {ph: {"settle_time": np.full(n, np.nan), "energy": np.full(n, np.nan), "power": np.zeros(n)}
            for ph in ("free", "nudged")}
     first = None
-    split = np.cumsum(circuit.sizes[1:-1])
+    edges = np.cumsum([(2 if circuit.vground else 1) * n for n in circuit.sizes[1:-1]])
     for i in range(n):
         eng.exec_command(f"alter vsel dc = {i}")
         eng.exec_command(f"alter @vnb[pwl] = [ 0 0 {window!r} 0 {window + step!r} {beta!r} {2 * window + step!r} {beta!r} ]")
@@ -125,7 +195,7 @@ def simulate(circuit, x, y, beta: float, window_taus: float = 30.0, points: int 
             raise ConfigError(f"ngspice transient of sample {i} failed: {eng.problems() or 'no time points'}")
         nb = np.where(t > window, beta, 0.0)
         nb[(t > window) & (t < window + step)] = beta * (t[(t > window) & (t < window + step)] - window) / step
-        power = dissipation(circuit, np.split(flat, split, axis=1), x[i], y[i], nb)
+        power = dissipation(circuit, np.split(flat, edges, axis=1), x[i], y[i], nb)
         f_end = np.concatenate([s[i] for s in free.states])
         n_end = np.concatenate([s[i] for s in nudged.states])
         a = t <= window
@@ -133,7 +203,7 @@ def simulate(circuit, x, y, beta: float, window_taus: float = 30.0, points: int 
                                            ("nudged", ~a, f_end, n_end, beta)):
             ts = t[sel] - (0.0 if ph == "free" else window)
             rec[ph]["settle_time"][i], rec[ph]["energy"][i] = _score(ts, flat[sel], start, end, power[sel], band)
-            rec[ph]["power"][i] = dissipation(circuit, np.split(end[None], split, axis=1), x[i], y[i],
+            rec[ph]["power"][i] = dissipation(circuit, np.split(end[None], edges, axis=1), x[i], y[i],
                                               np.array([beta_]) if beta_ else None)[0]
         if first is None:
             first = (t, flat[:, -circuit.sizes[-1]:])
