@@ -8,7 +8,7 @@ from scipy.linalg import expm
 
 from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.nonideal import Nonidealities, closed_loop_poles, step_settling
-from analogprop.circuit.vground import Layer, VgroundSolver, drives, residual
+from analogprop.circuit.vground import Layer, drives
 from analogprop.cli import main
 from analogprop.errors import ConfigError
 from analogprop.spice.netlist import netlist
@@ -16,7 +16,7 @@ from analogprop.spice.transient import simulate
 
 from conftest import saturating_network
 from test_vground import CASES, batch
-from test_vground_spice import SIZES, SPREAD, spice_free_and_nudged
+from test_vground_spice import SIZES, SPREAD, assert_every_node_agrees
 
 GBWS = (math.inf, 1e7, 1e6, 1e5)
 
@@ -71,14 +71,7 @@ def test_operating_points_are_those_without_the_pole(case):
         spread = SPREAD if case != "ideal gain" else Mismatch(g_dtod=0.05)   # (no offsets: see test_vground_spice)
         c = compile_circuit(SIZES, net.params, "vground", spread, die=2, clamp=False,
                             nonideal=Nonidealities(opamp_gbw=gbw, **GBW_CASES[case]))
-        fast = VgroundSolver(tol=1e-12)
-        f0 = fast.solve(c, x)
-        f1 = fast.solve(c, x, y, 0.5, start=f0.states)
-        assert f0.converged.all() and f1.converged.all()
-        s0, s1 = spice_free_and_nudged(c, x, y, 0.5)
-        assert np.all(residual(c, s0, x) <= 1e-8) and np.all(residual(c, s1, x, y, 0.5) <= 1e-8)
-        for f, s in ((f0, s0), (f1, s1)):
-            assert max(np.abs(p - q).max() for p, q in zip(f.states, s)) <= 1e-6
+        s0, s1 = assert_every_node_agrees(c, x, y)
         points[gbw] = s0 + s1
     # ngspice's DC points of the netlists with and without the pole are the same to rounding
     assert max(np.abs(p - q).max() for p, q in zip(points[math.inf], points[1e6])) <= 1e-9

@@ -48,15 +48,21 @@ def test_every_node_agrees_with_ngspice(case):
     # or op-amp rails with the other non-idealities: those two are checked on their own, "all" is the rest
     kw = {k: v for k, v in CASES[case].items() if case != "all" or k not in ("device_v0", "opamp_rail")}
     c = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False, nonideal=Nonidealities(**kw))
+    assert_every_node_agrees(c, x, y)
+
+
+def assert_every_node_agrees(c, x, y, beta=0.5):
+    """ngspice solves every sample (KCL within 1e-8 V), free and nudged, and the fast solver finds the same
+    voltages on every node (within 1e-6 V); returns ngspice's free and nudged states."""
     fast = VgroundSolver(tol=1e-12)
     f0 = fast.solve(c, x)
-    f1 = fast.solve(c, x, y, 0.5, start=f0.states)
+    f1 = fast.solve(c, x, y, beta, start=f0.states)
     assert f0.converged.all() and f1.converged.all()
-    s0, s1 = spice_free_and_nudged(c, x, y, 0.5)
-    # ngspice solves every sample (KCL within 1e-8 V), and the fast solver finds the same voltages on every node
-    assert np.all(residual(c, s0, x) <= 1e-8) and np.all(residual(c, s1, x, y, 0.5) <= 1e-8)
+    s0, s1 = spice_free_and_nudged(c, x, y, beta)
+    assert np.all(residual(c, s0, x) <= 1e-8) and np.all(residual(c, s1, x, y, beta) <= 1e-8)
     for f, s in ((f0, s0), (f1, s1)):
         assert max(np.abs(p - q).max() for p, q in zip(f.states, s)) <= 1e-6
+    return s0, s1
 
 
 def test_plain_ngspice_batch_run_prints_the_fast_solvers_outputs(tmp_path):

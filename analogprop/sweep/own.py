@@ -29,6 +29,7 @@ from ..drivers.user_circuit import make_user_circuit_driver
 from ..model.conv_network import create_network
 from ..runs.build import train_config
 from ..training.trainer import TwoPhaseTrainer
+from .row import result_row
 
 
 def scaled(spec: CircuitSpec, factor: float) -> CircuitSpec:
@@ -66,16 +67,4 @@ def run_own_point(task: dict, reference: dict, data, cfg: dict) -> dict:
     records = []
     with own_driver(task) as driver:
         TwoPhaseTrainer(driver, train_config({**cfg, "lrs": task["circuit_lrs"]})).fit(data, on_epoch=records.append)
-    last = records[-1]
-    return {"point": task["point"], "seed": task["seed"], "die": task["die"], "level": task["level"],
-            **task["knobs"],
-            "ideal_accuracy": reference["test_accuracy"],
-            "transfer_accuracy": round(1.0 - transfer["error"], 9),
-            "verified_accuracy": None,
-            "circuit_accuracy": round(1.0 - last["test_error"], 9),
-            "finetune_accuracy": finetune,
-            "circuit_train_accuracy": round(1.0 - last["train_error"], 9),
-            "transfer_unconverged": transfer["unconverged"],
-            "circuit_unconverged": last["unconverged_test"],
-            "seconds": round(time.perf_counter() - t0, 3),
-            "key": task["key"]}
+    return result_row(task, reference, transfer, None, records[-1], finetune, t0)

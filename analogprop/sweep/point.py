@@ -33,6 +33,7 @@ from ..runs.directory import checkpoint_epoch, load_checkpoint, save_checkpoint
 from ..training.trainer import TrainState, TwoPhaseTrainer
 from .grid import PAIR_LEVELS, VGROUND_KNOBS, digest, nonideal_settings
 from .own import run_own_point
+from .row import result_row
 
 #: Row columns after the knobs, in CSV order.
 RESULT_COLUMNS = ("ideal_accuracy", "transfer_accuracy", "verified_accuracy", "circuit_accuracy", "finetune_accuracy",
@@ -149,16 +150,4 @@ def run_point(task: dict, reference: dict) -> dict:
     with _circuit(cfg) as driver:
         trainer = TwoPhaseTrainer(driver, train_config(cfg))
         trainer.fit(data, on_epoch=records.append)
-    last = records[-1]
-    return {"point": task["point"], "seed": task["seed"], "die": task["die"], "level": task["level"],
-            **task["knobs"],
-            "ideal_accuracy": reference["test_accuracy"],
-            "transfer_accuracy": round(1.0 - transfer["error"], 9),
-            "verified_accuracy": round(1.0 - verified["error"], 9),
-            "circuit_accuracy": round(1.0 - last["test_error"], 9),
-            "finetune_accuracy": finetune,
-            "circuit_train_accuracy": round(1.0 - last["train_error"], 9),
-            "transfer_unconverged": transfer["unconverged"],
-            "circuit_unconverged": last["unconverged_test"],
-            "seconds": round(time.perf_counter() - t0, 3),
-            "key": task["key"]}
+    return result_row(task, reference, transfer, verified, records[-1], finetune, t0)
