@@ -9,9 +9,13 @@ row to the next, and from its last row through one segment (``gc``) into the col
 tiles of a column meet.  Device ``G[i, j]`` joins row j's node and column i's node at its crosspoint.  A zero wire
 resistance merges those nodes into the driver or the column node.
 
-With linear devices the tile is a linear resistive network: eliminating its inner nodes (a sparse LU of their
-conductance matrix, :func:`scipy.sparse.linalg.splu`) leaves the current into the column nodes,
-``I = Gd V_drive - Gc V_col`` (``Gd`` (w, h), ``Gc`` (w, w); without wires ``Gd = G``, ``Gc = diag(G 1)``).
+With linear devices the tile is a linear resistive network: eliminating its inner nodes leaves the current into
+the column nodes, ``I = Gd V_drive - Gc V_col`` (``Gd`` (w, h), ``Gc`` (w, w); without wires ``Gd = G``,
+``Gc = diag(G 1)``).  The inner nodes' conductance matrix is symmetric positive definite; numbered crosspoint
+by crosspoint along the rows (a crosspoint's row-side node, then its column-side node) it is banded, its
+half-bandwidth twice the tile's width, so a sparse LU in that order without pivoting
+(:func:`scipy.sparse.linalg.splu`, natural order) fills only the band, and the column-node solves, which
+dominate the reduction, run faster on it than on a fill-reducing order's factor.
 """
 from __future__ import annotations
 
@@ -21,7 +25,7 @@ import numpy as np
 import scipy.sparse as sp
 from scipy.sparse.linalg import splu
 
-#: right-hand sides per sparse solve (bounds the dense block in memory)
+#: right-hand sides per banded solve (bounds the dense block in memory)
 _CHUNK = 64
 
 
@@ -54,7 +58,7 @@ class Tile:
         """Row-side minus column-side voltage at every crosspoint, (n, w, h), of boundary voltages ``vd`` (n, h)
         and ``vc`` (n, w)."""
         vb = np.concatenate([vd, vc], axis=1)
-        inner = (-self.lu.solve(np.ascontiguousarray((self.Lib @ vb.T)))).T if self.lu is not None else None
+        inner = (-self.lu.solve(np.ascontiguousarray(self.Lib @ vb.T))).T if self.lu is not None else None
 
         def at(idx):
             return np.where(idx >= 0, inner[:, np.maximum(idx, 0)] if inner is not None else 0.0,
@@ -68,9 +72,10 @@ def build_tile(G, gr, gc, rows, cols) -> Tile:
     w, h = G.shape
     J, I = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     nb = h + w
-    n_in = (h * w if gr else 0) + (h * w if gc else 0)
-    a = J * w + I if gr else -1 - J
-    b = (h * w if gr else 0) + J * w + I if gc else -1 - (h + I)
+    per = (1 if gr else 0) + (1 if gc else 0)   # inner nodes per crosspoint
+    n_in = per * h * w
+    a = per * (J * w + I) if gr else -1 - J
+    b = per * (J * w + I) + (1 if gr else 0) if gc else -1 - (h + I)
     glob = lambda idx: np.where(idx >= 0, idx + nb, -1 - idx)   # boundary first, then inner
     edges = [(glob(a).ravel(), glob(b).ravel(), G[I, J].ravel())]
     if gr:
@@ -87,7 +92,8 @@ def build_tile(G, gr, gc, rows, cols) -> Tile:
     Y = Lbb[h:]
     lu = None
     if n_in:
-        lu = splu(L[nb:, nb:].tocsc(), permc_spec="MMD_AT_PLUS_A")
+        lu = splu(L[nb:, nb:].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
+                  options={"SymmetricMode": True})
         Lic = Lib[:, h:]
         for s in range(0, w, _CHUNK):   # Y_cb -= (L_ii^-1 L_ic)^T L_ib, a chunk of column nodes at a time
             Z = lu.solve(np.ascontiguousarray(Lic[:, s:s + _CHUNK].toarray()))
