@@ -14,7 +14,7 @@ from pathlib import Path
 
 from analogprop.errors import AnalogpropError
 from analogprop.sweep import default_workers, make_spec, read_spec_file, run_sweep
-from analogprop.sweep.store import format_summary, summarize
+from analogprop.sweep.store import summary_table
 
 HERE = Path(__file__).parent
 
@@ -30,7 +30,7 @@ def main(grid_file=HERE / "sweep_digits.toml", out="runs/sweep-digits", descript
         res = run_sweep(spec, Path(args.out), workers=args.workers)
     except AnalogpropError as e:
         sys.exit(f"error: {e}")
-    print(format_summary(summarize(res["rows"], spec.knob_names()), spec.knob_names()))
+    print(summary_table(res["rows"], spec.knob_names()))
     for p in res["plots"]:
         print(f"figure: {p}")
 

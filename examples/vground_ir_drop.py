@@ -17,7 +17,7 @@ from pathlib import Path
 
 from analogprop.errors import AnalogpropError
 from analogprop.sweep import make_spec, run_sweep
-from analogprop.sweep.store import format_summary, summarize
+from analogprop.sweep.store import summary_table
 
 
 def main(argv=None):
@@ -32,7 +32,7 @@ def main(argv=None):
         res = run_sweep(spec, Path(args.out), progress=False)
     except AnalogpropError as e:
         sys.exit(f"error: {e}")
-    print(format_summary(summarize(res["rows"], spec.knob_names()), spec.knob_names()))
+    print(summary_table(res["rows"], spec.knob_names()))
     for p in res["plots"]:
         print(f"figure: {p}")
 

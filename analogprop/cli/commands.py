@@ -263,10 +263,10 @@ def cmd_sweep(args):
     workers = workers_from_args(args, default_workers)
     res = run_sweep(spec, Path(args.out), workers=workers, scheduler=args.scheduler, dashboard=args.dashboard,
                     progress=not args.quiet, stop=lambda: STOP.requested, plots=not args.no_plots)
-    from ..sweep.store import format_summary, summarize
+    from ..sweep.store import summary_table
 
     if res["rows"]:
-        print(format_summary(summarize(res["rows"], spec.knob_names()), spec.knob_names()))
+        print(summary_table(res["rows"], spec.knob_names()))
     print(f"{len(res['rows'])}/{res['total']} rows ({res['computed']} computed, {res['skipped']} already stored) "
           f"in {res['csv']}")
     for path in res["plots"]:

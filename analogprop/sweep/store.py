@@ -99,6 +99,11 @@ def summarize(rows: list[dict], knobs: list[str]) -> list[dict]:
     return out
 
 
+def summary_table(rows: list[dict], knobs: list[str]) -> str:
+    """The plain-text summary table of a sweep's rows, one line per point."""
+    return format_summary(summarize(rows, knobs), knobs)
+
+
 def format_summary(summary: list[dict], knobs: list[str]) -> str:
     """A plain-text table of :func:`summarize`'s output."""
     tuned = all("finetune" in s for s in summary)
