@@ -17,10 +17,13 @@ as well and keeps the largest node-voltage difference in ``stats``.
 """
 from __future__ import annotations
 
+import hashlib
+
 import numpy as np
 
 from ..circuit.tabulated import TabulatedSolver, UserNetwork, local_rule
 from ..circuit.user_spec import CircuitSpec, load_spec
+from ..spice.characterize import library_text
 from .base import Driver, Phase
 
 class UserCircuitDriver(Driver):
@@ -124,3 +127,13 @@ def make_user_circuit_driver(network, spec_path, die: int = 0, seed: int = 0, te
                                       tol=0.01 * tol * spec.span, max_iters=max_iters, spot_checks=spot_checks)
     drv.deploy_from_network(network.params)
     return drv
+
+
+def spec_digest(path) -> str:
+    """SHA-256 (16 hex digits) of a circuit specification file and its roles' library text (``.lib`` sections
+    expanded, as characterization reads it): what a result on the specification's circuit depends on."""
+    spec = load_spec(path)
+    h = hashlib.sha256(spec.path.read_bytes())
+    for role in (spec.neuron, spec.synapse):
+        h.update(library_text(spec, role).encode())
+    return h.hexdigest()[:16]

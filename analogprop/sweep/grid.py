@@ -33,6 +33,7 @@ from ..config import RunConfig
 from ..circuit.mismatch import CrossbarDesign, Mismatch
 from ..circuit.nonideal import Nonidealities
 from ..circuit.user_spec import load_spec
+from ..drivers.user_circuit import spec_digest
 from ..errors import AnalogpropError, ConfigError
 
 MISMATCH_KNOBS = tuple(f.name for f in fields(Mismatch))
@@ -109,17 +110,6 @@ class SweepSpec:
 def digest(obj) -> str:
     """Short stable hash of a JSON-able object (row and reference keys)."""
     return hashlib.sha1(json.dumps(obj, sort_keys=True).encode()).hexdigest()[:16]
-
-
-def spec_digest(path) -> str:
-    """SHA-256 (16 hex digits) of a circuit specification file and its libraries' files."""
-    spec = load_spec(path)
-    h = hashlib.sha256(spec.path.read_bytes())
-    for role in (spec.neuron, spec.synapse):
-        lib = role.library if role.library.is_absolute() else spec.root / role.library
-        if lib.is_file():
-            h.update(lib.read_bytes())
-    return h.hexdigest()[:16]
 
 
 def parse_grid_option(text: str) -> tuple[str, list]:
