@@ -58,8 +58,10 @@ def main(argv=None):
     ap.add_argument("--test", type=int, default=1000, help="test images timed (default 1000)")
     ap.add_argument("--tolerances", help="comma-separated solver tolerances to compare instead of timing an epoch")
     ap.add_argument("--probe", type=int, default=40, help="training images of the tolerance comparison")
+    ap.add_argument("--over-relax", type=float, help="the fast solver's over-relaxation limit (default: the config's)")
     args = ap.parse_args(argv)
-    cfg = merge(load_toml(args.config), {"data": {"data_dir": args.data_dir}}).to_flat()
+    solver = {} if args.over_relax is None else {"over_relax": args.over_relax}
+    cfg = merge(load_toml(args.config), {"data": {"data_dir": args.data_dir}, "solver": solver}).to_flat()
     params = load_checkpoint(RunDir(args.run).checkpoint_path)[0] if args.run else None
     data, driver, tc = build(cfg, params)
     if args.tolerances:
@@ -99,7 +101,8 @@ def main(argv=None):
     print(f"command: {' '.join(sys.argv)}")
     print(f"date: {datetime.date.today().isoformat()}")
     print(f"config: {args.config}{' checkpoint of ' + args.run if args.run else ' (initial parameters)'}; "
-          f"arch {cfg['arch']}, batch {tc.batch_size}, {cfg['dtype']}, tol {cfg['tol']:g}")
+          f"arch {cfg['arch']}, batch {tc.batch_size}, {cfg['dtype']}, tol {cfg['tol']:g}, "
+          f"over_relax {cfg['over_relax']:g}")
     print(f"sweeps per relaxation (mean): free {np.mean(sweeps['free']):.1f}, nudged {np.mean(sweeps['nudged']):.1f}")
     print(f"train CPU s per minibatch: {train:.4f} (measured on {args.batches} minibatches)")
     print(f"evaluation CPU s per test image: {evaluate:.6f} (measured on {args.test} images)")

@@ -81,3 +81,45 @@ def test_unclipped_output_solvers_agree(rng):
         field = mu_beta(net, x, fast.states, y, beta)
         assert np.max(np.abs(field[-1])) <= 1e-10
         assert max(np.max(np.abs(a - b)) for a, b in zip(fast.states, euler.states)) <= 1e-8
+
+
+def _slow_tied_network():
+    """A tied network whose loop is nearly marginal: plain sweeps converge slowly along one real mode."""
+    from analogprop.model.conv_network import create_network
+    net = create_network((20, 30, 30), seed=0, tied=True)
+    for name, v in net.params.items():
+        if name.startswith("bias"):
+            v[:] = 0.3
+    return net
+
+
+def test_over_relaxation_takes_fewer_sweeps_to_the_same_fixed_point(rng):
+    net = _slow_tied_network()
+    x = rng.uniform(0, 1, (16, 20))
+    plain = FastSolver(tol=1e-9, max_sweeps=3000).solve(net, x)
+    over = FastSolver(tol=1e-9, max_sweeps=3000, over_relax=1.5).solve(net, x)
+    assert plain.converged.all() and over.converged.all()
+    assert over.steps.mean() < 0.75 * plain.steps.mean()
+    for a, b in zip(plain.states, over.states):
+        np.testing.assert_allclose(a, b, atol=1e-7)
+
+
+@pytest.mark.parametrize("seed", range(3))
+def test_over_relaxation_leaves_fast_converging_networks_as_they_were(seed, rng):
+    """Untied random networks, whose sweeps do not slow to one aligned mode, keep plain sweeps."""
+    sizes = (30, 25, 20, 8)
+    net = saturating_network(sizes, seed=seed, gain=2.0, feedback=0.4)
+    x, y = _data(rng, sizes)
+    for beta in (0.0, 0.8):
+        plain = FastSolver(tol=1e-10).solve(net, x, y, beta)
+        over = FastSolver(tol=1e-10, over_relax=1.9).solve(net, x, y, beta)
+        assert over.converged.all()
+        assert over.steps.sum() <= 1.1 * plain.steps.sum()
+        for a, b in zip(plain.states, over.states):
+            np.testing.assert_allclose(a, b, atol=1e-8)
+
+
+@pytest.mark.parametrize("factor", [0.9, 2.0, float("nan")])
+def test_over_relaxation_factor_outside_its_range_is_refused(factor):
+    with pytest.raises(ConfigError, match="over-relaxation"):
+        FastSolver(over_relax=factor)

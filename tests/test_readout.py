@@ -212,3 +212,42 @@ def test_same_update_needs_an_ideal_network():
     with pytest.raises(ConfigError, match="same_update must be true or false, got 1"):
         TrainConfig(same_update=1).validate()
     assert from_flat({"same_update": True}).training.same_update
+
+
+@pytest.mark.parametrize("readout", ["softmax", "linear"])
+def test_a_strong_readout_nudge_is_solved_exactly_in_each_sweep(readout):
+    """beta c ||W||^2 >> 1, where a plain step on the top hidden layer oscillates: with one dynamic layer
+    its exact solve given the (fixed) drive reaches the nudged fixed point within a few sweeps (for the
+    softmax the layer's problem is convex: the one Euler reaches; the clipped linear readout's can have
+    several)."""
+    net = create_network((6, 30, 4), seed=0, readout=readout)
+    net.params["fwd1"] *= 3.0
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 1, (8, 6)), one_hot(rng.integers(0, 4, 8), 4)
+    free = SOLVER.solve(net, x)
+    fast = FastSolver(tol=1e-10, max_sweeps=50).solve(net, x, y, 2.0, start=free.states)
+    euler = EulerSolver(step=0.05, tol=1e-10, max_steps=400000).solve(net, x, y, 2.0, start=free.states)
+    # (the clipped linear readout's force switches off where z crosses its bounds: a sample can chatter there)
+    ok = euler.converged & fast.converged
+    assert ok.sum() >= (8 if readout == "softmax" else 7) and fast.steps[ok].max() <= 5
+    field = mu_beta(net, x, fast.states, y, 2.0)
+    assert projected_residual(fast.states, field, net.bounds())[ok].max() < 1e-9
+    if readout == "softmax":
+        for a, b in zip(fast.states, euler.states):
+            np.testing.assert_allclose(a, b, atol=1e-8)
+
+
+def test_a_strong_negative_nudge_stays_on_the_free_state_s_branch():
+    """Under -beta the top layer's problem is not convex; its solve keeps to stable solutions near the
+    current state, so the fast solver lands where the physical (Euler) dynamics from the free state do."""
+    net = create_network((6, 30, 4), seed=0, readout="softmax")
+    net.params["fwd1"] *= 3.0
+    rng = np.random.default_rng(0)
+    x, y = rng.uniform(0, 1, (8, 6)), one_hot(rng.integers(0, 4, 8), 4)
+    free = SOLVER.solve(net, x)
+    fast = FastSolver(tol=1e-10, max_sweeps=5000).solve(net, x, y, -0.5, start=free.states)
+    euler = EulerSolver(step=0.05, tol=1e-10, max_steps=400000).solve(net, x, y, -0.5, start=free.states)
+    assert fast.converged.all() and euler.converged.all()
+    assert fast.steps.sum() < 0.1 * euler.steps.sum()
+    for a, b in zip(fast.states, euler.states):
+        np.testing.assert_allclose(a, b, atol=1e-8)

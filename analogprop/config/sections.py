@@ -134,6 +134,10 @@ class SolverConfig(Section):
     tol: float = setting(1e-5, "residual tolerance of a relaxation, in network units (the circuit drivers "
                          "divide it by the layer gain)", Number(float, low=0, low_open=True))
     max_steps: int = setting(500, "step/sweep limit of a relaxation", Number(int, low=1))
+    over_relax: float = setting(1.0, "largest over-relaxation factor of the fast solver's sweeps (1: plain "
+                                "Gauss-Seidel; above 1, a sample whose sweeps slow to one mode is over-relaxed up "
+                                "to it; 1.5 speeds trained networks with strong feedback)",
+                                Number(float, low=1, high=2, high_open=True))
     euler_step: float = setting(0.5, "Euler step size epsilon (Eq. 59)", Number(float, low=0, high=1, low_open=True))
     nudge_steps: int = setting(0, "nudged phase: this many Euler steps of --euler-step from the free fixed point "
                                "(Table 1's second-phase iterations; ideal driver; 0: relax to the fixed point)",

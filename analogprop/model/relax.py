@@ -11,12 +11,15 @@
 A network with its readout outside the dynamics (``net.readout``) relaxes layers
 1..L-1, the top one nudged by ``beta W^T e`` (:mod:`analogprop.model.dynamics`);
 the output state follows the top hidden layer (set exactly by the fast solver,
-approached by the Euler steps).  The fast solver updates that nudged top layer
-by the full field (the nudge taken at its current state), and halves the step of
-a sample whenever the layer's change grows, down to ``1 / (1 + |beta| c ||W||^2)``
-(``c``: the curvature bound of the loss, 1/2 for the softmax, 1 for the linear
-readout): a projected gradient step on the layer's strongly convex problem for
-beta > 0, where the full update can oscillate once ``beta c ||W||^2 > 1``.
+approached by the Euler steps).  The fast solver solves that nudged top layer
+exactly given its drive ``d``, as it does every other layer:
+``h = clip(d + beta W^T e(W h + b))`` is a system in the readout's few inputs
+``z = W h + b``, solved by damped Newton steps batched over samples (for beta > 0
+it is the proximal step of the layer's strongly convex problem).  A sample
+Newton leaves unsolved takes the damped step instead: the full field (the nudge
+taken at its current state), its step halved whenever the layer's change grows,
+down to ``1 / (1 + |beta| c ||W||^2)`` (``c``: the curvature bound of the loss,
+1/2 for the softmax, 1 for the linear readout).
 
 Both stop per sample once ``max |h - clip(h + mu^beta)| <= tol`` (the
 projected residual, zero exactly at a fixed point of Eq. 59) and report, per
@@ -29,7 +32,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .dynamics import projected_residual, readout_error, readout_force, readout_input, readout_output, rho
+from .dynamics import (projected_residual, readout_error, readout_force, readout_input, readout_output, rho,
+                       softmax)
 from ..errors import ConfigError
 from .network import Network
 
@@ -64,6 +68,9 @@ def _cast(net: Network, dtype) -> Network:
     return net if prepared is None else prepared()
 
 
+_TRUST = 1.0  # largest Newton step of the readout input under a negative nudge
+
+
 class _Batch:
     """Active rows of a batched relaxation; converged rows are written out and dropped."""
 
@@ -87,7 +94,9 @@ class _Batch:
         self.y = None if y is None else np.asarray(y, dtype)
         self.top_step, self.top_change, self.min_step = np.ones(n), np.full(n, np.inf), 1.0
         if net.readout != "dynamic" and self.beta:
-            w = np.asarray(net.params[f"fwd{net.n_layers - 1}"], float)  # a dense readout, (outputs, inputs)
+            w = np.asarray(net.params[f"fwd{net.n_layers - 1}"])  # a dense readout, (outputs, inputs)
+            self.w_pairs = (w.T[:, :, None] * w.T[:, None, :]).reshape(w.shape[1], -1)  # W_oi W_pi per unit i
+            w = w.astype(float)
             norm2 = np.linalg.eigvalsh(w @ w.T)[-1]  # ||W||_2^2 from the small Gram matrix, not an SVD of W
             self.min_step = 1.0 / (1.0 + abs(self.beta) * (0.5 if net.readout == "softmax" else 1.0) * norm2)
         self.idx = np.arange(n)
@@ -117,6 +126,68 @@ class _Batch:
         f[top - 1] += self.nudge(h[top - 1], rows)
         f.append(self.output(h[top - 1]) - h[-1])
         return f
+
+    def solve_top(self, d, tol, iterations: int = 8):
+        """The nudged top hidden layer solved exactly given its drive ``d``: ``h = clip(d + beta W^T e(z))``
+        with ``z = W h + b`` (Eq. 14 with the readout's error), by damped Newton steps on ``z``, one
+        outputs x outputs system per sample.  Rows left with a layer residual above ``tol`` (or, under a
+        negative nudge, at an unstable solution) take :meth:`step_top` instead."""
+        net, (lo, hi) = self.net, self.bounds[-2]
+
+        def layer(z, rows):  # the layer's state given the readout input, and the residual z(h) - z
+            e = readout_error(net, z, self.y[rows])
+            h = np.clip(d[rows] + self.beta * readout_force(net, e), lo, hi)
+            return h, readout_input(net, rho(h)) - z
+
+        z = readout_input(net, rho(self.h[-2]))
+        h, f = layer(z, slice(None))
+        size = np.max(np.abs(f), axis=1)
+        live = np.flatnonzero(size > tol)
+        eye = np.eye(z.shape[1])
+        for _ in range(iterations):
+            if not live.size:
+                break
+            jac = self.loop_gain(h[live], z[live]) - eye  # d(z(h(z)) - z)/dz
+            step = np.linalg.solve(jac, -f[live][:, :, None].astype(float))[:, :, 0]
+            if self.beta < 0 or net.readout != "softmax":  # not a convex problem: stay near the current solution
+                step *= np.minimum(1.0, _TRUST / np.maximum(np.max(np.abs(step), axis=1, keepdims=True), 1e-30))
+            step, t = step.astype(z.dtype), np.ones((live.size, 1), z.dtype)
+            for _ in range(4):  # halve the step of rows whose residual did not shrink
+                zn = z[live] + t * step
+                hn, fn = layer(zn, live)
+                sn = np.max(np.abs(fn), axis=1)
+                worse = sn >= size[live]
+                if not worse.any():
+                    break
+                t[worse] /= 2
+            rows = live[~worse]
+            z[rows], h[rows], f[rows], size[rows] = zn[~worse], hn[~worse], fn[~worse], sn[~worse]
+            live = rows[size[rows] > tol]
+        unsolved = np.max(np.abs(np.clip(d + self.nudge(h), lo, hi) - h), axis=1) > tol
+        if self.beta < 0:  # only stable solutions: the layer's loop gain below 1
+            gain = self.loop_gain(h, readout_input(net, rho(h)))
+            # its eigenvalues are those of a product of two PSD matrices, real and >= 0: below the trace
+            check = np.flatnonzero(np.trace(gain, axis1=1, axis2=2) >= 1)
+            unsolved[check] |= np.linalg.eigvals(gain[check]).real.max(axis=1) >= 1
+        if unsolved.any():
+            h[unsolved] = np.clip(self.step_top(d)[unsolved], lo, hi)
+        return h
+
+    def loop_gain(self, h, z):
+        """beta W D W^T de/dz per sample: the derivative of the readout input around the nudged top layer,
+        D the units of ``h`` inside (0, 1)."""
+        n, o = z.shape
+        wdw = (((h > 0) & (h < 1)).astype(self.w_pairs.dtype) @ self.w_pairs).reshape(n, o, o)
+        return self.beta * wdw.astype(float) @ self.error_slope(z)
+
+    def error_slope(self, z):
+        """de/dz of the readout's error, per sample: -(diag(p) - p p^T) for the softmax, -diag(unclipped)
+        for the linear readout."""
+        if self.net.readout == "softmax":
+            p = softmax(z.astype(float))
+            return p[:, :, None] * p[:, None, :] - p[:, :, None] * np.eye(z.shape[1])
+        zlo, zhi = self.bounds[-1]
+        return -(((z > zlo) & (z < zhi))[:, :, None] * np.eye(z.shape[1]))
 
     def step_top(self, d):
         """The nudged top hidden layer's next value (before the clip) given its drive ``d``: a step of
@@ -201,6 +272,71 @@ class EulerSolver:
 
 
 @dataclass
+
+
+class _OverRelaxation:
+    """Per-sample over-relaxation factors of the fast solver's sweeps (Young's SOR), set from the sweeps.
+
+    A sample starts with plain sweeps (omega = 1).  From ``WARMUP`` sweeps on, once its successive moves
+    point the same way (cosine above ``ALIGNED``: one slow real mode left, as in the nearly marginal loops
+    of trained networks) and shrink by a ratio r per sweep, it takes Young's factor for that mode,
+    ``omega = 2 / (1 + sqrt(1 - r))`` (r at most ``SLOWEST``), and at most ``limit``.  A sample whose change grows past ``GROWTH``
+    times its smallest so far goes back to plain sweeps for good, so a network it does not suit still
+    converges as before.
+    """
+
+    WARMUP, ALIGNED, GROWTH, SLOWEST = 3, 0.8, 4.0, 0.95
+
+    def __init__(self, n: int, limit: float, dtype):
+        self.limit = limit
+        self.omega = np.ones(n, dtype)
+        self.open = np.full(n, limit > 1.0)  # not yet set and not given up
+        self.best = np.full(n, np.inf)
+        self.moves, self.dot, self.norm, self.prev_norm = None, np.zeros(n), np.zeros(n), np.zeros(n)
+
+    def step(self, k: int, h, target, bounds):
+        """Layer ``k``'s (0-based) next state from its state ``h``, its Gauss-Seidel value ``target`` and its
+        range ``bounds``."""
+        if self.limit == 1.0:
+            return target
+        new = np.clip(h + self.omega[:, None] * (target - h), *bounds) if (self.omega != 1).any() else target
+        if self.open.any():  # the moves of samples still to be set
+            move = new - h
+            if self.moves is None:
+                self.moves = []
+            if len(self.moves) > k:
+                self.dot += np.einsum("ij,ij->i", move, self.moves[k])
+                self.moves[k] = move
+            else:
+                self.moves.append(move)
+            self.norm += np.einsum("ij,ij->i", move, move)
+        return new
+
+    def end_sweep(self, sweep: int, change):
+        """Set or withdraw the factors after a sweep whose largest move per sample was ``change``."""
+        if self.limit == 1.0:
+            return
+        self.omega[change > self.GROWTH * self.best] = 1.0
+        self.open &= ~(change > self.GROWTH * self.best)
+        np.minimum(self.best, change, out=self.best)
+        if sweep >= self.WARMUP:
+            cos = self.dot / np.sqrt(np.maximum(self.norm * self.prev_norm, 1e-300))
+            ratio = np.sqrt(self.norm / np.maximum(self.prev_norm, 1e-300))
+            ready = self.open & (cos > self.ALIGNED)
+            r = np.minimum(ratio[ready], self.SLOWEST)
+            self.omega[ready] = np.minimum(2.0 / (1.0 + np.sqrt(1.0 - r)), self.limit)
+            self.open &= ~ready
+        self.prev_norm, self.norm, self.dot = self.norm, np.zeros_like(self.norm), np.zeros_like(self.dot)
+
+    def keep(self, rows):
+        """Drop the retired samples (``rows``: the ones still active)."""
+        self.omega, self.open, self.best = self.omega[rows], self.open[rows], self.best[rows]
+        self.norm, self.dot, self.prev_norm = self.norm[rows], self.dot[rows], self.prev_norm[rows]
+        if self.moves is not None:
+            self.moves = [m[rows] for m in self.moves]
+
+
+@dataclass
 class FastSolver:
     """Projected block Gauss-Seidel over layers, input side first.
 
@@ -209,27 +345,38 @@ class FastSolver:
     chain, so a sweep contracts like two Jacobi (Euler step 1) iterations;
     sweeping always forward is about twice as fast as alternating the
     direction, which can also cycle.
+
+    ``over_relax`` > 1 lets a sample whose sweeps have slowed to one slow mode
+    move each layer omega times its Gauss-Seidel step, omega set from the
+    sweeps up to that limit (:class:`_OverRelaxation`; the nudged top layer
+    keeps its exact solve).
     """
 
     tol: float = 1e-6
     max_sweeps: int = 500
     dtype: type = np.float64
+    over_relax: float = 1.0
 
     def __post_init__(self):
         _check(self.tol, self.max_sweeps, "fast solver")
+        if not 1.0 <= self.over_relax < 2.0:
+            raise ConfigError(f"over-relaxation factor must be in [1, 2), got {self.over_relax}")
 
     def solve(self, net: Network, x, y=None, beta: float = 0.0, start=None) -> Relaxation:
         b = _Batch(net, x, y, beta, start, self.dtype)
+        sor = _OverRelaxation(b.idx.size, self.over_relax, b.h[0].dtype)
         top, readout = net.n_dynamic, net.readout != "dynamic"
         for sweep in range(1, self.max_sweeps + 1):
             change = np.zeros(b.idx.size)
             for k in range(1, top + 1):
                 d = top_drive = b.drive(k)  # the top layer's stays valid: nothing below it moves after it
                 if k == top and b.beta and readout:
-                    d = b.step_top(d)
+                    d = b.solve_top(d, 0.1 * self.tol)
                 elif k == top and b.beta:
                     d = (d + b.beta * b.y) / (1.0 + b.beta)
                 new = np.clip(d, *b.bounds[k - 1])
+                if not (k == top and b.beta):
+                    new = sor.step(k - 1, b.h[k - 1], new, b.bounds[k - 1])
                 np.maximum(change, np.max(np.abs(new - b.h[k - 1]), axis=1), out=change)
                 b.h[k - 1] = new
             if readout:
@@ -237,6 +384,7 @@ class FastSolver:
                 np.maximum(change, np.max(np.abs(new - b.h[-1]), axis=1), out=change)
                 b.h[-1] = new
             b.steps[b.idx] = sweep
+            sor.end_sweep(sweep, change)
             cand = np.flatnonzero(change <= self.tol)
             if sweep == self.max_sweeps:
                 cand = np.arange(b.idx.size)
@@ -247,6 +395,7 @@ class FastSolver:
                 ok = r <= self.tol if sweep < self.max_sweeps else np.ones(cand.size, bool)
                 done[cand[ok]] = True
                 b.retire(done, r[ok])
+                sor.keep(~done)
             if b.idx.size == 0:
                 break
         return b.result(self.tol)

@@ -30,7 +30,7 @@ def make_solver(cfg: dict):
     dtype = _dtype(cfg)
     if cfg["solver"] == "euler":
         return EulerSolver(step=cfg["euler_step"], max_steps=cfg["max_steps"], tol=cfg["tol"], dtype=dtype)
-    return FastSolver(tol=cfg["tol"], max_sweeps=cfg["max_steps"], dtype=dtype)
+    return FastSolver(tol=cfg["tol"], max_sweeps=cfg["max_steps"], dtype=dtype, over_relax=cfg["over_relax"])
 
 
 def make_nudge_solver(cfg: dict):
