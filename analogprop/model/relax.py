@@ -99,6 +99,7 @@ class _Batch:
             w = w.astype(float)
             norm2 = np.linalg.eigvalsh(w @ w.T)[-1]  # ||W||_2^2 from the small Gram matrix, not an SVD of W
             self.min_step = 1.0 / (1.0 + abs(self.beta) * (0.5 if net.readout == "softmax" else 1.0) * norm2)
+            self.force_bound = np.abs(w).sum(axis=0).max()  # ||W^T||_inf: |dh| <= |beta| that |dz| (|de/dz| <= 1)
         self.idx = np.arange(n)
         self.residual = np.full(n, np.inf)
         self.steps = np.zeros(n, dtype=np.int64)
@@ -142,7 +143,9 @@ class _Batch:
         z = readout_input(net, rho(self.h[-2]))
         h, f = layer(z, slice(None))
         size = np.max(np.abs(f), axis=1)
-        live = np.flatnonzero(size > tol)
+        tol_z = tol / max(abs(self.beta) * self.force_bound, 1e-30)  # the h tolerance carried to z
+        live = np.flatnonzero(size > tol_z)
+        moved = np.zeros(z.shape[0], bool)
         eye = np.eye(z.shape[1])
         for _ in range(iterations):
             if not live.size:
@@ -162,13 +165,15 @@ class _Batch:
                 t[worse] /= 2
             rows = live[~worse]
             z[rows], h[rows], f[rows], size[rows] = zn[~worse], hn[~worse], fn[~worse], sn[~worse]
-            live = rows[size[rows] > tol]
-        unsolved = np.max(np.abs(np.clip(d + self.nudge(h), lo, hi) - h), axis=1) > tol
-        if self.beta < 0:  # only stable solutions: the layer's loop gain below 1
-            gain = self.loop_gain(h, readout_input(net, rho(h)))
+            moved[rows] = True
+            live = rows[size[rows] > tol_z]
+        unsolved = size > tol_z
+        if self.beta < 0 and moved.any():  # only stable solutions: the layer's loop gain below 1
+            rows = np.flatnonzero(moved)
+            gain = self.loop_gain(h[rows], z[rows])
             # its eigenvalues are those of a product of two PSD matrices, real and >= 0: below the trace
-            check = np.flatnonzero(np.trace(gain, axis1=1, axis2=2) >= 1)
-            unsolved[check] |= np.linalg.eigvals(gain[check]).real.max(axis=1) >= 1
+            check = np.trace(gain, axis1=1, axis2=2) >= 1
+            unsolved[rows[check]] |= np.linalg.eigvals(gain[check]).real.max(axis=1) >= 1
         if unsolved.any():
             h[unsolved] = np.clip(self.step_top(d)[unsolved], lo, hi)
         return h
