@@ -28,7 +28,7 @@ def _without(flat: dict) -> dict:
 
 def test_the_paper_results_have_experiments_with_shipped_runs():
     assert {"mnist-784-512-512-10", "mnist-784-512-512-512-10", "mnist-784-512-512-512-10-beta035",
-            "conv-frozen-readout", "digits-demo"} <= {p.name for p in SHIPPED}
+            "conv-frozen-readout", "conv-table2-readout", "digits-demo"} <= {p.name for p in SHIPPED}
 
 
 @pytest.mark.parametrize("exp", EXPERIMENTS, ids=lambda p: p.name)
