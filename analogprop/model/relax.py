@@ -68,7 +68,7 @@ def _cast(net: Network, dtype) -> Network:
     return net if prepared is None else prepared()
 
 
-_TRUST = 1.0  # largest Newton step of the readout input under a negative nudge
+_TRUST = 1.0  # largest Newton step of the readout input where the top layer's problem is not convex
 
 
 class _Batch:
@@ -276,18 +276,15 @@ class EulerSolver:
         return b.result(self.tol)
 
 
-@dataclass
-
-
 class _OverRelaxation:
     """Per-sample over-relaxation factors of the fast solver's sweeps (Young's SOR), set from the sweeps.
 
     A sample starts with plain sweeps (omega = 1).  From ``WARMUP`` sweeps on, once its successive moves
     point the same way (cosine above ``ALIGNED``: one slow real mode left, as in the nearly marginal loops
     of trained networks) and shrink by a ratio r per sweep, it takes Young's factor for that mode,
-    ``omega = 2 / (1 + sqrt(1 - r))`` (r at most ``SLOWEST``), and at most ``limit``.  A sample whose change grows past ``GROWTH``
-    times its smallest so far goes back to plain sweeps for good, so a network it does not suit still
-    converges as before.
+    ``omega = 2 / (1 + sqrt(1 - r))`` (r at most ``SLOWEST``), and at most ``limit``.  A sample whose
+    change grows past ``GROWTH`` times its smallest so far goes back to plain sweeps for good, so a network
+    it does not suit still converges as before.
     """
 
     WARMUP, ALIGNED, GROWTH, SLOWEST = 3, 0.8, 4.0, 0.95
@@ -321,8 +318,8 @@ class _OverRelaxation:
         """Set or withdraw the factors after a sweep whose largest move per sample was ``change``."""
         if self.limit == 1.0:
             return
-        self.omega[change > self.GROWTH * self.best] = 1.0
-        self.open &= ~(change > self.GROWTH * self.best)
+        grew = change > self.GROWTH * self.best
+        self.omega[grew], self.open[grew] = 1.0, False
         np.minimum(self.best, change, out=self.best)
         if sweep >= self.WARMUP:
             cos = self.dot / np.sqrt(np.maximum(self.norm * self.prev_norm, 1e-300))
