@@ -8,8 +8,9 @@ Prints ``name: value`` lines:
   (op-amp gain 1e6, node clamps), free then nudged phase of each sample of a
   minibatch (sparse random inputs in [0, 1]), tolerance 1e-6 V, with the
   largest residual (V);
-* ``wire resistance``: ``--wire-r`` ohm per row and column segment of each tile (``--tile``; an exact virtual
-  ground, as wire resistance needs), and the time the tiles' reduction took;
+* ``wire resistance``: ``--wire-r`` ohm per row and column segment of each tile (``--tile``), with the
+  default non-idealities (``--exact-ground``: an exact virtual ground instead), and the time the tiles'
+  reduction took;
 * ``ngspice size``, ``ngspice pairs/s``, ``fast/ngspice speed ratio`` and
   ``fast vs ngspice max difference V``: ngspice (:class:`analogprop.spice.solver.SpiceSolver`)
   on the same circuit family at the largest of the sizes tried that finishes
@@ -22,7 +23,8 @@ Prints ``name: value`` lines:
   settling times of the free and nudged phases (median and largest, to 1 % of each phase's change), the slowest
   column's closed-loop time constant and its single-pole estimate ``ln(100) tau``, and the energy until settled.
 
-    python benchmarks/vground.py [--samples N] [--g-dtod G] [--wire-r OHM] [--tile N] [--ngspice-budget S]
+    python benchmarks/vground.py [--samples N] [--g-dtod G] [--wire-r OHM] [--tile N] [--exact-ground]
+                                 [--ngspice-budget S]
                                  [--ngspice-samples N]
                                  [--ngspice-sizes 784-128-128-10,...]   (--ngspice-sizes '': no ngspice)
     python benchmarks/vground.py --gbw 1e5,1e6,1e7 [--gbw-sizes 64-32-10] [--gbw-samples N] [--g-dtod G]
@@ -46,11 +48,12 @@ SIZES = (784, 512, 512, 10)
 TRIES = ((784, 512, 512, 10), (784, 256, 256, 10), (784, 128, 128, 10), (784, 96, 96, 10), (784, 64, 10))
 
 
-def circuit_of(sizes, die=1, g_dtod=0.1, wire_r=0.0, tile=256):
-    """The benchmark's circuit; ``wire_r`` (ohm per row and column segment) needs an exact virtual ground."""
+def circuit_of(sizes, die=1, g_dtod=0.1, wire_r=0.0, tile=256, exact_ground=False):
+    """The benchmark's circuit: ``wire_r`` ohm per row and column segment, the default non-idealities or, with
+    ``exact_ground``, an ideal op-amp gain."""
     net = Network.create(sizes, seed=0)
-    nid = (Nonidealities(opamp_gain=math.inf, wire_r_row=wire_r, wire_r_col=wire_r, tile=tile) if wire_r
-           else Nonidealities(tile=tile))
+    nid = Nonidealities(wire_r_row=wire_r, wire_r_col=wire_r, tile=tile,
+                        **({"opamp_gain": math.inf} if exact_ground else {}))
     return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=g_dtod), die=die, clamp=True, nonideal=nid)
 
 
@@ -124,8 +127,8 @@ def main():
     ap.add_argument("--g-dtod", type=float, default=0.1, help="device-to-device conductance spread")
     ap.add_argument("--newton-iters", type=int, default=VgroundSolver.newton_iters,
                     help="Newton iterations per rung (plain Newton, each gmin and each source step)")
-    ap.add_argument("--wire-r", type=float, default=0.0,
-                    help="wire resistance per row and column segment (ohm; needs and sets an exact virtual ground)")
+    ap.add_argument("--wire-r", type=float, default=0.0, help="wire resistance per row and column segment (ohm)")
+    ap.add_argument("--exact-ground", action="store_true", help="an exact virtual ground (ideal op-amp gain)")
     ap.add_argument("--tile", type=int, default=256, help="crossbar tile size (crosspoints)")
     ap.add_argument("--ngspice-samples", type=int, default=4)
     ap.add_argument("--ngspice-budget", type=float, default=180.0)
@@ -144,10 +147,11 @@ def main():
                   args.gbw_samples, args.g_dtod)
         return
     t = time.perf_counter()
-    c = circuit_of(SIZES, g_dtod=args.g_dtod, wire_r=args.wire_r, tile=args.tile)
+    c = circuit_of(SIZES, g_dtod=args.g_dtod, wire_r=args.wire_r, tile=args.tile, exact_ground=args.exact_ground)
+    ground = "exact virtual ground" if args.exact_ground else "default non-idealities"
     if args.wire_r:   # the tiles' reduction (once per programming)
         [Layer(c, k) for k in range(1, c.n_layers + 1)]
-        print(f"wire resistance: {args.wire_r:g} ohm per segment, tile {args.tile}, exact virtual ground; tiles "
+        print(f"wire resistance: {args.wire_r:g} ohm per segment, tile {args.tile}, {ground}; tiles "
               f"reduced in {time.perf_counter() - t:.1f} s")
     else:
         print("wire resistance: none")
@@ -155,7 +159,7 @@ def main():
     free, nudged, pairs = fast_pairs(c, x, y, newton_iters=args.newton_iters)
     conv = np.mean(free.converged & nudged.converged)
     print(f"network: {'-'.join(map(str, SIZES))} vground, g_dtod {args.g_dtod:g}, "
-          f"{'exact virtual ground and wire resistance' if args.wire_r else 'default non-idealities'}, "
+          f"{ground}{', wire resistance' if args.wire_r else ''}, "
           f"{args.samples} samples")
     print(f"fast converged share: {conv:.3f}")
     print(f"fast unconverged samples: {int(np.count_nonzero(~(free.converged & nudged.converged)))}")

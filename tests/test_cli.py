@@ -129,7 +129,7 @@ def test_shift_option_reaches_the_run_config(tmp_path):
 
 
 def test_optional_setting_takes_none_on_the_command_line(tmp_path):
-    """``--opamp-gain none``: an exact virtual ground (saved as null), which wire resistance needs."""
+    """``--opamp-gain none``: an exact virtual ground (saved as null)."""
     out = tmp_path / "vg"
     assert main(["train", "--driver", "circuit", "--level", "vground", "--opamp-gain", "none", "--wire-r-row", "1",
                  "--arch", "64-8-10", "--epochs", "1", "--train-subset", "20", "--test-subset", "20",

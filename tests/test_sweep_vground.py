@@ -67,9 +67,6 @@ def test_saved_exact_virtual_ground_reads_back():
 
 
 @pytest.mark.parametrize("grid, kw, message", [
-    (["wire_r=0,5"], {"opamp_gain": 1e5}, "grid knob wire_r=5 ohm needs an exact virtual ground: give opamp_gain "
-                                          "none (--opamp-gain none), got opamp_gain 100000"),
-    (["wire_r_col=2"], {"opamp_gain": None}, "grid knob wire_r_col=2 ohm needs an exact virtual ground"),
     (["wire_r=5"], {"level": "crossbar"}, "grid knob wire_r is a virtual-ground crossbar knob; sweep it with level "
                                           "vground"),
     (["wire_r=-1"], {}, "grid knob wire_r: wire_r must be a finite number >= 0, got -1"),
@@ -84,11 +81,11 @@ def test_invalid_vground_grids_refused(grid, kw, message):
         make_spec(None, grid, **{**SMALL, **kw})
 
 
-def test_cli_refuses_wires_with_finite_gain_in_one_line(tmp_path, capsys):
-    assert main(["sweep", "--serial", "--level", "vground", "--grid", "wire_r=0,10", "--out", str(tmp_path / "s")]) == 2
+def test_cli_refuses_a_bad_wire_knob_in_one_line(tmp_path, capsys):
+    out = str(tmp_path / "s")
+    assert main(["sweep", "--serial", "--level", "vground", "--grid", "wire_r=0,-10", "--out", out]) == 2
     assert capsys.readouterr().err.strip().splitlines() == [
-        "analogprop: error: grid knob wire_r=10 ohm needs an exact virtual ground: give opamp_gain none "
-        "(--opamp-gain none), got opamp_gain 1e+06"]
+        "analogprop: error: grid knob wire_r: wire_r must be a finite number >= 0, got -10"]
     assert not (tmp_path / "s").exists()
 
 

@@ -82,7 +82,7 @@ def column_model(c, x, y, beta):
     z = (u, p), u = V_out - V_col the feedback capacitor's voltage, p the pole node (V_out = p);
     C_f du/dt = -(I_dev(V_col) + bn (V_y - V_col) + g_l u), dp/dt = -w_t (V_col - V_os) - w_t p / A."""
     lay, gu, nid = Layer(c, 1), c.g_unit, c.nonideal
-    a1, s = lay.aggregate(*drives(c, [np.zeros((1, 2))], x[None]))
+    a1, s = lay.aggregate(*drives(c, [np.zeros((1, 2))], x[None]), None)   # (no wires: no column coupling)
     bn = beta * c.values["nudge"][0]
     gl, cf = lay.gf[0] + bn, c.values["cf1"][0] * c.c_unit
     wt, inv_a = 2 * math.pi * nid.opamp_gbw, 1.0 / nid.opamp_gain

@@ -25,8 +25,8 @@ G_UNIT = 1e-3
 def wired(rr, rc, sizes=SIZES, net=None, **kw):
     net = net or saturating_network(sizes, seed=3)
     return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=0.05), die=2, clamp=kw.pop("clamp", False),
-                           g_unit=G_UNIT, nonideal=Nonidealities(opamp_gain=math.inf, tile=8, wire_r_row=rr,
-                                                                 wire_r_col=rc, **kw))
+                           g_unit=G_UNIT, nonideal=Nonidealities(**{"opamp_gain": math.inf, **kw}, tile=8,
+                                                                 wire_r_row=rr, wire_r_col=rc))
 
 
 def test_tile_reduction_matches_a_direct_solve_of_the_ladders():
@@ -65,12 +65,13 @@ def test_tile_reduction_matches_a_direct_solve_of_the_ladders():
     np.testing.assert_allclose(across, (x[:h * w] - x[h * w:]).reshape(h, w).T, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("rr, rc", [(5.0, 0.0), (0.0, 10.0), (1.0, 3.0)])
-def test_wired_netlist_agrees_with_ngspice_and_the_wires_matter(rr, rc):
+@pytest.mark.parametrize("rr, rc, gain", [(5.0, 0.0, math.inf), (0.0, 10.0, math.inf), (1.0, 3.0, math.inf),
+                                          (1.0, 3.0, 1e3)])
+def test_wired_netlist_agrees_with_ngspice_and_the_wires_matter(rr, rc, gain):
     """Every node within 1e-6 V of ngspice, free and nudged; the outputs move far more than that from the
-    wire-free circuit."""
+    wire-free circuit.  A finite op-amp gain lets the column nodes move, and the wires couple them."""
     x, y = batch(SIZES, 4, seed=1)
-    c, plain = wired(rr, rc), wired(0.0, 0.0)
+    c, plain = wired(rr, rc, opamp_gain=gain), wired(0.0, 0.0, opamp_gain=gain)
     text = netlist(c, x, analysis=False)
     if rr:   # each row wire starts at its driver and runs along the columns
         assert "rwr_fp1_0_8 r0_8 wr_fp1_0_8 " in text and "rwr_fp1_1_3 wr_fp1_0_3 wr_fp1_1_3 " in text
@@ -87,10 +88,16 @@ def test_wired_netlist_agrees_with_ngspice_and_the_wires_matter(rr, rc):
     ref = fast.solve(plain, x).states
     moved = max(np.abs(split(c, k, a)[1] - split(c, k, b)[1]).max()
                 for k, (a, b) in enumerate(zip(f0.states, ref), start=1))
-    print(f"\nrow {rr:g} ohm, column {rc:g} ohm: fast vs ngspice, free {diff[0]:.1e} V, nudged {diff[1]:.1e} V; "
+    print(f"\nrow {rr:g} ohm, column {rc:g} ohm, gain {gain:g}: fast vs ngspice, free {diff[0]:.1e} V, "
+          f"nudged {diff[1]:.1e} V; "
           f"outputs moved by up to {moved:.2f} V from the wire-free circuit")
     assert max(diff) <= 1e-6
     assert moved > 1e-2
+    if math.isfinite(gain):   # the column nodes move (V_out / A), so the wires couple them
+        lays = [Layer(c, k) for k in range(1, c.n_layers + 1)]
+        assert all(lay.coupling is not None for lay in lays)
+        shift = [np.abs(split(c, k, s)[0] - lay.vos).max() for k, (s, lay) in enumerate(zip(f0.states, lays), 1)]
+        assert max(shift) > 1e-3
 
 
 @pytest.mark.parametrize("rr, rc", [(2.0, 3.0), (0.2, 0.3)])
@@ -113,7 +120,7 @@ def test_local_rule_is_the_two_phase_estimate_of_the_wired_network(rr, rc):
 
     def column_current():
         lay = Layer(c, 1)
-        return lay.device_current(lay.aggregate(r, rb), vc)[0]
+        return lay.device_current(lay.aggregate(r, rb, vc), vc)[0]
 
     base, eps = column_current(), 1e-6
     fd = np.zeros_like(c.values["fwd0_p"])
@@ -132,9 +139,9 @@ def test_local_rule_is_the_two_phase_estimate_of_the_wired_network(rr, rc):
     assert np.abs(plain - fd).max() / scale > 1.5 * err
 
 
-def test_cli_refuses_wires_with_a_finite_gain(tmp_path, capsys):
-    assert main(["train", "--driver", "circuit", "--level", "vground", "--wire-r-row", "2", "--epochs", "1",
-                 "--quiet", "--out", str(tmp_path)]) == 2
+def test_cli_refuses_wires_with_sinh_devices_or_a_negative_resistance(tmp_path, capsys):
+    assert main(["train", "--driver", "circuit", "--level", "vground", "--wire-r-row", "2", "--device-v0", "0.5",
+                 "--epochs", "1", "--quiet", "--out", str(tmp_path)]) == 2
     assert "wire_r_row 2.0 ohm" in capsys.readouterr().err
     assert main(["train", "--driver", "circuit", "--level", "vground", "--wire-r-col", "-1", "--epochs", "1",
                  "--quiet", "--out", str(tmp_path / "b")]) == 2

@@ -34,7 +34,7 @@ Wires (:mod:`.wires`):
 
 * ``wire_r_row``, ``wire_r_col``  resistance (ohm) of each segment of a tile's row and column wires between
   adjacent crosspoints (and from the row driver, and into the column's virtual-ground node); 0: ideal wires.
-  They need linear devices and an exact virtual ground (``device_v0`` and ``opamp_gain`` inf).
+  They need linear devices (``device_v0`` inf).
 
 Temperature:
 
@@ -135,9 +135,6 @@ class Nonidealities:
             wires = f"wire_r_row {self.wire_r_row} ohm, wire_r_col {self.wire_r_col} ohm"
             if math.isfinite(self.device_v0):
                 raise ConfigError(f"{wires} need linear devices: device_v0 must be none (inf), got {self.device_v0}")
-            if math.isfinite(self.opamp_gain):
-                raise ConfigError(f"{wires} need an exact virtual ground: opamp_gain must be none (inf), got "
-                                  f"{self.opamp_gain}")
         if self.temp_factor <= 0:
             raise ConfigError(f"tc1 {self.tc1}, tc2 {self.tc2} at temp {self.temp} give a resistance <= 0")
 

@@ -29,10 +29,12 @@ feedback path, stepped down to 0) and source stepping (inputs, rails and
 targets scaled up from 0.1) as fallbacks; a sample is converged only when
 :func:`residual` at the answer is within ``tol`` volts.
 
-Wire resistance (:mod:`.wires`; linear devices and ideal op-amps only): each tile is reduced once per
-programming to the conductances seen from its column nodes, ``I = Gd V_drive - Gc V_col``; with ``V_col = V_os``
-fixed the columns keep the form above with effective ``W`` (from ``Gd``), ``S = diag(Gc)`` and the constant
-``-(Gc - diag(Gc)) V_os``.
+Wire resistance (:mod:`.wires`; linear devices only): each tile is reduced once per programming to the
+conductances seen from its column nodes, ``I = Gd V_drive - Gc V_col``.  The columns keep the form above with
+effective ``W`` (from ``Gd``), ``S = diag(Gc)`` and the coupling ``-(Gc - diag(Gc)) V_col`` through the wires:
+a constant with ideal op-amps (``V_col = V_os``), and with a finite gain taken at the state's column voltages
+(lagged by one sweep or Newton step, exact in :func:`residual`; the columns move by ``V_out / A``, so it settles
+at once).
 """
 from __future__ import annotations
 
@@ -73,12 +75,15 @@ class Layer:
                   for j in {g[1] for g in self.groups}}
         self.const = sum(G @ io(j) for G, j, kind in self.groups if kind == "rb") + sum(G * u for G, u in self.rails)
         self.gf, self.vos = v[f"gf{k}"], v[f"vos{k}"]
+        self.coupling = None   # the wires' coupling of the column nodes, with a finite gain (Gc off its diagonal)
         if Gc is None:
             self.S = sum(G.sum(1) for G, _, _ in self.groups) + sum(G for G, _ in self.rails)
             self.col_const = 0.0
         else:
             self.S = np.diag(Gc).copy()
             self.col_const = -(Gc - np.diag(self.S)) @ self.vos
+            if np.isfinite(nid.opamp_gain):
+                self.coupling = Gc - np.diag(self.S)
         self.clamp = self.diode = None
         if circuit.diode_clamped:   # (lo, hi, Is, n V_T, Rs) in the normalised units
             self.diode = (v[f"clamp_lo{k}"], v[f"clamp_hi{k}"], nid.diode_is_t / circuit.g_unit, nid.diode_nvt,
@@ -87,10 +92,12 @@ class Layer:
             self.clamp = (v[f"clamp{k}"], v[f"clamp_lo{k}"], v[f"clamp_hi{k}"])
         self.A, self.R, self.rail = nid.opamp_gain, nid.opamp_rout * circuit.g_unit, nid.opamp_rail
 
-    def aggregate(self, r, rb, scale=1.0):
-        """Drive aggregates (a1, a2) with I_dev(V_col) = a1 - a2 V_col (linear) or V0 (cosh(b) a1 - sinh(b) a2)."""
+    def aggregate(self, r, rb, vc, scale=1.0):
+        """Drive aggregates (a1, a2) with I_dev(V_col) = a1 - a2 V_col (linear) or V0 (cosh(b) a1 - sinh(b) a2);
+        ``vc`` the column voltages the wires' coupling is taken at."""
         if self.linear:
-            a1 = scale * self.const + self.col_const + sum(r[j] @ W.T for j, W in self.W.items())
+            couple = self.col_const if self.coupling is None else -(vc @ self.coupling.T)
+            a1 = scale * self.const + couple + sum(r[j] @ W.T for j, W in self.W.items())
             return a1, self.S
         a1 = a2 = 0.0
         for G, j, kind in self.groups:
@@ -260,7 +267,7 @@ def residual(circuit, V, x, y=None, beta: float = 0.0) -> np.ndarray:
         vc, vo = split(circuit, k, V[k - 1])
         bn, inj = nudge_terms(circuit, k, y, beta)
         gl = lay.gf + bn
-        i, di = lay.device_current(lay.aggregate(r, rb), vc)
+        i, di = lay.device_current(lay.aggregate(r, rb, vc), vc)
         xx = vc - vo
         cl, dcl = _clamp(lay, xx)
         kcl = (i + inj - bn * vc - gl * xx - cl) / (gl + dcl - di)
@@ -359,7 +366,7 @@ class VgroundSolver:
         for k, lay in enumerate(lays, start=1):
             bn, inj = nudge_terms(circuit, k, y, beta, scale)
             vc0, vo0 = split(circuit, k, V[k - 1])
-            vc, vo, _ = column_solve(lay, lay.aggregate(r, rb, scale), bn, inj, gmin, vc0)
+            vc, vo, _ = column_solve(lay, lay.aggregate(r, rb, vc0, scale), bn, inj, gmin, vc0)
             change = np.maximum(change, np.abs(vo - vo0).max(axis=1))
             V[k - 1] = np.concatenate([vc, vo], axis=1)
             r[k] = circuit.buffer(k, vo)
@@ -396,7 +403,7 @@ class VgroundSolver:
         for k, lay in enumerate(lays, start=1):
             bn, inj = nudge_terms(circuit, k, y, beta, scale)
             vc0, _ = split(circuit, k, V[k - 1])
-            vc, vo, d = column_solve(lay, lay.aggregate(r, rb, scale), bn, inj, gmin, vc0)
+            vc, vo, d = column_solve(lay, lay.aggregate(r, rb, vc0, scale), bn, inj, gmin, vc0)
             T.append(vo), sens.append(d), cols.append(vc)
         return T, sens, cols, r, rb
 

@@ -46,8 +46,7 @@ def add_sweep_options(p) -> None:
     v.add_argument("--tile", type=int, help="crossbar tile size in crosspoints (default 256); wire resistance "
                    "acts along each tile's wires")
     v.add_argument("--opamp-gain", type=_gain, metavar="X|none",
-                   help="open-loop gain of the column op-amps (default 1e6); none: an exact virtual ground, which "
-                   "the wire-resistance knobs need")
+                   help="open-loop gain of the column op-amps (default 1e6); none: an exact virtual ground")
     m = p.add_argument_group("model and training (the same budget for the ideal reference and in-circuit)")
     m.add_argument("--dataset", choices=["digits", "mnist"], help="digits (embedded, default) or mnist")
     m.add_argument("--data-dir", help="directory of MNIST IDX files")

@@ -8,7 +8,7 @@ design knobs the circuit driver takes (``resolution_bits``, ``g_min``,
 ``g_max``, ``w_max``; levels crossbar and vground), and the virtual-ground crossbar's non-idealities
 (level vground): ``wire_r`` (ohm per row and column wire segment, IR drop; or ``wire_r_row`` and ``wire_r_col``
 apart), ``opamp_offset``, ``gradient``, ``field_std``.  A knob with one value is a fixed setting; the vground
-settings ``tile`` and ``opamp_gain`` (None: an exact virtual ground, which wire resistance needs) are fixed per
+settings ``tile`` and ``opamp_gain`` (None: an exact virtual ground) are fixed per
 sweep.  With ``circuit_spec`` (a user's circuit specification, :mod:`.own`) the knobs are ``temperature`` (C)
 and ``mismatch_scale`` (a factor on every sigma the specification gives) and no others.
 
@@ -308,12 +308,6 @@ def _validate_vground(spec: SweepSpec) -> None:
                              or not math.isfinite(gain)):
         raise ConfigError(f"sweep setting opamp_gain must be a finite number > 0 (V/V) or none (an exact virtual "
                           f"ground), got {gain!r}")
-    if gain is not None:
-        wires = [(k, v) for k in ("wire_r", "wire_r_row", "wire_r_col") for v in spec.grid.get(k, ()) if v > 0]
-        if wires:
-            k, v = wires[0]
-            raise ConfigError(f"grid knob {k}={v:g} ohm needs an exact virtual ground: give opamp_gain none "
-                              f"(--opamp-gain none), got opamp_gain {gain:g}")
     names = [k for k in spec.grid if k in VGROUND_KNOBS]
     for values in itertools.product(*(spec.grid[k] for k in names)):
         point = dict(zip(names, values))
