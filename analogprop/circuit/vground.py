@@ -214,9 +214,28 @@ def column_solve(lay, agg, bn, inj, gmin=0.0, vc0=None, iters=60):
         df = np.where(np.abs(u) < rail, -A, 0.0) - 1 + kx * dx
         return f, df, x, s, kx
 
+    def settled(f, df, vc):
+        return np.abs(f) <= 1e-15 * (1 + np.abs(df) * np.maximum(np.abs(vc), 1e-3))
+
+    def finish(vc, out):
+        f, df, x, s, kx = out
+        dvc = -(kx * s / gl) / df
+        i, di = lay.device_current(agg, vc)
+        dx = s / gl + s * (di - bn) / gl * dvc
+        return vc, vc - x, dvc - dx
+
     shape = np.shape(agg[0])
     vc = np.broadcast_to(lay.vos, shape) + 0.0 if vc0 is None else np.array(vc0, float)
-    # bracket around the start (V_col - V_os = -e / A is small), widened until f(lo) > 0 > f(hi)
+    # from a start near the answer (the previous sweep's), plain Newton steps usually settle every column
+    trial = vc
+    for _ in range(4):
+        out = fo(trial)
+        if settled(out[0], out[1], trial).all():
+            return finish(trial, out)
+        trial = trial - out[0] / out[1]
+        if not np.isfinite(trial).all():
+            break
+    # otherwise: bracket around the start (V_col - V_os = -e / A is small), widened until f(lo) > 0 > f(hi)
     bound = 20.0 if lay.linear else min(20.0, 250 * lay.v0)   # |V_col| limit (within the netlist's sinh limit)
     width = np.full(shape, max(1e-12, 1.0 / A))
     lo, hi = np.maximum(vc - width, -bound), np.minimum(vc + width, bound)
@@ -233,7 +252,7 @@ def column_solve(lay, agg, bn, inj, gmin=0.0, vc0=None, iters=60):
     side = np.zeros(shape)
     for _ in range(iters):   # Newton, safeguarded by false position (Illinois) inside the bracket
         f, df, x, s, kx = fo(vc)
-        done = np.abs(f) <= 1e-15 * (1 + np.abs(df) * np.maximum(np.abs(vc), 1e-3))
+        done = settled(f, df, vc)
         up = f > 0
         lo, flo = np.where(up, vc, lo), np.where(up, f, flo)
         hi, fhi = np.where(up, hi, vc), np.where(up, fhi, f)
@@ -249,11 +268,7 @@ def column_solve(lay, agg, bn, inj, gmin=0.0, vc0=None, iters=60):
         vc = np.where(done, vc, new)
         if done.all():
             break
-    f, df, x, s, kx = fo(vc)
-    dvc = -(kx * s / gl) / df
-    i, di = lay.device_current(agg, vc)
-    dx = s / gl + s * (di - bn) / gl * dvc
-    return vc, vc - x, dvc - dx
+    return finish(vc, fo(vc))
 
 
 def residual(circuit, V, x, y=None, beta: float = 0.0) -> np.ndarray:
