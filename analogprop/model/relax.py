@@ -14,8 +14,9 @@ the output state follows the top hidden layer (set exactly by the fast solver,
 approached by the Euler steps).  The fast solver solves that nudged top layer
 exactly given its drive ``d``, as it does every other layer:
 ``h = clip(d + beta W^T e(W h + b))`` is a system in the readout's few inputs
-``z = W h + b``, solved by damped Newton steps batched over samples (for beta > 0
-it is the proximal step of the layer's strongly convex problem).  A sample
+``z = W h + b``, solved by damped Newton steps batched over samples (for the
+softmax and beta > 0 it is the proximal step of the layer's strongly convex
+problem; otherwise the steps stay near the current solution).  A sample
 Newton leaves unsolved takes the damped step instead: the full field (the nudge
 taken at its current state), its step halved whenever the layer's change grows,
 down to ``1 / (1 + |beta| c ||W||^2)`` (``c``: the curvature bound of the loss,
