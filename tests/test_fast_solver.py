@@ -2,6 +2,8 @@
 import numpy as np
 import pytest
 
+from analogprop.config import RunConfig
+from analogprop.model.conv_network import create_network
 from analogprop.model.dynamics import mu_beta, projected_residual
 from analogprop.errors import ConfigError
 from analogprop.model.network import Network
@@ -85,7 +87,6 @@ def test_unclipped_output_solvers_agree(rng):
 
 def _slow_tied_network():
     """A tied network whose loop is nearly marginal: plain sweeps converge slowly along one real mode."""
-    from analogprop.model.conv_network import create_network
     net = create_network((20, 30, 30), seed=0, tied=True)
     for name, v in net.params.items():
         if name.startswith("bias"):
@@ -123,3 +124,11 @@ def test_over_relaxation_leaves_fast_converging_networks_as_they_were(seed, rng)
 def test_over_relaxation_factor_outside_its_range_is_refused(factor):
     with pytest.raises(ConfigError, match="over-relaxation"):
         FastSolver(over_relax=factor)
+
+
+@pytest.mark.parametrize("flat, where", [({"driver": "circuit"}, "the circuit driver"),
+                                         ({"solver": "euler"}, "solver euler")])
+def test_over_relaxation_is_refused_where_the_fast_solver_does_not_run(flat, where):
+    with pytest.raises(ConfigError, match=f"over_relax.*1.5 over-relaxes the ideal model's fast solver; {where}"):
+        RunConfig.from_flat({**flat, "over_relax": 1.5})
+    assert RunConfig.from_flat({"over_relax": 1.5}).solver.over_relax == 1.5

@@ -94,6 +94,10 @@ class RunConfig:
         except ConfigError as e:
             raise ConfigError(f"{KEYS['lrs']}: for architecture {self.model.arch}, {e}") from None
         driver = self.driver.name
+        if self.solver.over_relax != 1 and (driver != "ideal" or self.solver.method != "fast"):
+            where = f"the {driver} driver" if driver != "ideal" else f"solver {self.solver.method}"
+            raise ConfigError(f"{KEYS['over_relax']} {self.solver.over_relax:g} over-relaxes the ideal model's fast "
+                              f"solver; {where} does not use it (use over_relax 1)")
         if driver != "ideal":
             if self.solver.nudge_steps:
                 raise ConfigError(f"{KEYS['nudge_steps']} truncates the ideal model's nudged phase; the {driver} "
