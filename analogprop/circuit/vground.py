@@ -81,9 +81,10 @@ class Layer:
             self.col_const = 0.0
         else:
             self.S = np.diag(Gc).copy()
-            self.col_const = -(Gc - np.diag(self.S)) @ self.vos
+            off = Gc - np.diag(self.S)
+            self.col_const = -off @ self.vos
             if np.isfinite(nid.opamp_gain):
-                self.coupling = Gc - np.diag(self.S)
+                self.coupling = off
         self.clamp = self.diode = None
         if circuit.diode_clamped:   # (lo, hi, Is, n V_T, Rs) in the normalised units
             self.diode = (v[f"clamp_lo{k}"], v[f"clamp_hi{k}"], nid.diode_is_t / circuit.g_unit, nid.diode_nvt,

@@ -26,7 +26,7 @@ def _floats(text):
 _NONE = "none"
 
 
-def _or_none(kind):
+def or_none(kind):
     """An argparse type: ``kind``, or the word none for an optional setting."""
     def parse(text):
         return _NONE if text.strip().lower() == _NONE else kind(text)
@@ -80,7 +80,7 @@ def add_arguments(parser, sections=None, config_file=False) -> None:
             if isinstance(check, Numbers):
                 kw["type"] = _floats
             elif isinstance(check, Number):
-                kw["type"] = _or_none(check.kind) if key.meta["optional"] else check.kind
+                kw["type"] = or_none(check.kind) if key.meta["optional"] else check.kind
             if isinstance(check, Choice) and not check.aliases:
                 kw["choices"] = check.choices
             if key.meta["metavar"]:

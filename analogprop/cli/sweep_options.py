@@ -5,6 +5,7 @@ import argparse
 
 from ..errors import ConfigError
 from ..sweep.grid import KNOBS, make_spec, read_spec_file
+from .config_options import or_none
 
 
 def _list(kind):
@@ -14,15 +15,6 @@ def _list(kind):
         except ValueError:
             raise argparse.ArgumentTypeError(f"expected comma-separated {kind.__name__}s, got {text!r}") from None
     return parse
-
-
-def _gain(text):
-    if text.strip().lower() == "none":
-        return "none"
-    try:
-        return float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"expected a number or none, got {text!r}") from None
 
 
 def add_sweep_options(p) -> None:
@@ -45,7 +37,7 @@ def add_sweep_options(p) -> None:
     v = p.add_argument_group("virtual-ground crossbar (--level vground), fixed for the whole sweep")
     v.add_argument("--tile", type=int, help="crossbar tile size in crosspoints (default 256); wire resistance "
                    "acts along each tile's wires")
-    v.add_argument("--opamp-gain", type=_gain, metavar="X|none",
+    v.add_argument("--opamp-gain", type=or_none(float), metavar="X|none",
                    help="open-loop gain of the column op-amps (default 1e6); none: an exact virtual ground")
     m = p.add_argument_group("model and training (the same budget for the ideal reference and in-circuit)")
     m.add_argument("--dataset", choices=["digits", "mnist"], help="digits (embedded, default) or mnist")
