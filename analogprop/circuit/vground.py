@@ -41,9 +41,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 import numpy as np
+from scipy.linalg import lu_factor, lu_solve
 from scipy.sparse.linalg import LinearOperator, gmres
 
 from ..model.relax import Relaxation
+from .homotopy import follow_path
 from .nonideal import diode_branch
 from .solver import check_settings
 from .wires import effective, wired
@@ -360,7 +362,7 @@ class VgroundSolver:
         res = residual(circuit, V, x, y, beta)
         bad = np.flatnonzero(~(res <= self.tol))
         if bad.size and self.newton_iters:
-            for mode in ("newton", "gmin", "source"):
+            for mode in ("newton", "path", "gmin", "source"):
                 sub = [v[bad] for v in V]
                 yb = None if y is None else y[bad]
                 sub, its = self._continue(circuit, lays, sub, x[bad], yb, beta, mode)
@@ -520,9 +522,70 @@ class VgroundSolver:
             step[b] = u
         return step
 
+    @staticmethod
+    def _piecewise_linear(circuit, lays):
+        """Linear devices, limiter clamps (or none) and no wires' coupling: F is piecewise linear."""
+        return all(lay.linear and lay.diode is None and lay.coupling is None for lay in lays)
+
+    def _path(self, circuit, lays, V, x, y, beta):
+        """Each sample by :func:`.homotopy.follow_path` on ``F(V_out) = V_out - T(V_out)`` from its state, with
+        ``J = I - M`` solved on the unsaturated neurons as in :meth:`_newton_step`."""
+        sizes, L = circuit.sizes[1:], circuit.n_layers
+        edges = np.concatenate([[0], np.cumsum(sizes)])
+        V = [v.copy() for v in V]
+        its = np.zeros(x.shape[0], np.int64)
+        for b in range(x.shape[0]):
+            xb, yb = x[b:b + 1], None if y is None else y[b:b + 1]
+            cols = [split(circuit, k, V[k - 1][b:b + 1])[0].copy() for k in range(1, L + 1)]
+            memo = {}
+
+            def evaluate(vo, cols=cols, xb=xb, yb=yb, memo=memo):
+                key = vo.tobytes()
+                if key not in memo:
+                    state = [np.concatenate([c, vo[None, edges[k]:edges[k + 1]]], axis=1) for k, c in enumerate(cols)]
+                    T, sens, vc, r, rb = self._targets(circuit, lays, state, xb, yb, beta, 0.0, 1.0)
+                    for c, new in zip(cols, vc):
+                        c[...] = new
+                    memo.clear()
+                    memo[key] = (vo - np.concatenate(T, axis=1)[0], np.concatenate(sens, axis=1)[0], r, rb,
+                                 [c.copy() for c in vc])
+                return memo[key]
+
+            def solve(vo, R, evaluate=evaluate):
+                _, sens, r, rb, vc = evaluate(vo)
+                slope = np.concatenate([circuit.buffer_slope(j, vo[None, edges[j - 1]:edges[j]])[0]
+                                        for j in range(1, L + 1)])
+                blocks = {(k, j): lays[k - 1].drive_jacobian(r, rb, vc[k - 1], j, circuit.values[f"inv_gain{j}"])
+                          for k in range(1, L + 1) for j in (k - 1, k + 1) if 1 <= j <= L}
+                D = _dense_drive_jacobian(blocks, edges, 0)
+                P = np.flatnonzero(slope)
+                MP = sens[:, None] * D[:, P] * slope[None, P]   # M's nonzero columns
+                lu, piv = lu_factor(np.eye(P.size) - MP[P], check_finite=False)
+                if not np.all(np.diag(lu)):
+                    raise np.linalg.LinAlgError("singular Jacobian")
+                # det J = det(I - M_PP) (M vanishes off P's columns): the signs of U's diagonal and of the pivots
+                sign = np.prod(np.sign(np.diag(lu))) * (-1) ** np.count_nonzero(piv != np.arange(P.size))
+                return R + MP @ lu_solve((lu, piv), R[P], check_finite=False), float(sign)
+
+            vo0 = np.concatenate([split(circuit, k, V[k - 1][b])[1] for k in range(1, L + 1)])
+            def region(vo, evaluate=evaluate):   # the piece of a piecewise-linear F: buffer slopes, column slopes
+                slope = np.concatenate([circuit.buffer_slope(j, vo[None, edges[j - 1]:edges[j]])[0]
+                                        for j in range(1, L + 1)])
+                return np.concatenate([slope, evaluate(vo)[1]])
+
+            out = follow_path(lambda v: evaluate(v)[0], solve, vo0, 0.01 * self.tol,
+                              region=region if self._piecewise_linear(circuit, lays) else None)
+            evaluate(out.v)
+            for k in range(1, L + 1):
+                V[k - 1][b] = np.concatenate([cols[k - 1][0], out.v[edges[k - 1]:edges[k]]])
+            its[b] = out.steps
+        return V, its
+
     def _continue(self, circuit, lays, V, x, y, beta, mode):
         if mode == "newton":
             return self._newton(circuit, lays, V, x, y, beta, 0.0, 1.0, self.newton_iters)
+        if mode == "path":
+            return self._path(circuit, lays, V, x, y, beta)
         total = np.zeros(x.shape[0], np.int64)
         ladder = ([(g, 1.0) for g in 10.0 ** np.arange(1, -7, -1)] + [(0.0, 1.0)] if mode == "gmin"
                   else [(0.0, s) for s in np.linspace(0.1, 1.0, 10)])
