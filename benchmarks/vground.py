@@ -1,4 +1,4 @@
-"""The virtual-ground crossbar (level vground) at 784-512-512-10: the fast Newton solver against ngspice.
+"""The virtual-ground crossbar (level vground) at 784-512-512-10 (``--sizes``): the fast solver against ngspice.
 
 Prints ``name: value`` lines:
 
@@ -23,7 +23,7 @@ Prints ``name: value`` lines:
   settling times of the free and nudged phases (median and largest, to 1 % of each phase's change), the slowest
   column's closed-loop time constant and its single-pole estimate ``ln(100) tau``, and the energy until settled.
 
-    python benchmarks/vground.py [--samples N] [--g-dtod G] [--wire-r OHM] [--tile N] [--exact-ground]
+    python benchmarks/vground.py [--sizes 784-512-512-10] [--samples N] [--g-dtod G] [--wire-r OHM] [--tile N] [--exact-ground]
                                  [--ngspice-budget S]
                                  [--ngspice-samples N]
                                  [--ngspice-sizes 784-128-128-10,...]   (--ngspice-sizes '': no ngspice)
@@ -123,6 +123,7 @@ def gbw_study(gbws, sizes, n, g_dtod):
 
 def main():
     ap = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    ap.add_argument("--sizes", default="-".join(map(str, SIZES)), help="the fast solver's circuit (default %(default)s)")
     ap.add_argument("--samples", type=int, default=40)
     ap.add_argument("--g-dtod", type=float, default=0.1, help="device-to-device conductance spread")
     ap.add_argument("--newton-iters", type=int, default=VgroundSolver.newton_iters,
@@ -147,7 +148,8 @@ def main():
                   args.gbw_samples, args.g_dtod)
         return
     t = time.perf_counter()
-    c = circuit_of(SIZES, g_dtod=args.g_dtod, wire_r=args.wire_r, tile=args.tile, exact_ground=args.exact_ground)
+    sizes = tuple(int(v) for v in args.sizes.split("-"))
+    c = circuit_of(sizes, g_dtod=args.g_dtod, wire_r=args.wire_r, tile=args.tile, exact_ground=args.exact_ground)
     ground = "exact virtual ground" if args.exact_ground else "default non-idealities"
     if args.wire_r:   # the tiles' reduction (once per programming)
         [Layer(c, k) for k in range(1, c.n_layers + 1)]
@@ -155,10 +157,10 @@ def main():
               f"reduced in {time.perf_counter() - t:.1f} s")
     else:
         print("wire resistance: none")
-    x, y = data(SIZES, args.samples)
+    x, y = data(sizes, args.samples)
     free, nudged, pairs = fast_pairs(c, x, y, newton_iters=args.newton_iters)
     conv = np.mean(free.converged & nudged.converged)
-    print(f"network: {'-'.join(map(str, SIZES))} vground, g_dtod {args.g_dtod:g}, "
+    print(f"network: {args.sizes} vground, g_dtod {args.g_dtod:g}, "
           f"{ground}{', wire resistance' if args.wire_r else ''}, "
           f"{args.samples} samples")
     print(f"fast converged share: {conv:.3f}")

@@ -168,8 +168,14 @@ class _Path:
                 while hi - lo > 1e-10 * hi:
                     mid = 0.5 * (lo + hi)
                     lo, hi = (mid, hi) if same(region(z[:-1] + mid * t[:-1]), here) else (lo, mid)
-                # beyond the boundary by a margin: the pieces' test is exact only up to the equations' rounding
-                step, inside = hi * (1 + 1e-9) + 1e-12 * self.scale, False
+                # beyond the boundary by a margin, widened until the next piece is reached: the pieces' test is
+                # exact only up to the device equations' rounding
+                for margin in (1e-12, 1e-10, 1e-8, 1e-6):
+                    step, inside = hi * (1 + 1e-9) + margin * self.scale, False
+                    if not same(region(z[:-1] + step * t[:-1]), here):
+                        break
+                else:
+                    return self.given_up(steps)
             new = z + step * t
             if new[-1] >= self.scale:
                 return self.finish(z, new, tol, steps)

@@ -24,10 +24,12 @@ Given the rows' drives each column is one monotone scalar equation
 ``g_l x + clamp(x) = g_l t`` (closed form for the limiter, safeguarded
 Newton for the diodes).  :class:`VgroundSolver` sweeps the layers (block
 Gauss-Seidel) and finishes unconverged samples with a damped Newton method
-on the stage outputs, then gmin stepping (an extra conductance across every
-feedback path, stepped down to 0) and source stepping (inputs, rails and
-targets scaled up from 0.1) as fallbacks; a sample is converged only when
-:func:`residual` at the answer is within ``tol`` volts.
+on the stage outputs, then, as fallbacks, the continuation of the Newton
+homotopy (:mod:`.homotopy`; walked piece by piece when every device is
+piecewise linear), gmin stepping (an extra conductance across every feedback
+path, stepped down to 0) and source stepping (inputs, rails and targets scaled
+up from 0.1); a sample is converged only when :func:`residual` at the answer is
+within ``tol`` volts.
 
 Wire resistance (:mod:`.wires`; linear devices only): each tile is reduced once per programming to the
 conductances seen from its column nodes, ``I = Gd V_drive - Gc V_col``.  The columns keep the form above with
