@@ -35,7 +35,7 @@ class PathResult:
 def follow_path(F: Callable[[np.ndarray], np.ndarray],
                 solve: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]],
                 v0: np.ndarray, tol: float, region: Callable[[np.ndarray], np.ndarray] | None = None,
-                max_steps: int = 2000, restarts: int = 4, newton_iters: int = 30) -> PathResult:
+                crossing: Callable[[np.ndarray, np.ndarray], float] | None = None, max_steps: int = 2000, restarts: int = 4, newton_iters: int = 30) -> PathResult:
     """Continue the Newton homotopy of ``F`` from ``v0`` to ``lam = 1``, then polish by Newton to ``|F| <= tol``.
 
     ``F(v)`` is the residual (1-D); ``solve(v, R)`` returns ``J(v)^-1 R`` for the columns of ``R`` (N, m),
@@ -46,11 +46,13 @@ def follow_path(F: Callable[[np.ndarray], np.ndarray],
     ``region(v)``, for a piecewise-linear ``F``: an array that identifies the linear piece at v (equal arrays, the
     same Jacobian).  The path is then walked exactly, piece by piece (Katzenelson's method): along the straight
     segment of the current piece to its boundary, located by bisection, then along the next piece's segment.
-    Without it, predictor-corrector steps along the tangent.  ``max_steps`` per path, ``restarts`` new paths.
+    ``crossing(v, d)``, optional: the step along ``d`` at which some of the pieces' boundaries is met (a
+    prediction the walk checks; the rest are found by bisection).  Without ``region``, predictor-corrector steps
+    along the tangent.  ``max_steps`` per path, ``restarts`` new paths.
     """
     steps, best = 0, None
     for _ in range(restarts + 1):
-        out = _Path(F, solve, v0, newton_iters).walk(tol, region, max_steps)
+        out = _Path(F, solve, v0, newton_iters).walk(tol, region, crossing, max_steps)
         steps += out.steps
         if out.reached:
             return PathResult(out.v, True, steps)
@@ -93,6 +95,8 @@ class _Path:
         z = point.copy()
         for its in range(1, 7):   # Newton on (H, t . (z - point)), bordered
             h = self.H(z[:-1], z[-1])
+            if its == 1 and np.abs(h).max() <= 1e-10 * (1.0 + self.scale):
+                return z, 0
             ab, _ = self.solve(z[:-1], np.stack([h, self.e], axis=1))
             dlam = (t[:-1] @ ab[:, 0] - t @ (z - point)) / (t[-1] - t[:-1] @ ab[:, 1])
             dz = np.append(-ab[:, 0] - dlam * ab[:, 1], dlam)
@@ -113,7 +117,7 @@ class _Path:
     def given_up(self, steps):
         return PathResult(self.best[1], False, steps)
 
-    def walk(self, tol, region, max_steps):
+    def walk(self, tol, region, crossing, max_steps):
         if not np.isfinite(self.scale) or self.scale == 0.0:
             return PathResult(self.v0, self.scale == 0.0, 0)
         z = np.append(self.v0, 0.0)
@@ -123,7 +127,7 @@ class _Path:
         except np.linalg.LinAlgError:
             return PathResult(self.v0, False, 0)
         if region is not None:
-            return self._pieces(z, t, region, tol, max_steps)
+            return self._pieces(z, t, region, crossing, tol, max_steps)
         return self._steps(z, t, tol, max_steps)
 
     def _steps(self, z, t, tol, max_steps):
@@ -154,20 +158,30 @@ class _Path:
             ds = min(ds * (2.0 if its <= 2 else 1.0), ds_max)
         return self.given_up(max_steps)
 
-    def _pieces(self, z, t, region, tol, max_steps):
-        """Katzenelson's walk: straight segments, their ends found by bisection on ``region``."""
+    def _pieces(self, z, t, region, crossing, tol, max_steps):
+        """Katzenelson's walk: straight segments, their ends predicted by ``crossing`` or found by bisection on
+        ``region``."""
         same = lambda a, b: a.shape == b.shape and np.allclose(a, b, rtol=1e-9, atol=1e-12)
         here = region(z[:-1])
         seen = set()
         ds = 0.05 * self.scale
         for steps in range(1, max_steps + 1):
-            if same(region(z[:-1] + ds * t[:-1]), here):
-                step, inside = ds, True
-            else:   # the piece ends within ds: bisect for its boundary
-                lo, hi = 0.0, ds
-                while hi - lo > 1e-10 * hi:
+            reach = ds if crossing is None else min(ds, crossing(z[:-1], t[:-1]))
+            predicted = reach < ds
+            if not same(region(z[:-1] + reach * t[:-1]), here):   # the piece ends before: bisect for its end
+                lo, hi = 0.0, reach
+                for _ in range(60):
+                    if hi - lo <= 1e-10 * hi:
+                        break
                     mid = 0.5 * (lo + hi)
                     lo, hi = (mid, hi) if same(region(z[:-1] + mid * t[:-1]), here) else (lo, mid)
+            elif predicted:
+                hi = reach
+            else:
+                hi = None
+            if hi is None:
+                step, inside = reach, True
+            else:
                 # beyond the boundary by a margin, widened until the next piece is reached: the pieces' test is
                 # exact only up to the device equations' rounding
                 for margin in (1e-12, 1e-10, 1e-8, 1e-6):
@@ -175,7 +189,9 @@ class _Path:
                     if not same(region(z[:-1] + step * t[:-1]), here):
                         break
                 else:
-                    return self.given_up(steps)
+                    if not predicted:
+                        return self.given_up(steps)
+                    inside = True   # the predicted boundary was not one
             new = z + step * t
             if new[-1] >= self.scale:
                 return self.finish(z, new, tol, steps)
@@ -192,7 +208,8 @@ class _Path:
             if key in seen:   # the path has closed on itself
                 return self.given_up(steps)
             seen.add(key)
-            ds = min(2.0 * step if inside else max(step, ds), 2.0 * self.scale)
+            if inside and not predicted:
+                ds = min(2.0 * ds, 2.0 * self.scale)
         return self.given_up(max_steps)
 
 

@@ -575,8 +575,20 @@ class VgroundSolver:
                                         for j in range(1, L + 1)])
                 return np.concatenate([slope, evaluate(vo)[1]])
 
+            def crossing(vo, d):   # the first buffer to reach a rail along d: r = clip(gain (-V_out - offset), 0, 1)
+                steps = []
+                for j in range(1, L + 1):
+                    g, off = circuit.values[f"gain{j}"], circuit.values[f"offset{j}"]
+                    u, du = g * (-vo[edges[j - 1]:edges[j]] - off), -g * d[edges[j - 1]:edges[j]]
+                    with np.errstate(divide="ignore", invalid="ignore"):
+                        steps += [(0.0 - u) / du, (1.0 - u) / du]
+                steps = np.concatenate(steps)
+                steps = steps[steps > 0]
+                return float(steps.min()) if steps.size else np.inf
+
+            pwl = self._piecewise_linear(circuit, lays)
             out = follow_path(lambda v: evaluate(v)[0], solve, vo0, 0.01 * self.tol,
-                              region=region if self._piecewise_linear(circuit, lays) else None)
+                              region=region if pwl else None, crossing=crossing if pwl else None)
             evaluate(out.v)
             for k in range(1, L + 1):
                 V[k - 1][b] = np.concatenate([cols[k - 1][0], out.v[edges[k - 1]:edges[k]]])
