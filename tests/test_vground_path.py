@@ -6,6 +6,7 @@ import pytest
 from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.nonideal import Nonidealities
 from analogprop.circuit.vground import VgroundSolver, residual
+from analogprop.errors import ConfigError
 from analogprop.model.network import Network
 
 SIZES = (784, 128, 128, 10)
@@ -36,3 +37,8 @@ def test_the_path_reaches_them(case):
     out = VgroundSolver(tol=1e-6).solve(circuit, x)
     assert out.converged.all()
     assert (residual(circuit, out.states, x) <= 1e-6).all()
+
+
+def test_path_settings_are_checked():
+    with pytest.raises(ConfigError, match="path_pieces"):
+        VgroundSolver(path_pieces=-1)

@@ -46,6 +46,7 @@ import numpy as np
 from scipy.linalg import lu_factor, lu_solve
 from scipy.sparse.linalg import LinearOperator, gmres
 
+from ..errors import ConfigError
 from ..model.relax import Relaxation
 from .homotopy import follow_path
 from .nonideal import diode_branch
@@ -338,9 +339,12 @@ class VgroundSolver:
     tol: float = 1e-10
     max_sweeps: int = 200
     newton_iters: int = 50
+    path_pieces: int = 1000   # most linear pieces (or steps) a path follows, per path and restart
 
     def __post_init__(self):
         check_settings(self)
+        if int(self.path_pieces) < 0:
+            raise ConfigError(f"vground solver path_pieces must be >= 0, got {self.path_pieces}")
         self._cache = (None, None)
 
     def layers(self, circuit):
@@ -536,10 +540,11 @@ class VgroundSolver:
         edges = np.concatenate([[0], np.cumsum(sizes)])
         V = [v.copy() for v in V]
         its = np.zeros(x.shape[0], np.int64)
+        pwl = self._piecewise_linear(circuit, lays)
         for b in range(x.shape[0]):
             xb, yb = x[b:b + 1], None if y is None else y[b:b + 1]
             cols = [split(circuit, k, V[k - 1][b:b + 1])[0].copy() for k in range(1, L + 1)]
-            memo = {}
+            memo = {}   # the last point's evaluation (F, its Jacobian's parts and the region use it)
 
             def evaluate(vo, cols=cols, xb=xb, yb=yb, memo=memo):
                 key = vo.tobytes()
@@ -569,7 +574,6 @@ class VgroundSolver:
                 sign = np.prod(np.sign(np.diag(lu))) * (-1) ** np.count_nonzero(piv != np.arange(P.size))
                 return R + MP @ lu_solve((lu, piv), R[P], check_finite=False), float(sign)
 
-            vo0 = np.concatenate([split(circuit, k, V[k - 1][b])[1] for k in range(1, L + 1)])
             def region(vo, evaluate=evaluate):   # the piece of a piecewise-linear F: buffer slopes, column slopes
                 slope = np.concatenate([circuit.buffer_slope(j, vo[None, edges[j - 1]:edges[j]])[0]
                                         for j in range(1, L + 1)])
@@ -586,9 +590,10 @@ class VgroundSolver:
                 steps = steps[steps > 0]
                 return float(steps.min()) if steps.size else np.inf
 
-            pwl = self._piecewise_linear(circuit, lays)
+            vo0 = np.concatenate([split(circuit, k, V[k - 1][b])[1] for k in range(1, L + 1)])
             out = follow_path(lambda v: evaluate(v)[0], solve, vo0, 0.01 * self.tol,
-                              region=region if pwl else None, crossing=crossing if pwl else None)
+                              region=region if pwl else None, crossing=crossing if pwl else None,
+                              max_steps=self.path_pieces, restarts=2)
             evaluate(out.v)
             for k in range(1, L + 1):
                 V[k - 1][b] = np.concatenate([cols[k - 1][0], out.v[edges[k - 1]:edges[k]]])
@@ -599,7 +604,8 @@ class VgroundSolver:
         if mode == "newton":
             return self._newton(circuit, lays, V, x, y, beta, 0.0, 1.0, self.newton_iters)
         if mode == "path":
-            return self._path(circuit, lays, V, x, y, beta)
+            return self._path(circuit, lays, V, x, y, beta) if self.path_pieces else ([v.copy() for v in V],
+                                                                                       np.zeros(x.shape[0], np.int64))
         total = np.zeros(x.shape[0], np.int64)
         ladder = ([(g, 1.0) for g in 10.0 ** np.arange(1, -7, -1)] + [(0.0, 1.0)] if mode == "gmin"
                   else [(0.0, s) for s in np.linspace(0.1, 1.0, 10)])
