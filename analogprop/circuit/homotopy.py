@@ -5,10 +5,10 @@ From a start ``v0`` the path ``H(v, lam) = F(v) - (1 - lam) F(v0) = 0`` runs fro
 ``F(v) = 0`` at ``lam = 1`` (Allgower and Georg, *Introduction to Numerical Continuation Methods*, ch. 2 and 8).
 ``F`` is proper here (the stage outputs ``T(v)`` are bounded), so the path is bounded and, generically, reaches
 ``lam = 1``; where it folds, ``lam`` runs backwards for a while, which a parameter stepping (gmin, source) cannot
-follow and an arclength parameter can.  Each step predicts along the unit tangent, corrects by Newton on ``H``
-bordered with the orthogonality to the tangent, and the tangent keeps its orientation (``t . t_prev > 0``).  On a
-piecewise-linear ``F`` (the default devices) ``H`` is affine inside each region, so a corrector settles in one or
-two steps unless the step crossed a region boundary.
+follow and an arclength parameter can.  The tangent is oriented by ``d lam / ds ~ sign(det J)``.  On a smooth
+``F`` each step predicts along the unit tangent and corrects by Newton on ``H`` bordered with the orthogonality to
+the tangent.  On a piecewise-linear ``F`` (the default devices) ``H`` is affine inside each piece, so the path is a
+chain of straight segments, walked one piece at a time (Katzenelson's method).
 
 ``lam`` is scaled by ``|F(v0)|`` so that both coordinates are volts.  ``F`` need not be one-to-one, so the path
 from ``v0`` may close on itself (back through ``lam = 0``); a path that closes, stalls or runs too long is given
@@ -35,7 +35,8 @@ class PathResult:
 def follow_path(F: Callable[[np.ndarray], np.ndarray],
                 solve: Callable[[np.ndarray, np.ndarray], tuple[np.ndarray, float]],
                 v0: np.ndarray, tol: float, region: Callable[[np.ndarray], np.ndarray] | None = None,
-                crossing: Callable[[np.ndarray, np.ndarray], float] | None = None, max_steps: int = 2000, restarts: int = 4, newton_iters: int = 30) -> PathResult:
+                crossing: Callable[[np.ndarray, np.ndarray], float] | None = None, max_steps: int = 2000,
+                restarts: int = 4, newton_iters: int = 30) -> PathResult:
     """Continue the Newton homotopy of ``F`` from ``v0`` to ``lam = 1``, then polish by Newton to ``|F| <= tol``.
 
     ``F(v)`` is the residual (1-D); ``solve(v, R)`` returns ``J(v)^-1 R`` for the columns of ``R`` (N, m),
@@ -46,7 +47,7 @@ def follow_path(F: Callable[[np.ndarray], np.ndarray],
     ``region(v)``, for a piecewise-linear ``F``: an array that identifies the linear piece at v (equal arrays, the
     same Jacobian).  The path is then walked exactly, piece by piece (Katzenelson's method): along the straight
     segment of the current piece to its boundary, located by bisection, then along the next piece's segment.
-    ``crossing(v, d)``, optional: the step along ``d`` at which some of the pieces' boundaries is met (a
+    ``crossing(v, d)``, optional: the step along ``d`` at which one of the pieces' boundaries is met (a
     prediction the walk checks; the rest are found by bisection).  Without ``region``, predictor-corrector steps
     along the tangent.  ``max_steps`` per path, ``restarts`` new paths.
     """
