@@ -332,6 +332,20 @@ def _dense_drive_jacobian(blocks, edges, b):
     return out
 
 
+def _buffer_slopes(circuit, vo, edges):
+    """dr/dV_out of every stage output, (n, N) for the stacked outputs ``vo`` (n, N)."""
+    return np.concatenate([circuit.buffer_slope(j, vo[:, edges[j - 1]:edges[j]])
+                           for j in range(1, circuit.n_layers + 1)], axis=1)
+
+
+def _drive_blocks(circuit, lays, r, rb, cols):
+    """The drive Jacobian's blocks dI_k / dr_j of the neighbouring layers (shared matrices for linear devices,
+    per sample for sinh devices)."""
+    L = circuit.n_layers
+    return {(k, j): lays[k - 1].drive_jacobian(r, rb, cols[k - 1], j, circuit.values[f"inv_gain{j}"])
+            for k in range(1, L + 1) for j in (k - 1, k + 1) if 1 <= j <= L}
+
+
 @dataclass
 class VgroundSolver:
     """Sweeps, damped Newton, gmin and source stepping; ``tol`` in volts (see :func:`residual`)."""
@@ -490,13 +504,10 @@ class VgroundSolver:
         M's columns vanish at saturated buffers, so only the unsaturated neurons P enter the solve:
         ``(c I - M_PP) u = -F_P``, then ``step = (-F + M[:, P] u) / c``; up to :data:`_DENSE_MAX` of them by
         LU (numpy.linalg.solve), more by GMRES on a :class:`scipy.sparse.linalg.LinearOperator`."""
-        L, N = circuit.n_layers, f.shape[1]
+        N = f.shape[1]
         c = 1.0 + np.broadcast_to(np.asarray(shift, float), f.shape[:1])
-        slope = np.concatenate([circuit.buffer_slope(j, vo[:, edges[j - 1]:edges[j]]) for j in range(1, L + 1)],
-                               axis=1)
-        # drive Jacobian blocks dI_k / dr_j (shared matrices for linear devices, per sample for sinh devices)
-        blocks = {(k, j): lays[k - 1].drive_jacobian(r, rb, cols[k - 1], j, circuit.values[f"inv_gain{j}"])
-                  for k in range(1, L + 1) for j in (k - 1, k + 1) if 1 <= j <= L}
+        slope = _buffer_slopes(circuit, vo, edges)
+        blocks = _drive_blocks(circuit, lays, r, rb, cols)
         shared = all(D.ndim == 2 for D in blocks.values())
         step = -f / c[:, None]
         dense = _dense_drive_jacobian(blocks, edges, None) if shared and N <= _DENSE_MAX else None
@@ -560,11 +571,8 @@ class VgroundSolver:
 
             def solve(vo, R, evaluate=evaluate):
                 _, sens, r, rb, vc = evaluate(vo)
-                slope = np.concatenate([circuit.buffer_slope(j, vo[None, edges[j - 1]:edges[j]])[0]
-                                        for j in range(1, L + 1)])
-                blocks = {(k, j): lays[k - 1].drive_jacobian(r, rb, vc[k - 1], j, circuit.values[f"inv_gain{j}"])
-                          for k in range(1, L + 1) for j in (k - 1, k + 1) if 1 <= j <= L}
-                D = _dense_drive_jacobian(blocks, edges, 0)
+                slope = _buffer_slopes(circuit, vo[None], edges)[0]
+                D = _dense_drive_jacobian(_drive_blocks(circuit, lays, r, rb, vc), edges, 0)
                 P = np.flatnonzero(slope)
                 MP = sens[:, None] * D[:, P] * slope[None, P]   # M's nonzero columns
                 lu, piv = lu_factor(np.eye(P.size) - MP[P], check_finite=False)
@@ -575,9 +583,7 @@ class VgroundSolver:
                 return R + MP @ lu_solve((lu, piv), R[P], check_finite=False), float(sign)
 
             def region(vo, evaluate=evaluate):   # the piece of a piecewise-linear F: buffer slopes, column slopes
-                slope = np.concatenate([circuit.buffer_slope(j, vo[None, edges[j - 1]:edges[j]])[0]
-                                        for j in range(1, L + 1)])
-                return np.concatenate([slope, evaluate(vo)[1]])
+                return np.concatenate([_buffer_slopes(circuit, vo[None], edges)[0], evaluate(vo)[1]])
 
             def crossing(vo, d):   # the first buffer to reach a rail along d: r = clip(gain (-V_out - offset), 0, 1)
                 steps = []

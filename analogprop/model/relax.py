@@ -30,6 +30,7 @@ from __future__ import annotations
 
 import copy
 from dataclasses import dataclass
+from functools import cached_property
 
 import numpy as np
 
@@ -95,9 +96,7 @@ class _Batch:
         self.y = None if y is None else np.asarray(y, dtype)
         self.top_step, self.top_change, self.min_step = np.ones(n), np.full(n, np.inf), 1.0
         if net.readout != "dynamic" and self.beta:
-            w = np.asarray(net.params[f"fwd{net.n_layers - 1}"])  # a dense readout, (outputs, inputs)
-            self.w_pairs = (w.T[:, :, None] * w.T[:, None, :]).reshape(w.shape[1], -1)  # W_oi W_pi per unit i
-            w = w.astype(float)
+            w = np.asarray(net.params[f"fwd{net.n_layers - 1}"], float)  # a dense readout, (outputs, inputs)
             norm2 = np.linalg.eigvalsh(w @ w.T)[-1]  # ||W||_2^2 from the small Gram matrix, not an SVD of W
             self.min_step = 1.0 / (1.0 + abs(self.beta) * (0.5 if net.readout == "softmax" else 1.0) * norm2)
             self.force_bound = np.abs(w).sum(axis=0).max()  # ||W^T||_inf: |dh| <= |beta| that |dz| (|de/dz| <= 1)
@@ -178,6 +177,12 @@ class _Batch:
         if unsolved.any():
             h[unsolved] = np.clip(self.step_top(d)[unsolved], lo, hi)
         return h
+
+    @cached_property
+    def w_pairs(self):
+        """``W_oi W_pi`` per top hidden unit i, (inputs, outputs^2): the readout's pair table of :meth:`loop_gain`."""
+        w = np.asarray(self.net.params[f"fwd{self.net.n_layers - 1}"])
+        return (w.T[:, :, None] * w.T[:, None, :]).reshape(w.shape[1], -1)
 
     def loop_gain(self, h, z):
         """beta W D W^T de/dz per sample: the derivative of the readout input around the nudged top layer,
@@ -295,7 +300,7 @@ class _OverRelaxation:
         self.omega = np.ones(n, dtype)
         self.open = np.full(n, limit > 1.0)  # not yet set and not given up
         self.best = np.full(n, np.inf)
-        self.moves, self.dot, self.norm, self.prev_norm = None, np.zeros(n), np.zeros(n), np.zeros(n)
+        self.moves, self.dot, self.norm, self.prev_norm = [], np.zeros(n), np.zeros(n), np.zeros(n)
 
     def step(self, k: int, h, target, bounds):
         """Layer ``k``'s (0-based) next state from its state ``h``, its Gauss-Seidel value ``target`` and its
@@ -305,8 +310,6 @@ class _OverRelaxation:
         new = np.clip(h + self.omega[:, None] * (target - h), *bounds) if (self.omega != 1).any() else target
         if self.open.any():  # the moves of samples still to be set
             move = new - h
-            if self.moves is None:
-                self.moves = []
             if len(self.moves) > k:
                 self.dot += np.einsum("ij,ij->i", move, self.moves[k])
                 self.moves[k] = move
@@ -335,8 +338,7 @@ class _OverRelaxation:
         """Drop the retired samples (``rows``: the ones still active)."""
         self.omega, self.open, self.best = self.omega[rows], self.open[rows], self.best[rows]
         self.norm, self.dot, self.prev_norm = self.norm[rows], self.dot[rows], self.prev_norm[rows]
-        if self.moves is not None:
-            self.moves = [m[rows] for m in self.moves]
+        self.moves = [m[rows] for m in self.moves]
 
 
 @dataclass
