@@ -72,23 +72,25 @@ def main(argv=None):
     n_train, n_test = len(data.y_train), len(data.y_test)
     order = np.random.default_rng(tc.seed).permutation(n_train)
     sweeps = {"free": [], "nudged": []}
-    relax_free, relax_nudged = driver.relax_free, driver.relax_nudged
+    relax_free, relax_nudged, relax_symmetric = driver.relax_free, driver.relax_nudged, driver.relax_symmetric
 
     def counted(phase, relax):
         def run(*a, **kw):
             r = relax(*a, **kw)
-            sweeps[phase].append(float(np.mean(r.steps)))
+            for p in (r if isinstance(r, tuple) else (r,)):
+                sweeps[phase].append(float(np.mean(p.steps)))
             return r
         return run
 
     driver.relax_free, driver.relax_nudged = counted("free", relax_free), counted("nudged", relax_nudged)
+    driver.relax_symmetric = counted("nudged", relax_symmetric)
     with threadpool_limits(1):
         c0 = time.process_time()
         for b in range(args.batches):
             idx = order[b * tc.batch_size:(b + 1) * tc.batch_size]
             trainer.step(data.x_train[idx], data.y_train[idx])
         train = (time.process_time() - c0) / args.batches
-        driver.relax_free, driver.relax_nudged = relax_free, relax_nudged
+        driver.relax_free, driver.relax_nudged, driver.relax_symmetric = relax_free, relax_nudged, relax_symmetric
         c0 = time.process_time()
         trainer.evaluate(data.x_test[:args.test], data.y_test[:args.test])
         evaluate = (time.process_time() - c0) / args.test

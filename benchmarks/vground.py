@@ -39,7 +39,7 @@ import time
 
 import numpy as np
 
-from analogprop.circuit import Mismatch, compile_circuit
+from analogprop.circuit import CrossbarDesign, Mismatch, compile_circuit
 from analogprop.circuit.nonideal import Nonidealities
 from analogprop.circuit.vground import VgroundSolver, Layer
 from analogprop.model.network import Network
@@ -48,13 +48,14 @@ SIZES = (784, 512, 512, 10)
 TRIES = ((784, 512, 512, 10), (784, 256, 256, 10), (784, 128, 128, 10), (784, 96, 96, 10), (784, 64, 10))
 
 
-def circuit_of(sizes, die=1, g_dtod=0.1, wire_r=0.0, tile=256, exact_ground=False):
+def circuit_of(sizes, die=1, g_dtod=0.1, wire_r=0.0, tile=256, exact_ground=False, w_max=CrossbarDesign.w_max):
     """The benchmark's circuit: ``wire_r`` ohm per row and column segment, the default non-idealities or, with
-    ``exact_ground``, an ideal op-amp gain."""
+    ``exact_ground``, an ideal op-amp gain; ``w_max`` the weight of a device pair's full conductance window."""
     net = Network.create(sizes, seed=0)
     nid = Nonidealities(wire_r_row=wire_r, wire_r_col=wire_r, tile=tile,
                         **({"opamp_gain": math.inf} if exact_ground else {}))
-    return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=g_dtod), die=die, clamp=True, nonideal=nid)
+    return compile_circuit(sizes, net.params, "vground", Mismatch(g_dtod=g_dtod), die=die, clamp=True, nonideal=nid,
+                           design=CrossbarDesign(w_max=w_max))
 
 
 def data(sizes, n, seed=0):
@@ -72,10 +73,10 @@ def fast_pairs(circuit, x, y, beta=0.5, newton_iters=VgroundSolver.newton_iters)
     return free, nudged, len(x) / dt
 
 
-def _spice_child(sizes, n, g_dtod, queue):
+def _spice_child(sizes, n, g_dtod, w_max, queue):
     from analogprop.spice.solver import SpiceSolver
 
-    c = circuit_of(sizes, g_dtod=g_dtod)
+    c = circuit_of(sizes, g_dtod=g_dtod, w_max=w_max)
     x, y = data(sizes, n)
     t = time.perf_counter()
     s = SpiceSolver(tol=1e-6, transient_fallback=False)
@@ -85,10 +86,10 @@ def _spice_child(sizes, n, g_dtod, queue):
                bool(free.converged.all() and nudged.converged.all())))
 
 
-def spice_at(sizes, n, budget, g_dtod):
+def spice_at(sizes, n, budget, g_dtod, w_max):
     ctx = mp.get_context("spawn")
     queue = ctx.Queue()
-    p = ctx.Process(target=_spice_child, args=(sizes, n, g_dtod, queue))
+    p = ctx.Process(target=_spice_child, args=(sizes, n, g_dtod, w_max, queue))
     p.start()
     p.join(budget)
     if p.is_alive():
@@ -128,6 +129,8 @@ def main():
     ap.add_argument("--g-dtod", type=float, default=0.1, help="device-to-device conductance spread")
     ap.add_argument("--newton-iters", type=int, default=VgroundSolver.newton_iters,
                     help="Newton iterations per rung (plain Newton, each gmin and each source step)")
+    ap.add_argument("--w-max", type=float, default=CrossbarDesign.w_max,
+                    help="the weight of a device pair's full conductance window (default %(default)s)")
     ap.add_argument("--wire-r", type=float, default=0.0, help="wire resistance per row and column segment (ohm)")
     ap.add_argument("--exact-ground", action="store_true", help="an exact virtual ground (ideal op-amp gain)")
     ap.add_argument("--tile", type=int, default=256, help="crossbar tile size (crosspoints)")
@@ -149,7 +152,8 @@ def main():
         return
     t = time.perf_counter()
     sizes = tuple(int(v) for v in args.sizes.split("-"))
-    c = circuit_of(sizes, g_dtod=args.g_dtod, wire_r=args.wire_r, tile=args.tile, exact_ground=args.exact_ground)
+    c = circuit_of(sizes, g_dtod=args.g_dtod, wire_r=args.wire_r, tile=args.tile, exact_ground=args.exact_ground,
+                   w_max=args.w_max)
     ground = "exact virtual ground" if args.exact_ground else "default non-idealities"
     if args.wire_r:   # the tiles' reduction (once per programming)
         [Layer(c, k) for k in range(1, c.n_layers + 1)]
@@ -160,7 +164,7 @@ def main():
     x, y = data(sizes, args.samples)
     free, nudged, pairs = fast_pairs(c, x, y, newton_iters=args.newton_iters)
     conv = np.mean(free.converged & nudged.converged)
-    print(f"network: {args.sizes} vground, g_dtod {args.g_dtod:g}, "
+    print(f"network: {args.sizes} vground, g_dtod {args.g_dtod:g}, w_max {args.w_max:g}, "
           f"{ground}{', wire resistance' if args.wire_r else ''}, "
           f"{args.samples} samples")
     print(f"fast converged share: {conv:.3f}")
@@ -170,13 +174,13 @@ def main():
     print(f"fast pairs/s: {pairs:.2f}")
     for sizes in [tuple(int(v) for v in t.split("-")) for t in args.ngspice_sizes.split(",") if t]:
         t = time.perf_counter()
-        got = spice_at(sizes, args.ngspice_samples, args.ngspice_budget, args.g_dtod)
+        got = spice_at(sizes, args.ngspice_samples, args.ngspice_budget, args.g_dtod, args.w_max)
         tag = "-".join(map(str, sizes))
         if got is None:
             print(f"ngspice {tag}: not finished within {args.ngspice_budget:.0f} s")
             continue
         dt, sf, sn, ok = got
-        cs = circuit_of(sizes, g_dtod=args.g_dtod)
+        cs = circuit_of(sizes, g_dtod=args.g_dtod, w_max=args.w_max)
         xs, ys = data(sizes, args.ngspice_samples)
         ff, fn, fast_rate = fast_pairs(cs, xs, ys, newton_iters=args.newton_iters)
         diff = max(np.abs(a - b).max() for p, q in ((ff.states, sf), (fn.states, sn)) for a, b in zip(p, q))

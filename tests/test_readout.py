@@ -146,6 +146,50 @@ def test_driver_update_is_the_estimate_and_training_lowers_the_cross_entropy(arc
     assert trainer.evaluate(x, labels)["cost"] < 0.95 * before["cost"]
 
 
+@pytest.mark.parametrize("readout", ["softmax", "linear", "dynamic"])
+@pytest.mark.parametrize("solver", [FastSolver(tol=1e-12, max_sweeps=5000), EulerSolver(step=0.5, tol=1e-11, max_steps=20000)])
+def test_per_sample_beta_solves_each_sample_as_its_own_beta_does(readout, solver):
+    """A solve with one beta per sample (+beta and -beta rows in one batch) reaches, row by row, the fixed
+    points of the solves with that beta alone."""
+    net, x, y, fp = problem(DENSE, readout, seed=1, n=6)  # seed 1: every sample has a -beta fixed point
+    free = solver.solve(net, x)
+    betas = np.array([0.8, -0.8, 0.8, -0.3, 0.3, 0.8])
+    both = solver.solve(net, x, y, betas, start=free.states)
+    assert both.converged.all()
+    for b in np.unique(betas):
+        rows = np.flatnonzero(betas == b)
+        alone = solver.solve(net, x[rows], y[rows], b, start=[s[rows] for s in free.states])
+        for got, want in zip(both.states, alone.states):
+            np.testing.assert_allclose(got[rows], want, atol=1e-9)
+    assert np.abs(both.states[-2][0] - both.states[-2][1]).max() > 1e-3  # the signs reach different states
+
+
+def test_per_sample_beta_of_the_wrong_shape_or_value_is_refused():
+    net, x, y, fp = problem(DENSE, "softmax", n=4)
+    with pytest.raises(ConfigError, match=r"shape \(3,\).*\(4,\)"):
+        SOLVER.solve(net, x, y, np.ones(3))
+    with pytest.raises(ConfigError, match="beta=nan"):
+        SOLVER.solve(net, x, y, np.array([1.0, np.nan, 1.0, 1.0]))
+    dyn = create_network(DENSE, seed=0)
+    with pytest.raises(ConfigError, match="beta=-1.5"):
+        SOLVER.solve(dyn, x, y, np.array([0.5, -1.5, 0.5, 0.5]))
+
+
+@pytest.mark.parametrize("arch", [DENSE, CONV])
+def test_ideal_driver_settles_both_symmetric_phases_in_one_batch(arch):
+    """relax_symmetric gives what two relax_nudged calls give: states, convergence and the readout's factor."""
+    net, x, y, fp = problem(arch, "softmax", seed=2, n=6)
+    drv = IdealDriver(net.copy(), SOLVER)
+    free = drv.relax_free(x)
+    plus, minus = drv.relax_symmetric(x, y, 0.5, free)
+    for got, want in ((plus, drv.relax_nudged(x, y, 0.5, free)), (minus, drv.relax_nudged(x, y, -0.5, free))):
+        assert got.converged.all() and len(got.residual) == len(x)
+        for a, b in zip(got.states, want.states):
+            np.testing.assert_allclose(a, b, atol=1e-10)
+        np.testing.assert_allclose(got.probes["readout"], want.probes["readout"], atol=1e-14)
+    assert np.abs(plus.states[-2] - minus.states[-2]).max() > 1e-3
+
+
 def test_probe_diagnostics_report_the_readout_formulation():
     net, x, y, fp = problem(CONV, "softmax", n=8)
     out = ProbeDiagnostics(x, y.argmax(axis=1), net.sizes[-1], 1.0, symmetric=True)(IdealDriver(net, SOLVER))

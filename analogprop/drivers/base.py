@@ -69,6 +69,11 @@ class Driver(ABC):
     def relax_nudged(self, x, y, beta: float, start: Phase) -> Phase:
         """Settle with outputs nudged toward y with strength beta, from ``start``."""
 
+    def relax_symmetric(self, x, y, beta: float, start: Phase) -> tuple[Phase, Phase]:
+        """The phases nudged by ``+beta`` and ``-beta`` from ``start`` (symmetric nudging), one after the
+        other; a driver that can settle both at once overrides this."""
+        return self.relax_nudged(x, y, beta, start), self.relax_nudged(x, y, -beta, start)
+
     @abstractmethod
     def local_update(self, x, free: Phase, nudged: Phase, centered: bool = False) -> dict[str, np.ndarray]:
         """Per parameter, sum over the batch of dmu/dtheta(s0) . (s_nudged - s0).

@@ -63,6 +63,21 @@ class IdealDriver(Driver):
             phase.probes["readout"] = beta * readout_gradient_error(self.network, start.states, y)
         return phase
 
+    def relax_symmetric(self, x, y, beta, start):
+        """Both nudged phases as one batch of ``2 n`` samples, ``+beta`` then ``-beta`` (the solvers take a
+        beta per sample), so the slow samples of the two phases share their last sweeps."""
+        n = len(x)
+        two = [np.concatenate([s, s]) for s in start.states]
+        r = self.nudge_solver.solve(self.network, np.concatenate([x, x]), np.concatenate([y, y]),
+                                    np.repeat([beta, -beta], n), start=two)
+        phases = []
+        for half, b in ((slice(0, n), beta), (slice(n, 2 * n), -beta)):
+            phase = Phase([s[half] for s in r.states], r.residual[half], r.steps[half], r.converged[half])
+            if self.readout != "dynamic":
+                phase.probes["readout"] = b * readout_gradient_error(self.network, start.states, y)
+            phases.append(phase)
+        return tuple(phases)
+
     def local_update(self, x, free, nudged, centered=False):
         r = presynaptic_rates(x, free.states, centered)
         dh = [b - a for a, b in zip(free.states, nudged.states)]

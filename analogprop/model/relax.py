@@ -22,6 +22,9 @@ taken at its current state), its step halved whenever the layer's change grows,
 down to ``1 / (1 + |beta| c ||W||^2)`` (``c``: the curvature bound of the loss,
 1/2 for the softmax, 1 for the linear readout).
 
+``beta`` is a number or one per sample, so the ``+beta`` and ``-beta`` phases of
+symmetric nudging can settle as one batch.
+
 Both stop per sample once ``max |h - clip(h + mu^beta)| <= tol`` (the
 projected residual, zero exactly at a fixed point of Eq. 59) and report, per
 sample, the final residual, the steps taken and whether it converged.
@@ -77,15 +80,18 @@ class _Batch:
     """Active rows of a batched relaxation; converged rows are written out and dropped."""
 
     def __init__(self, net: Network, x, y, beta, start, dtype):
-        if net.readout != "dynamic" and not np.isfinite(beta):
-            raise ConfigError(f"nudging strength beta={beta} is not a finite number")
-        if net.readout == "dynamic" and not (np.isfinite(beta) and beta > -1):
-            raise ConfigError(f"nudging strength beta={beta} leaves the output without a stable fixed point "
-                              "(mu^beta_0 = drive - (1 + beta) h_0 needs beta > -1)")
-        net = _cast(net, np.dtype(dtype))
-        self.net, self.beta = net, float(beta)
-        self.bounds = net.bounds()
         n = x.shape[0]
+        beta = _per_sample_beta(beta, n)
+        if net.readout != "dynamic" and not np.isfinite(beta).all():
+            raise ConfigError(f"nudging strength beta={_first_bad(beta, ~np.isfinite(beta))} is not a finite number")
+        if net.readout == "dynamic" and not (np.isfinite(beta) & (beta > -1)).all():
+            raise ConfigError(f"nudging strength beta={_first_bad(beta, ~(np.isfinite(beta) & (beta > -1)))} leaves "
+                              "the output without a stable fixed point (mu^beta_0 = drive - (1 + beta) h_0 needs "
+                              "beta > -1)")
+        net = _cast(net, np.dtype(dtype))
+        self.net, self.beta, self.nudged = net, beta, bool(beta.any())
+        self.bcol = beta[:, None].astype(dtype)  # beta as a column, to scale per-sample rows
+        self.bounds = net.bounds()
         sizes = net.sizes[1:]
         if start is None:
             self.out = [np.zeros((n, s), dtype) for s in sizes]
@@ -94,11 +100,11 @@ class _Batch:
         self.h = [s.copy() for s in self.out]
         self.base = np.asarray(net.input_drive(rho(np.asarray(x, dtype))), dtype)
         self.y = None if y is None else np.asarray(y, dtype)
-        self.top_step, self.top_change, self.min_step = np.ones(n), np.full(n, np.inf), 1.0
-        if net.readout != "dynamic" and self.beta:
+        self.top_step, self.top_change, self.min_step = np.ones(n), np.full(n, np.inf), np.ones(n)
+        if net.readout != "dynamic" and self.nudged:
             w = np.asarray(net.params[f"fwd{net.n_layers - 1}"], float)  # a dense readout, (outputs, inputs)
             norm2 = np.linalg.eigvalsh(w @ w.T)[-1]  # ||W||_2^2 from the small Gram matrix, not an SVD of W
-            self.min_step = 1.0 / (1.0 + abs(self.beta) * (0.5 if net.readout == "softmax" else 1.0) * norm2)
+            self.min_step = 1.0 / (1.0 + np.abs(beta) * (0.5 if net.readout == "softmax" else 1.0) * norm2)
             self.force_bound = np.abs(w).sum(axis=0).max()  # ||W^T||_inf: |dh| <= |beta| that |dz| (|de/dz| <= 1)
         self.idx = np.arange(n)
         self.residual = np.full(n, np.inf)
@@ -120,9 +126,9 @@ class _Batch:
         f = [(self.drive(k, h, rows) if k < top or top_drive is None else top_drive) - h[k - 1]
              for k in range(1, top + 1)]
         if self.net.readout == "dynamic":
-            if self.beta:
-                y = self.y if rows is None else self.y[rows]
-                f[-1] += self.beta * (y - h[-1])
+            if self.nudged:
+                y, b = (self.y, self.bcol) if rows is None else (self.y[rows], self.bcol[rows])
+                f[-1] += b * (y - h[-1])
             return f
         f[top - 1] += self.nudge(h[top - 1], rows)
         f.append(self.output(h[top - 1]) - h[-1])
@@ -137,23 +143,24 @@ class _Batch:
 
         def layer(z, rows):  # the layer's state given the readout input, and the residual z(h) - z
             e = readout_error(net, z, self.y[rows])
-            h = np.clip(d[rows] + self.beta * readout_force(net, e), lo, hi)
+            h = np.clip(d[rows] + self.bcol[rows] * readout_force(net, e), lo, hi)
             return h, readout_input(net, rho(h)) - z
 
         z = readout_input(net, rho(self.h[-2]))
         h, f = layer(z, slice(None))
         size = np.max(np.abs(f), axis=1)
-        tol_z = tol / max(abs(self.beta) * self.force_bound, 1e-30)  # the h tolerance carried to z
+        tol_z = tol / np.maximum(np.abs(self.beta) * self.force_bound, 1e-30)  # the h tolerance carried to z
         live = np.flatnonzero(size > tol_z)
+        trusted = (self.beta < 0) | (net.readout != "softmax")  # not a convex problem: stay near the solution
         moved = np.zeros(z.shape[0], bool)
         eye = np.eye(z.shape[1])
         for _ in range(iterations):
             if not live.size:
                 break
-            jac = self.loop_gain(h[live], z[live]) - eye  # d(z(h(z)) - z)/dz
+            jac = self.loop_gain(h[live], z[live], live) - eye  # d(z(h(z)) - z)/dz
             step = np.linalg.solve(jac, -f[live][:, :, None].astype(float))[:, :, 0]
-            if self.beta < 0 or net.readout != "softmax":  # not a convex problem: stay near the current solution
-                step *= np.minimum(1.0, _TRUST / np.maximum(np.max(np.abs(step), axis=1, keepdims=True), 1e-30))
+            bound = np.where(trusted[live, None], _TRUST, np.inf)
+            step *= np.minimum(1.0, bound / np.maximum(np.max(np.abs(step), axis=1, keepdims=True), 1e-30))
             step, t = step.astype(z.dtype), np.ones((live.size, 1), z.dtype)
             for _ in range(4):  # halve the step of rows whose residual did not shrink
                 zn = z[live] + t * step
@@ -166,11 +173,11 @@ class _Batch:
             rows = live[~worse]
             z[rows], h[rows], f[rows], size[rows] = zn[~worse], hn[~worse], fn[~worse], sn[~worse]
             moved[rows] = True
-            live = rows[size[rows] > tol_z]
+            live = rows[size[rows] > tol_z[rows]]
         unsolved = size > tol_z
-        if self.beta < 0 and moved.any():  # only stable solutions: the layer's loop gain below 1
-            rows = np.flatnonzero(moved)
-            gain = self.loop_gain(h[rows], z[rows])
+        if (moved & (self.beta < 0)).any():  # under -beta only stable solutions: the layer's loop gain below 1
+            rows = np.flatnonzero(moved & (self.beta < 0))
+            gain = self.loop_gain(h[rows], z[rows], rows)
             # its eigenvalues are those of a product of two PSD matrices, real and >= 0: below the trace
             check = np.trace(gain, axis1=1, axis2=2) >= 1
             unsolved[rows[check]] |= np.linalg.eigvals(gain[check]).real.max(axis=1) >= 1
@@ -184,12 +191,12 @@ class _Batch:
         w = np.asarray(self.net.params[f"fwd{self.net.n_layers - 1}"])
         return (w.T[:, :, None] * w.T[:, None, :]).reshape(w.shape[1], -1)
 
-    def loop_gain(self, h, z):
-        """beta W D W^T de/dz per sample: the derivative of the readout input around the nudged top layer,
-        D the units of ``h`` inside (0, 1)."""
+    def loop_gain(self, h, z, rows):
+        """beta W D W^T de/dz per sample (active ``rows``): the derivative of the readout input around the
+        nudged top layer, D the units of ``h`` inside (0, 1)."""
         n, o = z.shape
         wdw = (((h > 0) & (h < 1)).astype(self.w_pairs.dtype) @ self.w_pairs).reshape(n, o, o)
-        return self.beta * wdw.astype(float) @ self.error_slope(z)
+        return self.beta[rows, None, None] * wdw.astype(float) @ self.error_slope(z)
 
     def error_slope(self, z):
         """de/dz of the readout's error, per sample: -(diag(p) - p p^T) for the softmax, -diag(unclipped)
@@ -207,7 +214,7 @@ class _Batch:
         move = d + self.nudge(h) - h
         change = np.max(np.abs(np.clip(h + move, 0.0, 1.0) - h), axis=1)
         grew = change > self.top_change
-        self.top_step[grew] = np.maximum(self.top_step[grew] / 2, self.min_step)
+        self.top_step[grew] = np.maximum(self.top_step[grew] / 2, self.min_step[grew])
         self.top_change = change
         return h + self.top_step[:, None].astype(h.dtype) * move
 
@@ -217,10 +224,10 @@ class _Batch:
 
     def nudge(self, h_top, rows=None):
         """beta W^T e on the top hidden layer of a readout network (0 in the free phase)."""
-        if not self.beta:
+        if not self.nudged:
             return 0.0
-        y = self.y if rows is None else self.y[rows]
-        return self.beta * readout_force(self.net, readout_error(self.net, readout_input(self.net, rho(h_top)), y))
+        y, b = (self.y, self.bcol) if rows is None else (self.y[rows], self.bcol[rows])
+        return b * readout_force(self.net, readout_error(self.net, readout_input(self.net, rho(h_top)), y))
 
     def retire(self, mask, residual):
         """Write rows `mask` of the active set to the output and drop them."""
@@ -232,12 +239,25 @@ class _Batch:
         self.idx = self.idx[keep]
         self.h = [hk[keep] for hk in self.h]
         self.base = self.base[keep]
-        self.top_step, self.top_change = self.top_step[keep], self.top_change[keep]
+        self.top_step, self.top_change, self.min_step = self.top_step[keep], self.top_change[keep], self.min_step[keep]
+        self.beta, self.bcol = self.beta[keep], self.bcol[keep]
         if self.y is not None:
             self.y = self.y[keep]
 
     def result(self, tol) -> Relaxation:
         return Relaxation(self.out, self.residual, self.steps, self.residual <= tol)
+
+
+def _per_sample_beta(beta, n: int) -> np.ndarray:
+    """The nudging strength of each of ``n`` samples: a number for all of them, or one per sample."""
+    b = np.asarray(beta, float)
+    if b.ndim > 1 or (b.ndim == 1 and b.shape[0] != n):
+        raise ConfigError(f"nudging strength beta has shape {b.shape}; expected a number or one per sample ({n},)")
+    return np.array(np.broadcast_to(b, (n,)))
+
+
+def _first_bad(beta, bad):
+    return beta[np.flatnonzero(bad)[0]]
 
 
 def _check(tol, max_steps, name):
@@ -375,12 +395,12 @@ class FastSolver:
             change = np.zeros(b.idx.size)
             for k in range(1, top + 1):
                 d = top_drive = b.drive(k)  # the top layer's stays valid: nothing below it moves after it
-                if k == top and b.beta and readout:
+                if k == top and b.nudged and readout:
                     d = b.solve_top(d, 0.1 * self.tol)
-                elif k == top and b.beta:
-                    d = (d + b.beta * b.y) / (1.0 + b.beta)
+                elif k == top and b.nudged:
+                    d = (d + b.bcol * b.y) / (1.0 + b.bcol)
                 new = np.clip(d, *b.bounds[k - 1])
-                if not (k == top and b.beta):
+                if not (k == top and b.nudged):
                     new = sor.step(k - 1, b.h[k - 1], new, b.bounds[k - 1])
                 np.maximum(change, np.max(np.abs(new - b.h[k - 1]), axis=1), out=change)
                 b.h[k - 1] = new

@@ -266,13 +266,15 @@ class TwoPhaseTrainer:
         y = one_hot(labels, n_out)
         free = self.driver.relax_free(x)
         beta = sign * cfg.beta
-        nudged = self.driver.relax_nudged(x, y, beta, start=free)
+        if cfg.symmetric:
+            nudged, other = self.driver.relax_symmetric(x, y, beta, start=free)
+        else:
+            nudged = self.driver.relax_nudged(x, y, beta, start=free)
         kw = {"centered": True} if cfg.centered else {}  # drivers without centring keep working
         upd = self.driver.local_update(x, free, nudged, **kw)
         unconv_n = nudged.n_unconverged
         scale = beta
         if cfg.symmetric:
-            other = self.driver.relax_nudged(x, y, -beta, start=free)
             minus = self.driver.local_update(x, free, other, **kw)
             upd = {k: upd[k] - minus[k] for k in upd}
             unconv_n += other.n_unconverged
