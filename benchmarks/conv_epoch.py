@@ -59,8 +59,9 @@ def main(argv=None):
     ap.add_argument("--tolerances", help="comma-separated solver tolerances to compare instead of timing an epoch")
     ap.add_argument("--probe", type=int, default=40, help="training images of the tolerance comparison")
     ap.add_argument("--over-relax", type=float, help="the fast solver's over-relaxation limit (default: the config's)")
+    ap.add_argument("--tol", type=float, help="the fast solver's tolerance (default: the config's)")
     args = ap.parse_args(argv)
-    solver = {} if args.over_relax is None else {"over_relax": args.over_relax}
+    solver = {k: v for k, v in (("over_relax", args.over_relax), ("tol", args.tol)) if v is not None}
     cfg = merge(load_toml(args.config), {"data": {"data_dir": args.data_dir}, "solver": solver}).to_flat()
     params = load_checkpoint(RunDir(args.run).checkpoint_path)[0] if args.run else None
     data, driver, tc = build(cfg, params)
