@@ -7,7 +7,8 @@ Prints ``name: value`` lines:
   vground circuit with ``g_dtod`` 0.1 and the default non-idealities
   (op-amp gain 1e6, node clamps), free then nudged phase of each sample of a
   minibatch (sparse random inputs in [0, 1]), tolerance 1e-6 V, with the
-  largest residual (V);
+  largest residual (V); ``--w-max`` sets the weight a device pair's full
+  conductance window represents (default 2; the network's weights are below 0.11);
 * ``wire resistance``: ``--wire-r`` ohm per row and column segment of each tile (``--tile``), with the
   default non-idealities (``--exact-ground``: an exact virtual ground instead), and the time the tiles'
   reduction took;
@@ -23,7 +24,7 @@ Prints ``name: value`` lines:
   settling times of the free and nudged phases (median and largest, to 1 % of each phase's change), the slowest
   column's closed-loop time constant and its single-pole estimate ``ln(100) tau``, and the energy until settled.
 
-    python benchmarks/vground.py [--sizes 784-512-512-10] [--samples N] [--g-dtod G] [--wire-r OHM] [--tile N] [--exact-ground]
+    python benchmarks/vground.py [--sizes 784-512-512-10] [--samples N] [--g-dtod G] [--w-max W] [--wire-r OHM] [--tile N] [--exact-ground]
                                  [--ngspice-budget S]
                                  [--ngspice-samples N]
                                  [--ngspice-sizes 784-128-128-10,...]   (--ngspice-sizes '': no ngspice)
