@@ -44,11 +44,29 @@ def test_every_node_agrees_with_ngspice(case):
     sizes = CASE_SIZES.get(case, SIZES)
     net = saturating_network(sizes, seed=3)
     x, y = batch(sizes, 4, seed=1)
-    # ngspice's Newton method (no voltage limiting for B sources) stalls on netlists that combine sinh devices
-    # or op-amp rails with the other non-idealities: those two are checked on their own, "all" is the rest
+    # at 64-32-10 ngspice's Newton method (no voltage limiting for B sources) stalls on netlists that combine
+    # sinh devices or op-amp rails with the other non-idealities: "all" is the rest here, and everything
+    # together is checked at 16-8-4 below
     kw = {k: v for k, v in CASES[case].items() if case != "all" or k not in ("device_v0", "opamp_rail")}
     c = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False, nonideal=Nonidealities(**kw))
     assert_every_node_agrees(c, x, y)
+
+
+def test_all_nonidealities_with_sinh_devices_and_rails_agree_with_ngspice():
+    """Every non-ideality at once, sinh devices and op-amp rails included, on the smaller circuit that
+    ngspice's Newton method solves from 0 V."""
+    sizes = CASE_SIZES["sinh"]
+    net = saturating_network(sizes, seed=3)
+    x, y = batch(sizes, 4, seed=1)
+    c = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False,
+                        nonideal=Nonidealities(**CASES["all"]))
+    assert c.nonideal.device_v0 == 1.0 and c.nonideal.opamp_rail == 3.0
+    s0, s1 = assert_every_node_agrees(c, x, y)
+    free = VgroundSolver(tol=1e-12).solve(c, x)
+    nudged = VgroundSolver(tol=1e-12).solve(c, x, y, 0.5, start=free.states)
+    print(f"all non-idealities at {sizes}: largest difference free "
+          f"{max(np.abs(p - q).max() for p, q in zip(free.states, s0)):.1e} V, nudged "
+          f"{max(np.abs(p - q).max() for p, q in zip(nudged.states, s1)):.1e} V")
 
 
 def assert_every_node_agrees(c, x, y, beta=0.5):
@@ -65,18 +83,19 @@ def assert_every_node_agrees(c, x, y, beta=0.5):
     return s0, s1
 
 
-def test_plain_ngspice_batch_run_prints_the_fast_solvers_outputs(tmp_path):
-    net = saturating_network(SIZES, seed=3)
-    x, _ = batch(SIZES, 3, seed=1)
-    c = compile_circuit(SIZES, net.params, "vground", SPREAD, die=2, clamp=False,
-                        nonideal=Nonidealities(**{k: v for k, v in CASES["all"].items()
-                                                  if k not in ("device_v0", "opamp_rail")}))
+@pytest.mark.parametrize("sizes,dropped", [(SIZES, ("device_v0", "opamp_rail")), (CASE_SIZES["sinh"], ())])
+def test_plain_ngspice_batch_run_prints_the_fast_solvers_outputs(tmp_path, sizes, dropped):
+    """Every non-ideality (at 64-32-10 all but sinh devices and rails, see above) in ``ngspice -b``."""
+    net = saturating_network(sizes, seed=3)
+    x, _ = batch(sizes, 3, seed=1)
+    c = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False,
+                        nonideal=Nonidealities(**{k: v for k, v in CASES["all"].items() if k not in dropped}))
     path = tmp_path / "vground.cir"
     path.write_text(netlist(c, x, title="vground"))
     out = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True, timeout=120).stdout
     rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
-    printed = np.array([[float(v) for v in r[2:]] for r in rows if len(r) == 2 + SIZES[-1]])
-    ref = VgroundSolver(tol=1e-12).solve(c, x).states[-1][:, SIZES[-1]:]
+    printed = np.array([[float(v) for v in r[2:]] for r in rows if len(r) == 2 + sizes[-1]])
+    ref = VgroundSolver(tol=1e-12).solve(c, x).states[-1][:, sizes[-1]:]
     assert printed.shape == ref.shape
     np.testing.assert_allclose(printed, ref, atol=1e-5)   # ngspice prints 6 significant digits
 
