@@ -39,6 +39,7 @@ import sys
 import time
 
 import numpy as np
+from threadpoolctl import threadpool_limits
 
 from analogprop.circuit import CrossbarDesign, Mismatch, compile_circuit
 from analogprop.circuit.nonideal import Nonidealities
@@ -66,10 +67,13 @@ def data(sizes, n, seed=0):
 
 
 def fast_pairs(circuit, x, y, beta=0.5, newton_iters=VgroundSolver.newton_iters):
+    """Free then nudged solves of every sample, one BLAS thread (its products are small; a threaded BLAS
+    competing with another job for the 2 cores ran the wired circuit 20 times slower); pairs per second."""
     solver = VgroundSolver(tol=1e-6, newton_iters=newton_iters)
     t = time.perf_counter()
-    free = solver.solve(circuit, x)
-    nudged = solver.solve(circuit, x, y, beta, start=free.states)
+    with threadpool_limits(1):
+        free = solver.solve(circuit, x)
+        nudged = solver.solve(circuit, x, y, beta, start=free.states)
     dt = time.perf_counter() - t
     return free, nudged, len(x) / dt
 
