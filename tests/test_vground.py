@@ -201,7 +201,6 @@ def test_temperature_scales_the_programmable_devices():
     (dict(tc1=-0.1, temp=100.0), "resistance"),
     (dict(wire_r_row=-1.0), "wire_r_row"),
     (dict(wire_r_col=math.inf, opamp_gain=math.inf), "wire_r_col"),
-    (dict(wire_r_col=1.0, opamp_gain=math.inf, device_v0=1.0), "wire_r_col 1.0 ohm.*device_v0 must be none"),
 ])
 def test_bad_nonidealities_are_refused(kw, match):
     with pytest.raises(ConfigError, match=match):

@@ -52,21 +52,27 @@ def test_every_node_agrees_with_ngspice(case):
     assert_every_node_agrees(c, x, y)
 
 
-def test_all_nonidealities_with_sinh_devices_and_rails_agree_with_ngspice():
-    """Every non-ideality at once, sinh devices and op-amp rails included, on the smaller circuit that
-    ngspice's Newton method solves from 0 V."""
+@pytest.mark.parametrize("wire_r", [0.0, 200.0])
+def test_all_nonidealities_with_sinh_devices_and_rails_agree_with_ngspice(wire_r):
+    """Every non-ideality at once, sinh devices and op-amp rails included (and wire resistance), on the smaller
+    circuit that ngspice's Newton method solves from 0 V."""
     sizes = CASE_SIZES["sinh"]
     net = saturating_network(sizes, seed=3)
     x, y = batch(sizes, 4, seed=1)
     c = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False,
-                        nonideal=Nonidealities(**CASES["all"]))
+                        nonideal=Nonidealities(**CASES["all"], wire_r_row=wire_r, wire_r_col=wire_r))
     assert c.nonideal.device_v0 == 1.0 and c.nonideal.opamp_rail == 3.0
     s0, s1 = assert_every_node_agrees(c, x, y)
     free = VgroundSolver(tol=1e-12).solve(c, x)
     nudged = VgroundSolver(tol=1e-12).solve(c, x, y, 0.5, start=free.states)
-    print(f"all non-idealities at {sizes}: largest difference free "
+    print(f"all non-idealities at {sizes}, wires {wire_r:g} ohm: largest difference free "
           f"{max(np.abs(p - q).max() for p, q in zip(free.states, s0)):.1e} V, nudged "
           f"{max(np.abs(p - q).max() for p, q in zip(nudged.states, s1)):.1e} V")
+    if wire_r:   # the wires matter: the outputs move from those of the wire-free circuit
+        plain = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False,
+                                nonideal=Nonidealities(**CASES["all"]))
+        ref = VgroundSolver(tol=1e-12).solve(plain, x)
+        assert max(np.abs(p - q).max() for p, q in zip(free.states, ref.states)) > 1e-2
 
 
 def assert_every_node_agrees(c, x, y, beta=0.5):

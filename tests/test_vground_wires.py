@@ -8,7 +8,7 @@ import pytest
 from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.nonideal import Nonidealities
 from analogprop.circuit.vground import Layer, VgroundSolver, drives, split
-from analogprop.circuit.wires import build_tile
+from analogprop.circuit.wires import SinhTile, build_tile
 from analogprop.cli import main
 from analogprop.drivers.circuit import CircuitDriver
 from analogprop.spice.netlist import netlist
@@ -65,17 +65,19 @@ def test_tile_reduction_matches_a_direct_solve_of_the_ladders():
     np.testing.assert_allclose(across, (x[:h * w] - x[h * w:]).reshape(h, w).T, rtol=1e-10, atol=1e-12)
 
 
-@pytest.mark.parametrize("rr, rc, gain", [(5.0, 0.0, math.inf), (0.0, 10.0, math.inf), (1.0, 3.0, math.inf),
-                                          (1.0, 3.0, 1e3)])
-def test_wired_netlist_agrees_with_ngspice_and_the_wires_matter(rr, rc, gain):
+@pytest.mark.parametrize("rr, rc, gain, v0", [(5.0, 0.0, math.inf, math.inf), (0.0, 10.0, math.inf, math.inf),
+                                              (1.0, 3.0, math.inf, math.inf), (1.0, 3.0, 1e3, math.inf),
+                                              (1.0, 3.0, math.inf, 1.0), (1.0, 3.0, 1e3, 1.0)])
+def test_wired_netlist_agrees_with_ngspice_and_the_wires_matter(rr, rc, gain, v0):
     """Every node within 1e-6 V of ngspice, free and nudged; the outputs move far more than that from the
-    wire-free circuit.  A finite op-amp gain lets the column nodes move, and the wires couple them."""
+    wire-free circuit.  A finite op-amp gain lets the column nodes move, and the wires couple them.  Sinh
+    devices (``v0``) make each tile's network nonlinear: it is solved per sample instead of reduced."""
     x, y = batch(SIZES, 4, seed=1)
-    c, plain = wired(rr, rc, opamp_gain=gain), wired(0.0, 0.0, opamp_gain=gain)
+    c, plain = wired(rr, rc, opamp_gain=gain, device_v0=v0), wired(0.0, 0.0, opamp_gain=gain, device_v0=v0)
     text = netlist(c, x, analysis=False)
     if rr:   # each row wire starts at its driver and runs along the columns
         assert "rwr_fp1_0_8 r0_8 wr_fp1_0_8 " in text and "rwr_fp1_1_3 wr_fp1_0_3 wr_fp1_1_3 " in text
-        assert "r_fp1_1_3 wr_fp1_1_3 " in text
+        assert f"{'r' if math.isinf(v0) else 'b'}_fp1_1_3 wr_fp1_1_3 " in text
     if rc:   # each tile's column wire (rows 0-7, 8-15) ends at the column node
         assert "rwc_fp1_2_6 wc_fp1_2_6 wc_fp1_2_7 " in text
         assert "rwc_fp1_2_7 wc_fp1_2_7 c1_2 " in text and "rwc_fp1_2_15 wc_fp1_2_15 c1_2 " in text
@@ -88,14 +90,14 @@ def test_wired_netlist_agrees_with_ngspice_and_the_wires_matter(rr, rc, gain):
     ref = fast.solve(plain, x).states
     moved = max(np.abs(split(c, k, a)[1] - split(c, k, b)[1]).max()
                 for k, (a, b) in enumerate(zip(f0.states, ref), start=1))
-    print(f"\nrow {rr:g} ohm, column {rc:g} ohm, gain {gain:g}: fast vs ngspice, free {diff[0]:.1e} V, "
+    print(f"\nrow {rr:g} ohm, column {rc:g} ohm, gain {gain:g}, V0 {v0:g}: fast vs ngspice, free {diff[0]:.1e} V, "
           f"nudged {diff[1]:.1e} V; "
           f"outputs moved by up to {moved:.2f} V from the wire-free circuit")
     assert max(diff) <= 1e-6
     assert moved > 1e-2
     if math.isfinite(gain):   # the column nodes move (V_out / A), so the wires couple them
         lays = [Layer(c, k) for k in range(1, c.n_layers + 1)]
-        assert all(lay.coupling is not None for lay in lays)
+        assert all(lay.coupling is not None or lay.sinh_tiles is not None for lay in lays)
         shift = [np.abs(split(c, k, s)[0] - lay.vos).max() for k, (s, lay) in enumerate(zip(f0.states, lays), 1)]
         assert max(shift) > 1e-3
 
@@ -139,10 +141,58 @@ def test_local_rule_is_the_two_phase_estimate_of_the_wired_network(rr, rc):
     assert np.abs(plain - fd).max() / scale > 1.5 * err
 
 
-def test_cli_refuses_wires_with_sinh_devices_or_a_negative_resistance(tmp_path, capsys):
-    assert main(["train", "--driver", "circuit", "--level", "vground", "--wire-r-row", "2", "--device-v0", "0.5",
-                 "--epochs", "1", "--quiet", "--out", str(tmp_path)]) == 2
-    assert "wire_r_row 2.0 ohm" in capsys.readouterr().err
+def test_cli_refuses_a_negative_wire_resistance(tmp_path, capsys):
     assert main(["train", "--driver", "circuit", "--level", "vground", "--wire-r-col", "-1", "--epochs", "1",
                  "--quiet", "--out", str(tmp_path / "b")]) == 2
     assert "wire_r_col" in capsys.readouterr().err
+
+
+def test_sinh_tile_solve_meets_kirchhoff_and_reduces_to_the_linear_tile():
+    """A sinh tile's inner nodes satisfy KCL with the devices' sinh law; its column currents and their slopes
+    match finite differences; with a large V0 (nearly linear devices) it gives the reduced linear tile's."""
+    rng = np.random.default_rng(0)
+    G = rng.uniform(0.1, 1.0, (5, 4))
+    vd, vc = rng.uniform(-1, 1, (3, 4)), rng.uniform(-0.05, 0.05, (3, 5))
+    t = SinhTile(G, 2.0, 3.0, slice(0, 5), slice(0, 4), 0.5)
+    i, d, u = t.solve(vd, vc)
+    f_inner = []
+    for s in range(3):   # rebuild the node voltages from the crosspoint voltages' solve and check KCL
+        vb = np.concatenate([vd[s], vc[s]])
+        v = np.concatenate([vb, -t.start.solve(t.lin_ib @ vb)])
+        for _ in range(60):
+            f, jac = t._jacobian(v)
+            v[9:] -= np.linalg.solve(jac[9:, 9:].toarray(), f[9:])
+        f, _ = t._jacobian(v)
+        f_inner.append(np.abs(f[9:]).max())
+        np.testing.assert_allclose(-f[4:9], i[s], atol=1e-12)
+    assert max(f_inner) <= 1e-12
+    eps = 1e-6
+    for b in range(9):
+        vd2, vc2 = vd.copy(), vc.copy()
+        (vd2 if b < 4 else vc2)[:, b % 4 if b < 4 else b - 4] += eps
+        np.testing.assert_allclose((t.solve(vd2, vc2)[0] - i) / eps, d[:, :, b], atol=1e-5)
+    lin = build_tile(G, 2.0, 3.0, slice(0, 5), slice(0, 4))
+    near = SinhTile(G, 2.0, 3.0, slice(0, 5), slice(0, 4), 1e4)
+    np.testing.assert_allclose(near.solve(vd, vc)[0], vd @ lin.Gd.T - vc @ lin.Gc.T, atol=1e-7)
+    np.testing.assert_allclose(near.solve(vd, vc)[2], lin.crosspoints(vd, vc), atol=1e-7)
+    assert np.abs(i - (vd @ lin.Gd.T - vc @ lin.Gc.T)).max() > 1e-2   # V0 0.5 is far from linear here
+
+
+def test_local_rule_with_sinh_devices_takes_the_crosspoint_voltages_of_the_solved_tiles():
+    """Sinh devices with wires: the rule's device voltages come from each tile's solved network.  With wires of
+    a thousandth of an ohm the update is the wire-free circuit's; with 3 ohm segments it moves."""
+    sizes = (6, 5, 3)
+    net = saturating_network(sizes, seed=2)
+    x, y = batch(sizes, 5)
+
+    def update(rr, rc):
+        drv = CircuitDriver(wired(rr, rc, sizes, net, device_v0=1.0), VgroundSolver(tol=1e-13))
+        free = drv.relax_free(x)
+        return drv.local_update(x, free, drv.relax_nudged(x, y, 0.3, free))
+
+    plain, tiny, wide = update(0.0, 0.0), update(1e-3, 1e-3), update(3.0, 3.0)
+    scale = {k: np.abs(v).max() for k, v in plain.items()}
+    assert min(scale.values()) > 0
+    for key in plain:
+        assert np.abs(tiny[key] - plain[key]).max() <= 1e-3 * scale[key], key
+    assert max(np.abs(wide[k] - plain[k]).max() / scale[k] for k in plain) > 1e-2

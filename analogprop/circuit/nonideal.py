@@ -34,7 +34,8 @@ Wires (:mod:`.wires`):
 
 * ``wire_r_row``, ``wire_r_col``  resistance (ohm) of each segment of a tile's row and column wires between
   adjacent crosspoints (and from the row driver, and into the column's virtual-ground node); 0: ideal wires.
-  They need linear devices (``device_v0`` inf).
+  With sinh devices the fast solver solves each tile's network per sample (small circuits; linear devices are
+  reduced once per programming).
 
 Temperature:
 
@@ -131,10 +132,6 @@ class Nonidealities:
         if math.isfinite(self.opamp_rail) and not math.isfinite(self.opamp_gain):
             raise ConfigError(f"opamp_rail {self.opamp_rail} V needs a finite opamp_gain (an ideal op-amp "
                               "at its rail has no operating point)")
-        if self.wire_r_row or self.wire_r_col:
-            wires = f"wire_r_row {self.wire_r_row} ohm, wire_r_col {self.wire_r_col} ohm"
-            if math.isfinite(self.device_v0):
-                raise ConfigError(f"{wires} need linear devices: device_v0 must be none (inf), got {self.device_v0}")
         if self.temp_factor <= 0:
             raise ConfigError(f"tc1 {self.tc1}, tc2 {self.tc2} at temp {self.temp} give a resistance <= 0")
 

@@ -31,12 +31,13 @@ path, stepped down to 0) and source stepping (inputs, rails and targets scaled
 up from 0.1); a sample is converged only when :func:`residual` at the answer is
 within ``tol`` volts.
 
-Wire resistance (:mod:`.wires`; linear devices only): each tile is reduced once per programming to the
+Wire resistance (:mod:`.wires`): with linear devices each tile is reduced once per programming to the
 conductances seen from its column nodes, ``I = Gd V_drive - Gc V_col``.  The columns keep the form above with
 effective ``W`` (from ``Gd``), ``S = diag(Gc)`` and the coupling ``-(Gc - diag(Gc)) V_col`` through the wires:
 a constant with ideal op-amps (``V_col = V_os``), and with a finite gain taken at the state's column voltages
 (lagged by one sweep or Newton step, exact in :func:`residual`; the columns move by ``V_out / A``, so it settles
-at once).
+at once).  With sinh devices each tile's network is solved per sample (:class:`.wires.SinhTile`) and each column
+sees its current linearised in its own voltage, the other columns' moves lagged likewise.
 """
 from __future__ import annotations
 
@@ -51,7 +52,7 @@ from ..model.relax import Relaxation
 from .homotopy import follow_path
 from .nonideal import diode_branch
 from .solver import check_settings
-from .wires import effective, wired
+from .wires import effective, layer_tiles, wired
 
 
 def split(circuit, k, s):
@@ -67,8 +68,17 @@ class Layer:
         v, L, nid = circuit.values, circuit.n_layers, circuit.nonideal
         self.k, self.v0 = k, nid.device_v0
         self.linear = not np.isfinite(self.v0)
+        self.sinh_tiles = None   # sinh devices with wires: each tile's network solved per sample
+        if wired(circuit) and not self.linear:
+            rail = circuit.design.v_rail
+            sources = {f"fwd{k - 1}_p": (k - 1, "r"), f"fwd{k - 1}_n": (k - 1, "rb")}
+            if k < L:
+                sources |= {f"bwd{k}_p": (k + 1, "r"), f"bwd{k}_n": (k + 1, "rb")}
+            if circuit.has_bias:
+                sources |= {f"bias{k}_p": (rail, "rail"), f"bias{k}_n": (-rail, "rail")}
+            self.sinh_tiles = [(layer_tiles(circuit, k)[key], src) for key, src in sources.items()]
         # with wire resistance, the tiles as seen from the column nodes (ideal op-amps: V_col = V_os, fixed)
-        arrays, Gc = effective(circuit, k) if wired(circuit) else (v, None)
+        arrays, Gc = effective(circuit, k) if wired(circuit) and self.linear else (v, None)
         self.groups = [(arrays[f"fwd{k - 1}_p"], k - 1, "r"), (arrays[f"fwd{k - 1}_n"], k - 1, "rb")]
         if k < L:
             self.groups += [(arrays[f"bwd{k}_p"], k + 1, "r"), (arrays[f"bwd{k}_n"], k + 1, "rb")]
@@ -98,9 +108,25 @@ class Layer:
             self.clamp = (v[f"clamp{k}"], v[f"clamp_lo{k}"], v[f"clamp_hi{k}"])
         self.A, self.R, self.rail = nid.opamp_gain, nid.opamp_rout * circuit.g_unit, nid.opamp_rail
 
+    def _tile_solves(self, r, rb, vc, scale):
+        """Each sinh tile solved at the drives and column voltages: yields (tile, source, its solve)."""
+        n = vc.shape[0]
+        for ts, (j, kind) in self.sinh_tiles:
+            vd = np.full((n, 1), scale * j) if kind == "rail" else (r if kind == "r" else rb)[j]
+            for t in ts:
+                yield t, (j, kind), t.solve(vd[:, t.cols], vc[:, t.rows])
+
     def aggregate(self, r, rb, vc, scale=1.0):
         """Drive aggregates (a1, a2) with I_dev(V_col) = a1 - a2 V_col (linear) or V0 (cosh(b) a1 - sinh(b) a2);
-        ``vc`` the column voltages the wires' coupling is taken at."""
+        ``vc`` the column voltages the wires' coupling is taken at.  Sinh devices with wires: the current and
+        its slope in the column's own voltage at ``vc`` (the other columns' moves lagged, as the wires'
+        coupling of linear devices), ``(I, dI/dV_col, vc)``."""
+        if self.sinh_tiles is not None:
+            current, slope = np.zeros(vc.shape), np.zeros(vc.shape)
+            for t, _, (i, d, _) in self._tile_solves(r, rb, vc, scale):
+                current[:, t.rows] += i
+                slope[:, t.rows] += np.diagonal(d[:, :, t.h:], axis1=1, axis2=2)
+            return current, slope, vc.copy()
         if self.linear:
             couple = self.col_const if self.coupling is None else -(vc @ self.coupling.T)
             a1 = scale * self.const + couple + sum(r[j] @ W.T for j, W in self.W.items())
@@ -115,6 +141,9 @@ class Layer:
 
     def device_current(self, agg, vc):
         """I_dev and dI_dev / dV_col."""
+        if self.sinh_tiles is not None:
+            current, slope, at = agg
+            return current + slope * (vc - at), slope
         a1, a2 = agg
         if self.linear:
             return a1 - a2 * vc, -a2 + 0 * vc
@@ -124,6 +153,13 @@ class Layer:
 
     def drive_jacobian(self, r, rb, vc, j, inv_gain):
         """dI_dev / dr_j, (batch, n_k, n_j) (linear: one shared matrix (n_k, n_j))."""
+        if self.sinh_tiles is not None:
+            out = np.zeros((vc.shape[0], vc.shape[1], r[j].shape[1]))
+            for t, (jj, kind), (_, d, _) in self._tile_solves(r, rb, vc, 1.0):
+                if jj == j and kind != "rail":
+                    sign = 1.0 if kind == "r" else -inv_gain[t.cols][None, None, :]
+                    out[:, t.rows, t.cols] += sign * d[:, :, :t.h]
+            return out
         if self.linear:
             return self.W[j]
         out = 0.0

@@ -67,28 +67,42 @@ class Tile:
         return np.transpose(at(self.a) - at(self.b), (0, 2, 1))
 
 
-def build_tile(G, gr, gc, rows, cols) -> Tile:
-    """Eliminate the inner nodes of tile ``G`` (w, h) with wire segment conductances ``gr``, ``gc``."""
+def _network(G, gr, gc):
+    """Tile ``G`` (w, h) as a graph, boundary nodes first (the h drivers, then the w column nodes), then the
+    inner ones: each crosspoint's node indices ``a`` (row side) and ``b`` (column side), (h, w), in the
+    inner-or-boundary code of :class:`Tile`; the devices' edges (p, q, G) and the wires' edges, global indices."""
     w, h = G.shape
     J, I = np.meshgrid(np.arange(h), np.arange(w), indexing="ij")
     nb = h + w
     per = (1 if gr else 0) + (1 if gc else 0)   # inner nodes per crosspoint
-    n_in = per * h * w
     a = per * (J * w + I) if gr else -1 - J
     b = per * (J * w + I) + (1 if gr else 0) if gc else -1 - (h + I)
     glob = lambda idx: np.where(idx >= 0, idx + nb, -1 - idx)   # boundary first, then inner
-    edges = [(glob(a).ravel(), glob(b).ravel(), G[I, J].ravel())]
+    devices = (glob(a).ravel(), glob(b).ravel(), G[I, J].ravel())
+    wires = []
     if gr:
-        edges += [(J[:, 0], glob(a[:, 0]), np.full(h, gr)), (glob(a[:, :-1]).ravel(), glob(a[:, 1:]).ravel(),
+        wires += [(J[:, 0], glob(a[:, 0]), np.full(h, gr)), (glob(a[:, :-1]).ravel(), glob(a[:, 1:]).ravel(),
                                                              np.full(h * (w - 1), gr))]
     if gc:
-        edges += [(glob(b[:-1]).ravel(), glob(b[1:]).ravel(), np.full((h - 1) * w, gc)),
+        wires += [(glob(b[:-1]).ravel(), glob(b[1:]).ravel(), np.full((h - 1) * w, gc)),
                   (glob(b[-1]), h + np.arange(w), np.full(w, gc))]
-    p, q, g = (np.concatenate(e) for e in zip(*edges))
-    n = nb + n_in
-    L = sp.coo_matrix((np.concatenate([g, g, -g, -g]), (np.concatenate([p, q, p, q]), np.concatenate([p, q, q, p]))),
-                      shape=(n, n)).tocsc()
+    return a, b, devices, [np.concatenate(e) for e in zip(*wires)], nb + per * h * w
+
+
+def _laplacian(p, q, g, n):
+    """Conductance matrix of edges (p, q, g) on n nodes."""
+    return sp.coo_matrix((np.concatenate([g, g, -g, -g]), (np.concatenate([p, q, p, q]),
+                                                          np.concatenate([p, q, q, p]))), shape=(n, n)).tocsc()
+
+
+def build_tile(G, gr, gc, rows, cols) -> Tile:
+    """Eliminate the inner nodes of tile ``G`` (w, h) with wire segment conductances ``gr``, ``gc``."""
+    w, h = G.shape
+    a, b, devices, wires, n = _network(G, gr, gc)
+    nb = h + w
+    L = _laplacian(*(np.concatenate(e) for e in zip(devices, wires)), n)
     Lbb, Lib = L[:nb, :nb].toarray(), L[nb:, :nb].tocsr()
+    n_in = n - nb
     Y = Lbb[h:]
     lu = None
     if n_in:
@@ -101,14 +115,65 @@ def build_tile(G, gr, gc, rows, cols) -> Tile:
     return Tile(rows, cols, -Y[:, :h], Y[:, h:], lu, Lib, a, b)
 
 
+class SinhTile:
+    """A tile of sinh devices, ``I = G V0 sinh(V / V0)``: its inner nodes solved by Newton's method per sample
+    (the network is no longer linear, so it is not reduced once), and the currents into its column nodes
+    with their derivatives, the Schur complement of the network linearised at the solution."""
+
+    def __init__(self, G, gr, gc, rows, cols, v0):
+        w, h = G.shape
+        self.rows, self.cols, self.v0, self.h, self.w = rows, cols, v0, h, w
+        self.a, self.b, (self.p, self.q, self.G), wires, self.n = _network(G, gr, gc)
+        self.Lw = _laplacian(*wires, self.n).tocsr()
+        nb = h + w
+        lin = _laplacian(*(np.concatenate(e) for e in zip((self.p, self.q, self.G), wires)), self.n)
+        self.start = splu(lin[nb:, nb:].tocsc())   # the linear devices' network: the first Newton iterate
+        self.lin_ib = lin[nb:, :nb].tocsr()
+
+    def _jacobian(self, v):
+        """Currents leaving every node (wires and devices) at node voltages v, and their Jacobian."""
+        u = (v[self.p] - v[self.q]) / self.v0
+        i, g = self.G * self.v0 * np.sinh(u), self.G * np.cosh(u)
+        f = self.Lw @ v + np.bincount(self.p, i, self.n) - np.bincount(self.q, i, self.n)
+        return f, self.Lw + _laplacian(self.p, self.q, g, self.n)
+
+    def solve(self, vd, vc, iters: int = 50):
+        """Per sample: currents into the column nodes (n, w), their derivatives in the boundary voltages
+        (n, w, h + w) (drivers, then columns) and the voltage across each device (n, w, h)."""
+        nb, n = self.h + self.w, vd.shape[0]
+        vb = np.concatenate([vd, vc], axis=1)
+        current, slope, across = np.zeros((n, self.w)), np.zeros((n, self.w, nb)), np.zeros((n, self.w, self.h))
+        for s in range(n):
+            v = np.concatenate([vb[s], -self.start.solve(self.lin_ib @ vb[s])])
+            for _ in range(iters):
+                f, jac = self._jacobian(v)
+                step = splu(jac[nb:, nb:].tocsc()).solve(f[nb:])
+                v[nb:] -= step
+                if np.abs(step).max() <= 1e-14 * (1 + np.abs(v[nb:]).max()):
+                    break
+            f, jac = self._jacobian(v)
+            lu = splu(jac[nb:, nb:].tocsc())
+            jib = jac[nb:, :nb].toarray()
+            schur = jac[:nb, :nb].toarray() - jac[:nb, nb:] @ lu.solve(jib)
+            current[s], slope[s] = -f[self.h:nb], -schur[self.h:]
+            across[s] = (v[self.p] - v[self.q]).reshape(self.h, self.w).T
+        return current, slope, across
+
+
 def tiles(circuit, key):
-    """The tiles of programmable array ``key`` (bias pairs as one row)."""
+    """The tiles of programmable array ``key`` (bias pairs as one row): reduced once (linear devices), or
+    solved per sample (:class:`SinhTile`)."""
     G = circuit.values[key]
     G = G[:, None] if G.ndim == 1 else G
     t = int(circuit.nonideal.tile)
     gr, gc = wire_conductances(circuit)
-    return [build_tile(G[i:i + t, j:j + t], gr, gc, slice(i, min(i + t, G.shape[0])), slice(j, min(j + t, G.shape[1])))
-            for i in range(0, G.shape[0], t) for j in range(0, G.shape[1], t)]
+    v0 = circuit.nonideal.device_v0
+
+    def one(i, j):
+        args = G[i:i + t, j:j + t], gr, gc, slice(i, min(i + t, G.shape[0])), slice(j, min(j + t, G.shape[1]))
+        return SinhTile(*args, v0) if np.isfinite(v0) else build_tile(*args)
+
+    return [one(i, j) for i in range(0, G.shape[0], t) for j in range(0, G.shape[1], t)]
 
 
 def layer_tiles(circuit, k) -> dict:
@@ -146,5 +211,6 @@ def device_voltages(circuit, k, key, vd, vc):
     m = shape[1] if len(shape) == 2 else 1
     out = np.zeros((vd.shape[0], shape[0], m))
     for t in ts:
-        out[:, t.rows, t.cols] = t.crosspoints(vd[:, t.cols], vc[:, t.rows])
+        vdt, vct = vd[:, t.cols], vc[:, t.rows]
+        out[:, t.rows, t.cols] = t.solve(vdt, vct)[2] if isinstance(t, SinhTile) else t.crosspoints(vdt, vct)
     return out if len(shape) == 2 else out[..., 0]
