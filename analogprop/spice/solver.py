@@ -18,6 +18,11 @@ the sweep did not reach or left above tolerance go down a ladder: a
 single-sample sweep with more gmin and source steps, then a transient run
 of the same netlist (capacitors included) to its end; a sample that still
 fails is reported as unconverged with its best voltages.
+
+:meth:`SpiceSolver.from_start` instead starts ngspice's Newton method at given
+node voltages (``.nodeset``, one single-sample netlist and ``op`` per sample):
+it checks another solver's operating points in ngspice where ngspice, started
+from 0 V, does not converge.
 """
 from __future__ import annotations
 
@@ -89,6 +94,52 @@ class SpiceSolver:
         eng.load(text, self.netlist_path)
         return eng
 
+    def _inputs(self, circuit, x, y, beta):
+        """Checked inputs and (nudged) targets."""
+        x = np.asarray(x, dtype=float)
+        if x.ndim != 2 or x.shape[1] != circuit.sizes[0]:
+            raise ConfigError(f"inputs have shape {x.shape}; the circuit expects (batch, {circuit.sizes[0]})")
+        check_finite("inputs", x)
+        if not beta:
+            return x, None
+        y = np.asarray(y, dtype=float)
+        if y.shape != (x.shape[0], circuit.sizes[-1]):
+            raise ConfigError(f"targets have shape {y.shape}; expected ({x.shape[0]}, {circuit.sizes[-1]})")
+        check_finite("targets", y)
+        return x, y
+
+    def from_start(self, circuit, x, start, y=None, beta: float = 0.0) -> Relaxation:
+        """Each sample's operating point from ngspice's Newton method started at ``start`` (node voltages per
+        layer, as a solver returns them), written as ``.nodeset``; ``op`` on a single-sample netlist."""
+        beta = float(beta)
+        x, y = self._inputs(circuit, x, y, beta)
+        names = state_nodes(circuit)
+        flat = np.concatenate([np.asarray(s, float) for s in start], axis=1)
+        if flat.shape != (x.shape[0], len(names)):
+            raise ConfigError(f"start voltages have shape {flat.shape}; expected ({x.shape[0]}, {len(names)})")
+        check_finite("start voltages", flat)
+        eng, out = engine(), np.full(flat.shape, np.nan)
+        for i in range(x.shape[0]):
+            text = netlist(circuit, x[i:i + 1], None if y is None else y[i:i + 1], title="from start",
+                           analysis=False)
+            nodeset = [".nodeset " + " ".join(f"v({n})={float(v)!r}" for n, v in zip(names[j:j + 8], flat[i, j:j + 8]))
+                       for j in range(0, len(names), 8)]
+            text = text.replace("\n.end\n", "\n" + "\n".join(nodeset) + f"\n.save {' '.join(names)}\n.end\n")
+            self.netlist_path.write_text(text)
+            eng.load(text, self.netlist_path)
+            if beta:
+                eng.exec_command(f"alter vnb dc = {beta!r}")
+            eng.exec_command("op")
+            rows = eng.vectors(names)
+            eng.release()
+            if rows.shape[0]:
+                out[i] = rows[-1]
+        split = _edges(circuit)
+        residual = kcl_residual(circuit, np.split(np.nan_to_num(out), split, axis=1), x, y, beta)
+        residual[~np.isfinite(out).all(axis=1)] = np.inf
+        ok = residual <= self.tol
+        return Relaxation(np.split(np.nan_to_num(out), split, axis=1), residual, np.ones(len(x), np.int64), ok)
+
     def solve(self, circuit, x, y=None, beta: float = 0.0, start=None) -> Relaxation:
         """Operating points of all samples; the nudged phase continues from each sample's free point.
 
@@ -96,18 +147,8 @@ class SpiceSolver:
         one; ``start`` only fills the voltages of samples that no rung of the
         ladder could solve (reported unconverged).
         """
-        x = np.asarray(x, dtype=float)
-        if x.ndim != 2 or x.shape[1] != circuit.sizes[0]:
-            raise ConfigError(f"inputs have shape {x.shape}; the circuit expects (batch, {circuit.sizes[0]})")
-        check_finite("inputs", x)
         beta = float(beta)
-        if beta:
-            y = np.asarray(y, dtype=float)
-            if y.shape != (x.shape[0], circuit.sizes[-1]):
-                raise ConfigError(f"targets have shape {y.shape}; expected ({x.shape[0]}, {circuit.sizes[-1]})")
-            check_finite("targets", y)
-        else:
-            y = None
+        x, y = self._inputs(circuit, x, y, beta)
         eng = self.load(circuit, x, y)
         names = state_nodes(circuit)
         n = x.shape[0]
