@@ -137,9 +137,11 @@ class SinhTile:
         f = self.Lw @ v + np.bincount(self.p, i, self.n) - np.bincount(self.q, i, self.n)
         return f, self.Lw + _laplacian(self.p, self.q, g, self.n)
 
-    def solve(self, vd, vc, iters: int = 50):
+    def solve(self, vd, vc, iters: int = 100):
         """Per sample: currents into the column nodes (n, w), their derivatives in the boundary voltages
-        (n, w, h + w) (drivers, then columns) and the voltage across each device (n, w, h)."""
+        (n, w, h + w) (drivers, then columns) and the voltage across each device (n, w, h).  Newton's steps
+        are limited to V0 per node (as SPICE limits a junction's); a sample whose network does not settle
+        within ``iters`` steps gets NaN currents, so its operating point is reported unconverged."""
         nb, n = self.h + self.w, vd.shape[0]
         vb = np.concatenate([vd, vc], axis=1)
         current, slope, across = np.zeros((n, self.w)), np.zeros((n, self.w, nb)), np.zeros((n, self.w, self.h))
@@ -148,9 +150,12 @@ class SinhTile:
             for _ in range(iters):
                 f, jac = self._jacobian(v)
                 step = splu(jac[nb:, nb:].tocsc()).solve(f[nb:])
-                v[nb:] -= step
+                v[nb:] -= step * min(1.0, self.v0 / max(np.abs(step).max(), 1e-300))
                 if np.abs(step).max() <= 1e-14 * (1 + np.abs(v[nb:]).max()):
                     break
+            else:
+                current[s], slope[s], across[s] = np.nan, np.nan, np.nan
+                continue
             f, jac = self._jacobian(v)
             lu = splu(jac[nb:, nb:].tocsc())
             jib = jac[nb:, :nb].toarray()
