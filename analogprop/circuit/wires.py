@@ -16,6 +16,9 @@ by crosspoint along the rows (a crosspoint's row-side node, then its column-side
 half-bandwidth twice the tile's width, so a sparse LU in that order without pivoting
 (:func:`scipy.sparse.linalg.splu`, natural order) fills only the band, and the column-node solves, which
 dominate the reduction, run faster on it than on a fill-reducing order's factor.
+
+With sinh devices the network is not linear: :class:`SinhTile` solves its inner nodes per sample by Newton's
+method and linearises it at the solution.
 """
 from __future__ import annotations
 
@@ -164,6 +167,10 @@ class SinhTile:
             across[s] = (v[self.p] - v[self.q]).reshape(self.h, self.w).T
         return current, slope, across
 
+    def crosspoints(self, vd, vc):
+        """The voltage across every device, (n, w, h), as :meth:`Tile.crosspoints`."""
+        return self.solve(vd, vc)[2]
+
 
 def tiles(circuit, key):
     """The tiles of programmable array ``key`` (bias pairs as one row): reduced once (linear devices), or
@@ -216,6 +223,5 @@ def device_voltages(circuit, k, key, vd, vc):
     m = shape[1] if len(shape) == 2 else 1
     out = np.zeros((vd.shape[0], shape[0], m))
     for t in ts:
-        vdt, vct = vd[:, t.cols], vc[:, t.rows]
-        out[:, t.rows, t.cols] = t.solve(vdt, vct)[2] if isinstance(t, SinhTile) else t.crosspoints(vdt, vct)
+        out[:, t.rows, t.cols] = t.crosspoints(vd[:, t.cols], vc[:, t.rows])
     return out if len(shape) == 2 else out[..., 0]
