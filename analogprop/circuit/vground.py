@@ -108,10 +108,13 @@ class Layer:
             self.clamp = (v[f"clamp{k}"], v[f"clamp_lo{k}"], v[f"clamp_hi{k}"])
         self.A, self.R, self.rail = nid.opamp_gain, nid.opamp_rout * circuit.g_unit, nid.opamp_rail
 
-    def _tile_solves(self, r, rb, vc, scale):
-        """Each sinh tile solved at the drives and column voltages: yields (tile, source, its solve)."""
+    def _tile_solves(self, r, rb, vc, scale, layer=None):
+        """Each sinh tile solved at the drives and column voltages (only those driven by ``layer``, if
+        given): yields (tile, source, its solve)."""
         n = vc.shape[0]
         for ts, (j, kind) in self.sinh_tiles:
+            if layer is not None and (kind == "rail" or j != layer):
+                continue
             vd = np.full((n, 1), scale * j) if kind == "rail" else (r if kind == "r" else rb)[j]
             for t in ts:
                 yield t, (j, kind), t.solve(vd[:, t.cols], vc[:, t.rows])
@@ -155,10 +158,9 @@ class Layer:
         """dI_dev / dr_j, (batch, n_k, n_j) (linear: one shared matrix (n_k, n_j))."""
         if self.sinh_tiles is not None:
             out = np.zeros((vc.shape[0], vc.shape[1], r[j].shape[1]))
-            for t, (jj, kind), (_, d, _) in self._tile_solves(r, rb, vc, 1.0):
-                if jj == j and kind != "rail":
-                    sign = 1.0 if kind == "r" else -inv_gain[t.cols][None, None, :]
-                    out[:, t.rows, t.cols] += sign * d[:, :, :t.h]
+            for t, (_, kind), (_, d, _) in self._tile_solves(r, rb, vc, 1.0, layer=j):
+                sign = 1.0 if kind == "r" else -inv_gain[t.cols][None, None, :]
+                out[:, t.rows, t.cols] += sign * d[:, :, :t.h]
             return out
         if self.linear:
             return self.W[j]
