@@ -70,11 +70,12 @@ class IdealDriver(Driver):
         two = [np.concatenate([s, s]) for s in start.states]
         r = self.nudge_solver.solve(self.network, np.concatenate([x, x]), np.concatenate([y, y]),
                                     np.repeat([beta, -beta], n), start=two)
+        error = readout_gradient_error(self.network, start.states, y) if self.readout != "dynamic" else None
         phases = []
         for half, b in ((slice(0, n), beta), (slice(n, 2 * n), -beta)):
             phase = Phase([s[half] for s in r.states], r.residual[half], r.steps[half], r.converged[half])
-            if self.readout != "dynamic":
-                phase.probes["readout"] = b * readout_gradient_error(self.network, start.states, y)
+            if error is not None:
+                phase.probes["readout"] = b * error
             phases.append(phase)
         return tuple(phases)
 

@@ -84,12 +84,13 @@ class SpiceSolver:
         self.netlist_path = self.workdir / "minibatch.cir"
 
     # -- one call -------------------------------------------------------------
-    def load(self, circuit, x, y=None, title="minibatch"):
-        """Write the minibatch netlist and load it into ngspice; returns the engine."""
+    def load(self, circuit, x, y=None, title="minibatch", lines=()):
+        """Write the minibatch netlist (with extra control ``lines``) and load it into ngspice; returns the
+        engine."""
         eng = engine()
         text = netlist(circuit, x, y, title=title, analysis=False)
         saves = " ".join(state_nodes(circuit))
-        text = text.replace("\n.end\n", f"\n.save {saves}\n.end\n")
+        text = text.replace("\n.end\n", "\n" + "".join(f"{ln}\n" for ln in lines) + f".save {saves}\n.end\n")
         self.netlist_path.write_text(text)
         eng.load(text, self.netlist_path)
         return eng
@@ -118,15 +119,11 @@ class SpiceSolver:
         if flat.shape != (x.shape[0], len(names)):
             raise ConfigError(f"start voltages have shape {flat.shape}; expected ({x.shape[0]}, {len(names)})")
         check_finite("start voltages", flat)
-        eng, out = engine(), np.full(flat.shape, np.nan)
+        out = np.full(flat.shape, np.nan)
         for i in range(x.shape[0]):
-            text = netlist(circuit, x[i:i + 1], None if y is None else y[i:i + 1], title="from start",
-                           analysis=False)
             nodeset = [".nodeset " + " ".join(f"v({n})={float(v)!r}" for n, v in zip(names[j:j + 8], flat[i, j:j + 8]))
                        for j in range(0, len(names), 8)]
-            text = text.replace("\n.end\n", "\n" + "\n".join(nodeset) + f"\n.save {' '.join(names)}\n.end\n")
-            self.netlist_path.write_text(text)
-            eng.load(text, self.netlist_path)
+            eng = self.load(circuit, x[i:i + 1], None if y is None else y[i:i + 1], "from start", nodeset)
             if beta:
                 eng.exec_command(f"alter vnb dc = {beta!r}")
             eng.exec_command("op")
@@ -134,11 +131,10 @@ class SpiceSolver:
             eng.release()
             if rows.shape[0]:
                 out[i] = rows[-1]
-        split = _edges(circuit)
-        residual = kcl_residual(circuit, np.split(np.nan_to_num(out), split, axis=1), x, y, beta)
+        V = np.split(np.nan_to_num(out), _edges(circuit), axis=1)
+        residual = kcl_residual(circuit, V, x, y, beta)
         residual[~np.isfinite(out).all(axis=1)] = np.inf
-        ok = residual <= self.tol
-        return Relaxation(np.split(np.nan_to_num(out), split, axis=1), residual, np.ones(len(x), np.int64), ok)
+        return Relaxation(V, residual, np.ones(len(x), np.int64), residual <= self.tol)
 
     def solve(self, circuit, x, y=None, beta: float = 0.0, start=None) -> Relaxation:
         """Operating points of all samples; the nudged phase continues from each sample's free point.
