@@ -77,7 +77,7 @@ def test_wired_netlist_agrees_with_ngspice_and_the_wires_matter(rr, rc, gain, v0
     text = netlist(c, x, analysis=False)
     if rr:   # each row wire starts at its driver and runs along the columns
         assert "rwr_fp1_0_8 r0_8 wr_fp1_0_8 " in text and "rwr_fp1_1_3 wr_fp1_0_3 wr_fp1_1_3 " in text
-        assert f"{'r' if math.isinf(v0) else 'b'}_fp1_1_3 wr_fp1_1_3 " in text
+        assert ("r_fp1_1_3 wr_fp1_1_3 " if math.isinf(v0) else "d_fp1_1_3f wr_fp1_1_3 ") in text
     if rc:   # each tile's column wire (rows 0-7, 8-15) ends at the column node
         assert "rwc_fp1_2_6 wc_fp1_2_6 wc_fp1_2_7 " in text
         assert "rwc_fp1_2_7 wc_fp1_2_7 c1_2 " in text and "rwc_fp1_2_15 wc_fp1_2_15 c1_2 " in text

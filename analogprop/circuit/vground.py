@@ -280,7 +280,7 @@ def column_solve(lay, agg, bn, inj, gmin=0.0, vc0=None, iters=60):
         if not np.isfinite(trial).all():
             break
     # otherwise: bracket around the start (V_col - V_os = -e / A is small), widened until f(lo) > 0 > f(hi)
-    bound = 20.0 if lay.linear else min(20.0, 250 * lay.v0)   # |V_col| limit (within the netlist's sinh limit)
+    bound = 20.0 if lay.linear else min(20.0, 250 * lay.v0)   # |V_col| limit (sinh stays finite)
     width = np.full(shape, max(1e-12, 1.0 / A))
     lo, hi = np.maximum(vc - width, -bound), np.minimum(vc + width, bound)
     flo, fhi = fo(lo)[0], fo(hi)[0]

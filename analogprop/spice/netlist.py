@@ -21,14 +21,12 @@ from pathlib import Path
 import numpy as np
 
 from ..errors import ConfigError
-from ..circuit.nonideal import DIODE_EG, DIODE_XTI, TNOM
+from ..circuit.nonideal import DIODE_EG, DIODE_XTI, K_OVER_Q, TNOM
 from .include import read_include
 
 #: The subcircuit libraries (repository's ``netlists/``), in inclusion order.
 LIBRARY_DIR = Path(__file__).resolve().parents[2] / "netlists"
 LIBRARIES = ("buffer.lib", "inverter.lib", "neuron.lib")
-#: largest |V / V0| of a sinh device in the netlist (the fast solver's column bracket stays within it)
-SINH_LIMIT = 300.0
 #: open-loop gain written for an ideal op-amp (infinite gain): V_col = -V_out / 1e12
 IDEAL_GAIN = 1e12
 OPTIONS = ".options reltol=1e-6 vntol=1e-9 abstol=1e-15 pivrel=1e-10 itl1=200 itl2=100"
@@ -93,6 +91,7 @@ def _vground_header(circuit) -> list[str]:
             f"output; the neuron's state is h = -V(o)",
             "*   r{k}_i: row drive rho(h) (V_r = 1 V), rb{k}_i: inverted row drive; vp / vn: bias rails",
             "*   p{k}_i: pole node of the op-amp of column i (with a gain-bandwidth product: g_p, r_p, c_p)",
+            "*   sinh devices (device_v0): two antiparallel junctions d*f / d*r of .model apsinh, area = G / g_unit",
             "*   wr_* / wc_*: row / column wire node at a device's crosspoint (wire resistance: segments "
             "rwr_* into it along the row, rwc_* out of it along the column)",
             f"*   non-idealities: {', '.join(f'{k}={v:g}' if not isinstance(v, str) else f'{k}={v}' for k, v in nid.to_dict().items())}"]
@@ -104,8 +103,15 @@ def _vground_devices(circuit) -> list[str]:
     gu, cu, tf = c.g_unit, c.c_unit, nid.temp_factor
     tc = (f" tc1={_num(nid.tc1)} tc2={_num(nid.tc2)}" if (nid.tc1 or nid.tc2) else "")
     lines = [f".temp {_num(nid.temp)}"]
-    if c.diode_clamped:   # ngspice's diode; EG and XTI as the fast solver's Is(T) (analogprop.circuit.nonideal)
+    sinh = np.isfinite(nid.device_v0)
+    if c.diode_clamped or sinh:   # no junction gmin: the fast solver's diodes have none
         lines.append(DIODE_OPTIONS)
+    if sinh:   # G V0 sinh(V / V0) = G V0 / 2 (exp(V / V0) - exp(-V / V0)): two antiparallel junctions with
+        # n V_T = V0 at the die temperature and a temperature-free Is (ngspice's built-in diode limits each
+        # Newton step across a junction, which its B sources do not)
+        lines.append(f".model apsinh D(IS={_num(gu * nid.device_v0 / 2)} "
+                     f"N={_num(nid.device_v0 / (K_OVER_Q * nid.kelvin))} EG=0 XTI=0 TNOM={_num(TNOM)})")
+    if c.diode_clamped:   # ngspice's diode; EG and XTI as the fast solver's Is(T) (analogprop.circuit.nonideal)
         lines.append(f".model apclamp D(IS={_num(nid.diode_is)} N={_num(nid.diode_n)} RS={_num(nid.diode_rs)} "
                      f"EG={_num(DIODE_EG)} XTI={_num(DIODE_XTI)} TNOM={_num(TNOM)})")
     for k in range(L + 1):
@@ -117,12 +123,8 @@ def _vground_devices(circuit) -> list[str]:
     def device(name, a, b, g):
         if not g > 0:
             return []
-        if np.isfinite(nid.device_v0):
-            v0 = _num(nid.device_v0)
-            # the argument is limited to +-SINH_LIMIT (far outside any operating point) so that Newton
-            # iterates far from the solution stay finite
-            lim = _num(SINH_LIMIT)
-            return [f"b{name} {a} {b} i={_num(g * gu)}*{v0}*sinh(min(max((v({a})-v({b}))/{v0},-{lim}),{lim}))"]
+        if sinh:   # the junctions' area is the device's conductance in g_unit
+            return [f"d{name}f {a} {b} apsinh area={_num(g)}", f"d{name}r {b} {a} apsinh area={_num(g)}"]
         return [f"r{name} {a} {b} {_num(1.0 / (g * gu * tf))}{tc}"]
 
     wires = nid.wire_r_row > 0 or nid.wire_r_col > 0
