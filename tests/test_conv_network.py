@@ -393,6 +393,31 @@ def test_conv_readout_benchmark_fits_both_feature_sets(tmp_path, capsys):
     assert float(lines[1].rsplit("test error ", 1)[1].rstrip("%")) < 20  # random features classify digits too
 
 
+def test_conv_readout_relaxed_reads_the_fixed_points_of_the_trained_and_the_initial_network(tmp_path, capsys):
+    """--relaxed: features of the layer below the output at the free fixed point, of the run and of its initial
+    parameters (the run's seed): the trained ones are those the driver's own relaxation gives."""
+    from analogprop.cli import main as cli
+    from analogprop.runs.build import build, load_run
+    from analogprop.runs.directory import RunDir
+    from conftest import load_script
+    run = tmp_path / "run"
+    assert cli(["train", "--arch", "1x8x8-c4k3p2-10", "--lrs", "0.1,0.2", "--epochs", "2", "--out", str(run)]) == 0
+    capsys.readouterr()
+    script = load_script("experiments/conv-frozen-readout/conv_readout.py")
+    assert script.main([str(run), "--relaxed", "--lambdas", "1e-3"]) == 0
+    lines = capsys.readouterr().out.splitlines()
+    assert len(lines) == 2 and lines[0].startswith("as trained, at the free fixed point (36 features)")
+    assert lines[1].startswith("initial parameters, at the free fixed point (36 features)")
+    data, trained, _, _ = load_run(run)
+    initial = build(RunDir(run).read_config())[1]
+    x = data.x_test[:50]
+    f_trained, f_initial = script.relaxed_features(trained, x, batch=20), script.relaxed_features(initial, x)
+    np.testing.assert_allclose(f_trained, rho(trained.relax_free(x).states[-2]), atol=1e-6)
+    assert np.abs(f_trained - f_initial).max() > 1e-3   # training moved the features
+    assert script.main([str(run), "--relaxed", "--pair", "0"]) == 2
+    assert "--relaxed reads a run's features" in capsys.readouterr().err
+
+
 def test_unpool_script_widens_a_fresh_network(tmp_path, capsys):
     """--fresh: the widened checkpoint is the fresh pooled network's widening (same seed and dtype),
     and it settles; a malformed architecture is refused with a message."""

@@ -14,6 +14,12 @@ a pooling is worth its p^2 wider output layer:
 features), to see what training the conv layers adds:
 
     python experiments/conv-frozen-readout/conv_readout.py --fresh 1x28x28-c32k5p2-c64k5p2-10 --data-dir ../shared/datasets/mnist --pair 1
+
+``--relaxed`` reads the features where the network itself reads them out: the top hidden layer's rates at
+the free fixed point (Eq. 6-8 with feedback, the run's solver), of the run as trained and of the same run's
+initial parameters (its seed), so that the two readouts compare what training the conv layers added:
+
+    python experiments/conv-frozen-readout/conv_readout.py experiments/conv-table2-fast/run --relaxed --data-dir ../shared/datasets/mnist
 """
 import argparse
 import sys
@@ -21,7 +27,8 @@ import sys
 import numpy as np
 from threadpoolctl import threadpool_limits
 
-from analogprop.runs.build import load_run
+from analogprop.runs.build import build, load_run
+from analogprop.runs.directory import RunDir
 from analogprop.model.conv_network import ConvNetwork
 from analogprop.data import load_dataset
 from analogprop.model.dynamics import rho
@@ -37,6 +44,11 @@ def features(net, x, batch: int = 500) -> np.ndarray:
             r = rho(net.drive(k, r, None))
         out.append(r)
     return np.concatenate(out)
+
+
+def relaxed_features(driver, x, batch: int = 500) -> np.ndarray:
+    """Rates of the layer below the output at the free fixed point (the driver's solver)."""
+    return np.concatenate([rho(driver.relax_free(x[i:i + batch]).states[-2]) for i in range(0, len(x), batch)])
 
 
 def ridge_errors(f_train, y_train, f_test, y_test, lambdas) -> list[tuple[float, float, float]]:
@@ -59,22 +71,39 @@ def main(argv=None) -> int:
     ap.add_argument("--dataset", choices=("mnist", "digits"), default="mnist", help="data of --fresh")
     ap.add_argument("--data-dir", help="MNIST directory, for --fresh")
     ap.add_argument("--pair", type=int, help="also read out with the pooling of this conv pair removed")
+    ap.add_argument("--relaxed", action="store_true",
+                    help="features at the free fixed point, as trained and at the run's initial parameters")
     ap.add_argument("--lambdas", default="0.01,1,10,100", help="ridge regularisations, comma-separated")
     args = ap.parse_args(argv)
     try:
-        if args.fresh:
+        if args.relaxed:
+            if args.fresh or args.pair is not None:
+                raise ValueError("--relaxed reads a run's features: give a run directory and no --pair")
+            data, trained, _, _ = load_run(args.run, data_dir=args.data_dir)
+            cfg = RunDir(args.run).read_config() | ({"data_dir": args.data_dir} if args.data_dir else {})
+            drivers = {"as trained, at the free fixed point": trained,
+                       "initial parameters, at the free fixed point": build(cfg)[1]}
+        elif args.fresh:
             data, net = load_dataset(args.dataset, args.data_dir), ConvNetwork.create(args.fresh)
         else:
             data, driver, _, _ = load_run(args.run)
             net = driver.network
-        nets = {"untrained" if args.fresh else "as trained": net}
-        if args.pair is not None:
-            nets["without pooling"] = net.without_pooling(args.pair)
+        if not args.relaxed:
+            nets = {"untrained" if args.fresh else "as trained": net}
+            if args.pair is not None:
+                nets["without pooling"] = net.without_pooling(args.pair)
         lambdas = [float(v) for v in args.lambdas.split(",")]
     except (AnalogpropError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with threadpool_limits(1):
+        if args.relaxed:
+            for name, d in drivers.items():
+                f_train, f_test = relaxed_features(d, data.x_train), relaxed_features(d, data.x_test)
+                for lam, train, test in ridge_errors(f_train, data.y_train, f_test, data.y_test, lambdas):
+                    print(f"{name} ({f_train.shape[1]} features), lambda {lam:g}: "
+                          f"train error {train:.2f}%, test error {test:.2f}%")
+            return 0
         for name, n in nets.items():
             f_train, f_test = features(n, data.x_train), features(n, data.x_test)
             for lam, train, test in ridge_errors(f_train, data.y_train, f_test, data.y_test, lambdas):
