@@ -8,6 +8,7 @@ import pytest
 from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.nonideal import Nonidealities
 from analogprop.circuit.vground import Layer, VgroundSolver, drives, split
+from analogprop.circuit import wires as wires_module
 from analogprop.circuit.wires import SinhTile, build_tile
 from analogprop.cli import main
 from analogprop.drivers.circuit import CircuitDriver
@@ -29,12 +30,17 @@ def wired(rr, rc, sizes=SIZES, net=None, **kw):
                                                                  wire_r_row=rr, wire_r_col=rc))
 
 
-def test_tile_reduction_matches_a_direct_solve_of_the_ladders():
-    """Gd, Gc of a 3 x 4 tile give the column currents of the full resistor network (dense solve of every node)."""
+@pytest.mark.parametrize("keep_map", [True, False])
+def test_tile_reduction_matches_a_direct_solve_of_the_ladders(monkeypatch, keep_map):
+    """Gd, Gc of a 3 x 4 tile give the column currents of the full resistor network (dense solve of every node),
+    and so do its crosspoint voltages, from the kept map or (tiles above ``MAP_BYTES``) by solving the factor."""
+    if not keep_map:
+        monkeypatch.setattr(wires_module, "MAP_BYTES", 0)
     rng = np.random.default_rng(0)
     w, h, gr, gc = 3, 4, 7.0, 5.0
     G = rng.uniform(0.1, 1.0, (w, h))
     t = build_tile(G, gr, gc, slice(0, w), slice(0, h))
+    assert (t.X is not None) == keep_map and (t.lu is None) == keep_map
     vd, vc = rng.normal(size=h), rng.normal(scale=0.1, size=w)
     # nodes: a (h, w) row side, b (h, w) column side; boundary voltages fixed
     n = 2 * h * w

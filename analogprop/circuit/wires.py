@@ -30,6 +30,9 @@ from scipy.sparse.linalg import splu
 
 #: right-hand sides per banded solve (bounds the dense block in memory)
 _CHUNK = 64
+#: largest crosspoint map a tile keeps (bytes): up to it, the inner nodes are solved for every boundary node
+#: once per programming, and the voltages across the devices of any number of samples are one product
+MAP_BYTES = 8 << 20
 
 
 def wired(circuit) -> bool:
@@ -46,21 +49,26 @@ def wire_conductances(circuit) -> tuple[float, float]:
 
 @dataclass
 class Tile:
-    """One tile's network: inner nodes factored once; ``Gd``, ``Gc`` its boundary conductances."""
+    """One tile's network: ``Gd``, ``Gc`` its boundary conductances; the voltage across each device is linear
+    in the boundary voltages, through ``X`` (kept for tiles small enough, :data:`MAP_BYTES`) or by solving the
+    factored inner nodes."""
 
     rows: slice     # neurons (the tile's columns)
     cols: slice     # drivers (the tile's rows)
     Gd: np.ndarray
     Gc: np.ndarray
-    lu: object      # factor of the inner nodes' conductance matrix (None: no inner node)
+    lu: object      # factor of the inner nodes' conductance matrix (None: no inner node, or X kept)
     Lib: sp.csr_matrix   # inner x boundary (drivers then column nodes)
     a: np.ndarray   # (h, w) index of each crosspoint's row-side node (inner index, or -1 - boundary index)
     b: np.ndarray   # (h, w) likewise of its column-side node
+    X: np.ndarray | None = None   # (w h, h + w): boundary voltages -> voltage across each device (i, j)
 
     def crosspoints(self, vd, vc):
         """Row-side minus column-side voltage at every crosspoint, (n, w, h), of boundary voltages ``vd`` (n, h)
         and ``vc`` (n, w)."""
         vb = np.concatenate([vd, vc], axis=1)
+        if self.X is not None:
+            return (vb @ self.X.T).reshape(len(vb), *self.a.T.shape)
         inner = (-self.lu.solve(np.ascontiguousarray(self.Lib @ vb.T))).T if self.lu is not None else None
 
         def at(idx):
@@ -107,14 +115,19 @@ def build_tile(G, gr, gc, rows, cols) -> Tile:
     Lbb, Lib = L[:nb, :nb].toarray(), L[nb:, :nb].tocsr()
     n_in = n - nb
     Y = Lbb[h:]
-    lu = None
-    if n_in:
-        lu = splu(L[nb:, nb:].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0,
-                  options={"SymmetricMode": True})
-        Lic = Lib[:, h:]
-        for s in range(0, w, _CHUNK):   # Y_cb -= (L_ii^-1 L_ic)^T L_ib, a chunk of column nodes at a time
-            Z = lu.solve(np.ascontiguousarray(Lic[:, s:s + _CHUNK].toarray()))
-            Y[s:s + _CHUNK] -= (Lib.T @ Z).T
+    if not n_in:
+        return Tile(rows, cols, -Y[:, :h], Y[:, h:], None, Lib, a, b)
+    lu = splu(L[nb:, nb:].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    if w * h * nb * 8 <= MAP_BYTES:   # every boundary node at once: Y_cb -= Z_c^T L_ib, and the map
+        Z = lu.solve(Lib.toarray())
+        Y -= Z[:, h:].T @ Lib
+        at = lambda idx: np.where((idx >= 0)[..., None], -Z[np.maximum(idx, 0)], np.eye(nb)[np.maximum(-1 - idx, 0)])
+        X = (at(a) - at(b)).transpose(1, 0, 2).reshape(w * h, nb)
+        return Tile(rows, cols, -Y[:, :h], Y[:, h:], None, Lib, a, b, X)
+    Lic = Lib[:, h:]
+    for s in range(0, w, _CHUNK):   # Y_cb -= (L_ii^-1 L_ic)^T L_ib, a chunk of column nodes at a time
+        Z = lu.solve(np.ascontiguousarray(Lic[:, s:s + _CHUNK].toarray()))
+        Y[s:s + _CHUNK] -= (Lib.T @ Z).T
     return Tile(rows, cols, -Y[:, :h], Y[:, h:], lu, Lib, a, b)
 
 
