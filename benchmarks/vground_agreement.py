@@ -3,7 +3,8 @@
 Compiles a ``--arch`` (default 784-128-10) vground circuit with ``--tile`` (default 256, so the 784 inputs
 span four tiles per column) on a die with ``g_dtod`` 0.05 and the op-amp non-idealities ngspice's Newton
 method handles together (finite gain 1e4, output resistance 100 ohm, input offsets, Pelgrom spread, spatial
-gradient and field, temperature 60 C with tc1/tc2), solves ``--samples`` samples free and nudged (beta 0.5)
+gradient and field, temperature 60 C with tc1/tc2); ``--all`` adds the rest (:data:`ALL`: sinh devices,
+op-amp rails, diode node clamps) and ``--wire-r`` wire segments; solves ``--samples`` samples free and nudged (beta 0.5)
 with the fast solver (tolerance 1e-12 V) and with ngspice, and prints ``name: value`` lines:
 
 * ``fast s`` and ``ngspice s``: wall time of each (ngspice: one ``dc`` run over the samples, both phases,
@@ -12,7 +13,7 @@ with the fast solver (tolerance 1e-12 V) and with ngspice, and prints ``name: va
 * ``plain ngspice -b s`` and ``plain ngspice -b max output difference V``: ``ngspice -b`` on the netlist that
   ``analogprop netlist`` writes (outputs printed to 6 significant digits), unless ``--no-plain``.
 
-    nice -n 10 python benchmarks/vground_agreement.py [--arch 784-128-10] [--samples 1] [--tile 256]
+    nice -n 10 python benchmarks/vground_agreement.py [--arch 784-128-10] [--samples 1] [--tile 256] [--all] [--wire-r OHM]
 """
 import argparse
 import datetime
@@ -33,6 +34,9 @@ from analogprop.spice.solver import SpiceSolver
 
 NONIDEAL = dict(opamp_gain=1e4, opamp_rout=100.0, opamp_offset=1e-3, pelgrom_a=0.02, device_area=0.1,
                 gradient=0.2, field_std=0.05, field_length=4.0, temp=60.0, tc1=2e-3, tc2=1e-6)
+#: the non-idealities that make ngspice's Newton method work harder: sinh devices (two antiparallel junctions in
+#: the netlist), op-amp output rails (B sources) and the node clamps as diodes (with ``clamp=True``)
+ALL = dict(device_v0=1.0, opamp_rail=3.0, clamp_model="diode")
 SPREAD = Mismatch(g_dtod=0.05, gain_dtod=0.02, offset_dtod=1e-3, leak_dtod=0.02)
 
 
@@ -65,18 +69,21 @@ def main(argv=None):
     ap.add_argument("--arch", default="784-128-10")
     ap.add_argument("--samples", type=int, default=1)
     ap.add_argument("--tile", type=int, default=256)
+    ap.add_argument("--all", action="store_true", help="every non-ideality: also sinh devices, rails, diode clamps")
+    ap.add_argument("--wire-r", type=float, default=0.0, help="row and column wire segments (ohm)")
     ap.add_argument("--no-plain", action="store_true", help="skip the plain ngspice -b run")
     args = ap.parse_args(argv)
     sizes = tuple(int(s) for s in args.arch.split("-"))
     net = Network.create(sizes, seed=0)
-    circuit = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False,
-                              nonideal=Nonidealities(tile=args.tile, **NONIDEAL))
+    nonideal = NONIDEAL | (ALL if args.all else {}) | dict(wire_r_row=args.wire_r, wire_r_col=args.wire_r)
+    circuit = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=args.all,
+                              nonideal=Nonidealities(tile=args.tile, **nonideal))
     rng = np.random.default_rng(1)
     x = rng.uniform(0, 1, (args.samples, sizes[0])) * (rng.uniform(0, 1, (args.samples, sizes[0])) < 0.2)
     y = np.eye(sizes[-1])[rng.integers(0, sizes[-1], args.samples)]
     print(f"command: {' '.join(sys.argv)}")
     print(f"date: {datetime.date.today().isoformat()}")
-    print(f"circuit: vground {args.arch}, tile {args.tile}, g_dtod 0.05, {NONIDEAL}")
+    print(f"circuit: vground {args.arch}, tile {args.tile}, g_dtod 0.05, clamps {args.all}, {nonideal}")
     t = time.perf_counter()
     solver = VgroundSolver(tol=1e-12)
     free = solver.solve(circuit, x)
