@@ -40,7 +40,7 @@ def test_tile_reduction_matches_a_direct_solve_of_the_ladders(monkeypatch, keep_
     w, h, gr, gc = 3, 4, 7.0, 5.0
     G = rng.uniform(0.1, 1.0, (w, h))
     t = build_tile(G, gr, gc, slice(0, w), slice(0, h))
-    assert (t.X is not None) == keep_map and (t.lu is None) == keep_map
+    assert (t.X is not None) == keep_map and (t.factor is None) == keep_map
     vd, vc = rng.normal(size=h), rng.normal(scale=0.1, size=w)
     # nodes: a (h, w) row side, b (h, w) column side; boundary voltages fixed
     n = 2 * h * w

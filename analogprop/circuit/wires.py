@@ -13,9 +13,10 @@ With linear devices the tile is a linear resistive network: eliminating its inne
 the column nodes, ``I = Gd V_drive - Gc V_col`` (``Gd`` (w, h), ``Gc`` (w, w); without wires ``Gd = G``,
 ``Gc = diag(G 1)``).  The inner nodes' conductance matrix is symmetric positive definite; numbered crosspoint
 by crosspoint along the rows (a crosspoint's row-side node, then its column-side node) it is banded, its
-half-bandwidth twice the tile's width, so a sparse LU in that order without pivoting
-(:func:`scipy.sparse.linalg.splu`, natural order) fills only the band, and the column-node solves, which
-dominate the reduction, run faster on it than on a fill-reducing order's factor.
+half-bandwidth twice the tile's width, so it is factored by LAPACK's banded Cholesky
+(:func:`scipy.linalg.cholesky_banded`), which fills only the band.  Every tile of one shape shares its wires:
+their part of the matrices and where each device's conductance adds in are built once (:func:`_template`), so
+a tile costs one banded factorization and its solves.
 
 With sinh devices the network is not linear: :class:`SinhTile` solves its inner nodes per sample by Newton's
 method and linearises it at the solution.
@@ -23,9 +24,11 @@ method and linearises it at the solution.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import lru_cache
 
 import numpy as np
 import scipy.sparse as sp
+from scipy.linalg import cho_solve_banded, cholesky_banded
 from scipy.sparse.linalg import splu
 
 #: right-hand sides per banded solve (bounds the dense block in memory)
@@ -57,7 +60,7 @@ class Tile:
     cols: slice     # drivers (the tile's rows)
     Gd: np.ndarray
     Gc: np.ndarray
-    lu: object      # factor of the inner nodes' conductance matrix (None: no inner node, or X kept)
+    factor: np.ndarray | None   # banded Cholesky factor of the inner nodes (None: no inner node, or X kept)
     Lib: sp.csr_matrix   # inner x boundary (drivers then column nodes)
     a: np.ndarray   # (h, w) index of each crosspoint's row-side node (inner index, or -1 - boundary index)
     b: np.ndarray   # (h, w) likewise of its column-side node
@@ -69,7 +72,7 @@ class Tile:
         vb = np.concatenate([vd, vc], axis=1)
         if self.X is not None:
             return (vb @ self.X.T).reshape(len(vb), *self.a.T.shape)
-        inner = (-self.lu.solve(np.ascontiguousarray(self.Lib @ vb.T))).T if self.lu is not None else None
+        inner = (-_solve(self.factor, self.Lib @ vb.T)).T if self.factor is not None else None
 
         def at(idx):
             return np.where(idx >= 0, inner[:, np.maximum(idx, 0)] if inner is not None else 0.0,
@@ -106,29 +109,85 @@ def _laplacian(p, q, g, n):
                                                           np.concatenate([p, q, q, p]))), shape=(n, n)).tocsc()
 
 
+@dataclass(frozen=True)
+class _Template:
+    """What the tiles of one shape and wiring share: the wires' part of the inner nodes' band (upper form,
+    ``(kd + 1, n_in)``), of the inner x boundary and boundary x boundary blocks, and for each of those the map
+    from the devices' conductances (``G.T.ravel()``) to their increments (sparse, targets x devices)."""
+
+    a: np.ndarray
+    b: np.ndarray
+    kd: int
+    band: np.ndarray
+    ib: sp.csr_matrix
+    bb: np.ndarray
+    to_band: sp.csr_matrix
+    to_ib: sp.csr_matrix
+    to_bb: sp.csr_matrix
+
+
+@lru_cache(maxsize=32)
+def _template(w: int, h: int, gr: float, gc: float) -> _Template:
+    a, b, (p, q, _), wires, n = _network(np.zeros((w, h)), gr, gc)
+    nb = h + w
+    n_in = n - nb
+    # the stamps of the devices (edge e: +g at (p, p) and (q, q), -g at (p, q) and (q, p)) and of the wires
+    rows, cols = np.concatenate([p, q, p, q]), np.concatenate([p, q, q, p])
+    sign, edge = np.repeat([1.0, 1.0, -1.0, -1.0], p.size), np.tile(np.arange(p.size), 4)
+    wire = _laplacian(*wires, n).tocoo()
+    inner = lambda r: r >= nb
+    kd = max(1, int(np.abs(wire.row - wire.col)[inner(wire.row) & inner(wire.col)].max(initial=0)),
+             int(np.abs(p - q)[inner(p) & inner(q)].max(initial=0)))
+
+    def place(r, c, which):
+        """Which entries (r, c) fall in block ``which``, their index in its flattened layout, and its size."""
+        if which == "band":
+            keep = inner(r) & inner(c) & (r <= c)
+            return keep, (kd + r - c) * n_in + (c - nb), (kd + 1) * n_in
+        if which == "ib":
+            keep = inner(r) & ~inner(c)
+            return keep, (r - nb) * nb + c, n_in * nb
+        keep = ~inner(r) & ~inner(c)
+        return keep, r * nb + c, nb * nb
+
+    blocks = {}
+    for which in ("band", "ib", "bb"):
+        keep, at, size = place(wire.row, wire.col, which)
+        base = np.bincount(at[keep], wire.data[keep], size)
+        keep, at, _ = place(rows, cols, which)
+        blocks[which] = base, sp.csr_matrix((sign[keep], (at[keep], edge[keep])), shape=(size, p.size))
+    return _Template(a, b, kd, blocks["band"][0].reshape(kd + 1, n_in),
+                     sp.csr_matrix(blocks["ib"][0].reshape(n_in, nb)), blocks["bb"][0].reshape(nb, nb),
+                     blocks["band"][1], blocks["ib"][1], blocks["bb"][1])
+
+
+def _solve(factor, rhs):
+    """``L_ii^-1 rhs`` from the banded Cholesky factor (upper form)."""
+    return cho_solve_banded((factor, False), np.asarray(rhs), check_finite=False)
+
+
 def build_tile(G, gr, gc, rows, cols) -> Tile:
     """Eliminate the inner nodes of tile ``G`` (w, h) with wire segment conductances ``gr``, ``gc``."""
     w, h = G.shape
-    a, b, devices, wires, n = _network(G, gr, gc)
-    nb = h + w
-    L = _laplacian(*(np.concatenate(e) for e in zip(devices, wires)), n)
-    Lbb, Lib = L[:nb, :nb].toarray(), L[nb:, :nb].tocsr()
-    n_in = n - nb
+    t = _template(w, h, float(gr), float(gc))
+    nb, g = h + w, G.T.ravel()
+    Lbb = t.bb + (t.to_bb @ g).reshape(nb, nb)
+    Lib = (t.ib + sp.csr_matrix((t.to_ib @ g).reshape(t.ib.shape))).tocsr()
     Y = Lbb[h:]
-    if not n_in:
-        return Tile(rows, cols, -Y[:, :h], Y[:, h:], None, Lib, a, b)
-    lu = splu(L[nb:, nb:].tocsc(), permc_spec="NATURAL", diag_pivot_thresh=0.0, options={"SymmetricMode": True})
+    if not t.band.shape[1]:
+        return Tile(rows, cols, -Y[:, :h], Y[:, h:], None, Lib, t.a, t.b)
+    factor = cholesky_banded(t.band + (t.to_band @ g).reshape(t.band.shape), check_finite=False)
     if w * h * nb * 8 <= MAP_BYTES:   # every boundary node at once: Y_cb -= Z_c^T L_ib, and the map
-        Z = lu.solve(Lib.toarray())
-        Y -= Z[:, h:].T @ Lib
+        Z = _solve(factor, Lib.toarray())
+        Y -= (Lib.T @ Z[:, h:]).T
         at = lambda idx: np.where((idx >= 0)[..., None], -Z[np.maximum(idx, 0)], np.eye(nb)[np.maximum(-1 - idx, 0)])
-        X = (at(a) - at(b)).transpose(1, 0, 2).reshape(w * h, nb)
-        return Tile(rows, cols, -Y[:, :h], Y[:, h:], None, Lib, a, b, X)
+        X = (at(t.a) - at(t.b)).transpose(1, 0, 2).reshape(w * h, nb)
+        return Tile(rows, cols, -Y[:, :h], Y[:, h:], None, Lib, t.a, t.b, X)
     Lic = Lib[:, h:]
     for s in range(0, w, _CHUNK):   # Y_cb -= (L_ii^-1 L_ic)^T L_ib, a chunk of column nodes at a time
-        Z = lu.solve(np.ascontiguousarray(Lic[:, s:s + _CHUNK].toarray()))
+        Z = _solve(factor, Lic[:, s:s + _CHUNK].toarray())
         Y[s:s + _CHUNK] -= (Lib.T @ Z).T
-    return Tile(rows, cols, -Y[:, :h], Y[:, h:], lu, Lib, a, b)
+    return Tile(rows, cols, -Y[:, :h], Y[:, h:], factor, Lib, t.a, t.b)
 
 
 class SinhTile:
