@@ -23,6 +23,7 @@ initial parameters (its seed), so that the two readouts compare what training th
 """
 import argparse
 import sys
+from functools import partial
 
 import numpy as np
 from threadpoolctl import threadpool_limits
@@ -69,7 +70,7 @@ def main(argv=None) -> int:
     source.add_argument("run", nargs="?", help="run directory of a convolutional network")
     source.add_argument("--fresh", metavar="ARCH", help="an untrained network of this architecture (seed 0)")
     ap.add_argument("--dataset", choices=("mnist", "digits"), default="mnist", help="data of --fresh")
-    ap.add_argument("--data-dir", help="MNIST directory, for --fresh")
+    ap.add_argument("--data-dir", help="MNIST directory, for --fresh (and --relaxed, if not the run's)")
     ap.add_argument("--pair", type=int, help="also read out with the pooling of this conv pair removed")
     ap.add_argument("--relaxed", action="store_true",
                     help="features at the free fixed point, as trained and at the run's initial parameters")
@@ -81,33 +82,27 @@ def main(argv=None) -> int:
                 raise ValueError("--relaxed reads a run's features: give a run directory and no --pair")
             data, trained, _, _ = load_run(args.run, data_dir=args.data_dir)
             cfg = RunDir(args.run).read_config() | ({"data_dir": args.data_dir} if args.data_dir else {})
-            drivers = {"as trained, at the free fixed point": trained,
-                       "initial parameters, at the free fixed point": build(cfg)[1]}
-        elif args.fresh:
-            data, net = load_dataset(args.dataset, args.data_dir), ConvNetwork.create(args.fresh)
+            readers = {"as trained, at the free fixed point (": partial(relaxed_features, trained),
+                       "initial parameters, at the free fixed point (": partial(relaxed_features, build(cfg)[1])}
         else:
-            data, driver, _, _ = load_run(args.run)
-            net = driver.network
-        if not args.relaxed:
+            if args.fresh:
+                data, net = load_dataset(args.dataset, args.data_dir), ConvNetwork.create(args.fresh)
+            else:
+                data, driver, _, _ = load_run(args.run)
+                net = driver.network
             nets = {"untrained" if args.fresh else "as trained": net}
             if args.pair is not None:
                 nets["without pooling"] = net.without_pooling(args.pair)
+            readers = {f"{name} ({n.arch}, ": partial(features, n) for name, n in nets.items()}
         lambdas = [float(v) for v in args.lambdas.split(",")]
     except (AnalogpropError, ValueError) as e:
         print(f"error: {e}", file=sys.stderr)
         return 2
     with threadpool_limits(1):
-        if args.relaxed:
-            for name, d in drivers.items():
-                f_train, f_test = relaxed_features(d, data.x_train), relaxed_features(d, data.x_test)
-                for lam, train, test in ridge_errors(f_train, data.y_train, f_test, data.y_test, lambdas):
-                    print(f"{name} ({f_train.shape[1]} features), lambda {lam:g}: "
-                          f"train error {train:.2f}%, test error {test:.2f}%")
-            return 0
-        for name, n in nets.items():
-            f_train, f_test = features(n, data.x_train), features(n, data.x_test)
+        for label, read in readers.items():
+            f_train, f_test = read(data.x_train), read(data.x_test)
             for lam, train, test in ridge_errors(f_train, data.y_train, f_test, data.y_test, lambdas):
-                print(f"{name} ({n.arch}, {f_train.shape[1]} features), lambda {lam:g}: "
+                print(f"{label}{f_train.shape[1]} features), lambda {lam:g}: "
                       f"train error {train:.2f}%, test error {test:.2f}%")
     return 0
 
