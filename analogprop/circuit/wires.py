@@ -110,20 +110,29 @@ def _laplacian(p, q, g, n):
 
 
 @dataclass(frozen=True)
+class _Stamps:
+    """Where the devices' conductances add into one block: flat index, sign and device of each entry."""
+
+    at: np.ndarray
+    sign: np.ndarray
+    edge: np.ndarray
+
+    def values(self, g):
+        return self.sign * g[self.edge]
+
+
+@dataclass(frozen=True)
 class _Template:
     """What the tiles of one shape and wiring share: the wires' part of the inner nodes' band (upper form,
-    ``(kd + 1, n_in)``), of the inner x boundary and boundary x boundary blocks, and for each of those the map
-    from the devices' conductances (``G.T.ravel()``) to their increments (sparse, targets x devices)."""
+    ``(kd + 1, n_in)``), of the inner x boundary (sparse) and boundary x boundary blocks, and the devices'
+    stamps into each (their conductances in the order ``G.T.ravel()``)."""
 
     a: np.ndarray
     b: np.ndarray
-    kd: int
     band: np.ndarray
     ib: sp.csr_matrix
     bb: np.ndarray
-    to_band: sp.csr_matrix
-    to_ib: sp.csr_matrix
-    to_bb: sp.csr_matrix
+    stamps: dict
 
 
 @lru_cache(maxsize=32)
@@ -150,15 +159,16 @@ def _template(w: int, h: int, gr: float, gc: float) -> _Template:
         keep = ~inner(r) & ~inner(c)
         return keep, r * nb + c, nb * nb
 
-    blocks = {}
+    base, stamps = {}, {}
     for which in ("band", "ib", "bb"):
         keep, at, size = place(wire.row, wire.col, which)
-        base = np.bincount(at[keep], wire.data[keep], size)
+        if which == "ib":   # (n_in x nb: large for large tiles, and sparse)
+            base[which] = sp.csr_matrix((wire.data[keep], divmod(at[keep], nb)), shape=(n_in, nb))
+        else:
+            base[which] = np.bincount(at[keep], wire.data[keep], size)
         keep, at, _ = place(rows, cols, which)
-        blocks[which] = base, sp.csr_matrix((sign[keep], (at[keep], edge[keep])), shape=(size, p.size))
-    return _Template(a, b, kd, blocks["band"][0].reshape(kd + 1, n_in),
-                     sp.csr_matrix(blocks["ib"][0].reshape(n_in, nb)), blocks["bb"][0].reshape(nb, nb),
-                     blocks["band"][1], blocks["ib"][1], blocks["bb"][1])
+        stamps[which] = _Stamps(at[keep], sign[keep], edge[keep])
+    return _Template(a, b, base["band"].reshape(kd + 1, n_in), base["ib"], base["bb"].reshape(nb, nb), stamps)
 
 
 def _solve(factor, rhs):
@@ -171,12 +181,13 @@ def build_tile(G, gr, gc, rows, cols) -> Tile:
     w, h = G.shape
     t = _template(w, h, float(gr), float(gc))
     nb, g = h + w, G.T.ravel()
-    Lbb = t.bb + (t.to_bb @ g).reshape(nb, nb)
-    Lib = (t.ib + sp.csr_matrix((t.to_ib @ g).reshape(t.ib.shape))).tocsr()
-    Y = Lbb[h:]
+    add = lambda base, st: base + np.bincount(st.at, st.values(g), base.size).reshape(base.shape)
+    st = t.stamps["ib"]
+    Lib = (t.ib + sp.csr_matrix((st.values(g), divmod(st.at, nb)), shape=t.ib.shape)).tocsr()
+    Y = add(t.bb, t.stamps["bb"])[h:]
     if not t.band.shape[1]:
         return Tile(rows, cols, -Y[:, :h], Y[:, h:], None, Lib, t.a, t.b)
-    factor = cholesky_banded(t.band + (t.to_band @ g).reshape(t.band.shape), check_finite=False)
+    factor = cholesky_banded(add(t.band, t.stamps["band"]), check_finite=False)
     if w * h * nb * 8 <= MAP_BYTES:   # every boundary node at once: Y_cb -= Z_c^T L_ib, and the map
         Z = _solve(factor, Lib.toarray())
         Y -= (Lib.T @ Z[:, h:]).T
