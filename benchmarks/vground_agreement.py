@@ -29,7 +29,7 @@ from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.nonideal import Nonidealities
 from analogprop.circuit.vground import VgroundSolver
 from analogprop.model.network import Network
-from analogprop.spice.netlist import netlist, state_nodes
+from analogprop.spice.netlist import netlist, printed_operating_points
 from analogprop.spice.solver import SpiceSolver
 
 NONIDEAL = dict(opamp_gain=1e4, opamp_rout=100.0, opamp_offset=1e-3, pelgrom_a=0.02, device_area=0.1,
@@ -40,17 +40,6 @@ ALL = dict(device_v0=1.0, opamp_rail=3.0, clamp_model="diode")
 SPREAD = Mismatch(g_dtod=0.05, gain_dtod=0.02, offset_dtod=1e-3, leak_dtod=0.02)
 
 
-def spice_free_and_nudged(circuit, x, y, beta):
-    """One ngspice ``dc`` run: every sample's free point, then its nudged point, split per layer."""
-    eng = SpiceSolver().load(circuit, x, y)
-    names = state_nodes(circuit)
-    eng.exec_command(SpiceSolver._command(beta, 0, x.shape[0] - 1))
-    rows = eng.vectors(names)
-    eng.release()
-    edges = np.cumsum([2 * n for n in circuit.sizes[1:-1]])
-    return [np.split(rows[phase::2], edges, axis=1) for phase in (0, 1)]
-
-
 def plain_batch_run(circuit, x):
     """``ngspice -b`` on the written netlist: its printed outputs (6 significant digits) and the wall time."""
     with tempfile.TemporaryDirectory() as tmp:
@@ -59,9 +48,7 @@ def plain_batch_run(circuit, x):
         t = time.perf_counter()
         out = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True).stdout
         seconds = time.perf_counter() - t
-    n_out = circuit.sizes[-1]
-    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
-    return np.array([[float(v) for v in r[2:]] for r in rows if len(r) == 2 + n_out]), seconds
+    return printed_operating_points(out, circuit), seconds
 
 
 def main(argv=None):
@@ -91,7 +78,7 @@ def main(argv=None):
     print(f"fast s: {time.perf_counter() - t:.2f}")
     print(f"fast converged: {int(free.converged.sum() + nudged.converged.sum())} of {2 * args.samples}")
     t = time.perf_counter()
-    s_free, s_nudged = spice_free_and_nudged(circuit, x, y, 0.5)
+    s_free, s_nudged = SpiceSolver().free_and_nudged(circuit, x, y, 0.5)
     print(f"ngspice s: {time.perf_counter() - t:.2f}")
     for name, f, s in (("free", free, s_free), ("nudged", nudged, s_nudged)):
         print(f"max node difference {name} V: {max(np.abs(p - q).max() for p, q in zip(f.states, s)):.2e}")

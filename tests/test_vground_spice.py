@@ -11,15 +11,13 @@ from analogprop.circuit.vground import VgroundSolver, residual
 from analogprop.drivers.circuit import CircuitDriver
 from analogprop.drivers.ngspice import NgspiceDriver
 from analogprop.errors import ConfigError
-from analogprop.spice.netlist import netlist, state_nodes
+from analogprop.spice.netlist import gain_stepped, netlist, printed_operating_points, state_nodes
 from analogprop.spice.solver import SpiceSolver
 
 from conftest import saturating_network
 from test_vground import CASES, batch, diode_currents
 
 SIZES = (64, 32, 10)
-#: the circuit on which ngspice's Newton method, started from 0 V, solves sinh devices and op-amp rails together
-RAILS_AND_SINH_SIZES = (16, 8, 4)
 SPREAD = Mismatch(g_dtod=0.05, gain_dtod=0.02, offset_dtod=1e-3, leak_dtod=0.02)
 
 
@@ -28,58 +26,58 @@ def _largest_difference(a, b):
 
 
 def spice_free_and_nudged(circuit, x, y, beta):
-    """One ngspice run, ``dc vnb 0 b b vsel 0 N-1 1``: every sample's free point, then its nudged point."""
-    solver = SpiceSolver()
-    eng = solver.load(circuit, x, y)
-    names = state_nodes(circuit)
-    eng.exec_command(SpiceSolver._command(beta, 0, x.shape[0] - 1))
-    rows = eng.vectors(names)
-    eng.release()
-    assert rows.shape == (2 * x.shape[0], len(names))
-    edges = np.cumsum([2 * n for n in circuit.sizes[1:-1]])
-    return [np.split(rows[phase::2], edges, axis=1) for phase in (0, 1)]
+    """ngspice's sweeps from 0 V (no ladder): every sample's free and nudged point."""
+    return SpiceSolver().free_and_nudged(circuit, x, y, beta)
 
 
 @pytest.mark.parametrize("case", sorted(CASES))
 def test_every_node_agrees_with_ngspice(case):
     net = saturating_network(SIZES, seed=3)
     x, y = batch(SIZES, 4, seed=1)
-    # at 64-32-10 ngspice's Newton method (no voltage limiting for the rails' B sources) stalls on netlists that
-    # combine op-amp rails with the other non-idealities: "all" is the rest here, and everything together is
-    # checked at 16-8-4 below and from the fast solver's start at 64-32-10
-    kw = {k: v for k, v in CASES[case].items() if case != "all" or k != "opamp_rail"}
-    c = compile_circuit(SIZES, net.params, "vground", SPREAD, die=2, clamp=False, nonideal=Nonidealities(**kw))
+    c = compile_circuit(SIZES, net.params, "vground", SPREAD, die=2, clamp=False,
+                        nonideal=Nonidealities(**CASES[case]))
     assert_every_node_agrees(c, x, y)
 
 
-@pytest.mark.parametrize("wire_r", [0.0, 200.0])
-def test_all_nonidealities_with_sinh_devices_and_rails_agree_with_ngspice(wire_r):
-    """Every non-ideality at once, sinh devices and op-amp rails included (and wire resistance), on the smaller
-    circuit that ngspice's Newton method solves from 0 V."""
-    sizes = RAILS_AND_SINH_SIZES
+def test_op_amps_on_their_rails_are_solved_by_ngspice_with_gain_stepping():
+    """Every non-ideality at once (op-amp gain 1e4 with 3 V rails): a fifth of the stages of this saturating
+    network sit on a rail, where ngspice's Newton method from 0 V stalls at the full gain (gmin, source
+    stepping and its transient op all fail); the netlist's gain stepping solves every sample."""
+    net = saturating_network(SIZES, seed=3)
+    x, _ = batch(SIZES, 4, seed=1)
+    c = compile_circuit(SIZES, net.params, "vground", SPREAD, die=2, clamp=False, nonideal=Nonidealities(**CASES["all"]))
+    assert gain_stepped(c)
+    rail = c.nonideal.opamp_rail
+    s0, _ = spice_free_and_nudged(c, x, None, 0.0)
+    assert np.all(residual(c, s0, x) <= 1e-8)
+    stage = np.concatenate([v[:, n:] for v, n in zip(s0, c.sizes[1:])], axis=1)   # the op-amps' outputs
+    assert np.mean(np.abs(stage) > 0.99 * rail) > 0.15
+    eng = SpiceSolver().load(c, x)
+    eng.exec_command("dc vsel 0 3 1")   # the sweep at the design's gain alone
+    assert eng.vectors(state_nodes(c)).shape[0] == 0
+    eng.release()
+
+
+def test_all_nonidealities_with_wires_agree_with_ngspice():
+    """Every non-ideality at once, sinh devices and op-amp rails included, with 200 ohm wire segments."""
+    sizes, wire_r = SIZES, 200.0
     net = saturating_network(sizes, seed=3)
     x, y = batch(sizes, 4, seed=1)
     c = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False,
                         nonideal=Nonidealities(**CASES["all"], wire_r_row=wire_r, wire_r_col=wire_r))
     assert c.nonideal.device_v0 == 1.0 and c.nonideal.opamp_rail == 3.0
-    s0, s1 = assert_every_node_agrees(c, x, y)
-    free = VgroundSolver(tol=1e-12).solve(c, x)
-    nudged = VgroundSolver(tol=1e-12).solve(c, x, y, 0.5, start=free.states)
-    print(f"all non-idealities at {sizes}, wires {wire_r:g} ohm: largest difference free "
-          f"{max(np.abs(p - q).max() for p, q in zip(free.states, s0)):.1e} V, nudged "
-          f"{max(np.abs(p - q).max() for p, q in zip(nudged.states, s1)):.1e} V")
-    if wire_r:   # the wires matter: the outputs move from those of the wire-free circuit
-        plain = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False,
-                                nonideal=Nonidealities(**CASES["all"]))
-        ref = VgroundSolver(tol=1e-12).solve(plain, x)
-        assert max(np.abs(p - q).max() for p, q in zip(free.states, ref.states)) > 1e-2
+    s0, _ = assert_every_node_agrees(c, x, y)
+    # the wires matter: the outputs move from those of the wire-free circuit
+    plain = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False,
+                            nonideal=Nonidealities(**CASES["all"]))
+    ref = VgroundSolver(tol=1e-12).solve(plain, x)
+    assert max(np.abs(p - q).max() for p, q in zip(s0, ref.states)) > 1e-2
 
 
-def test_all_nonidealities_at_64_32_10_are_ngspice_operating_points_from_the_fast_solvers_start():
-    """At 64-32-10, where ngspice started from 0 V stalls on op-amp rails with the rest, ngspice's
-    Newton method started at the fast solver's answer (``.nodeset``) converges within 1e-8 V of KCL to within
-    1e-6 V of it on every node, free and nudged: the fast solver's answer is an operating point of the netlist.
-    (Started 1 mV off on every node, ngspice did not converge on these samples.)"""
+def test_from_start_converges_from_the_fast_solvers_answer():
+    """ngspice's Newton method started at the fast solver's answer (``.nodeset``, at the design's gain, no
+    gain stepping) converges within 1e-8 V of KCL to within 1e-6 V of it on every node, free and nudged: the
+    fast solver's answer is an operating point of the netlist."""
     net = saturating_network(SIZES, seed=3)
     x, y = batch(SIZES, 3, seed=1)
     c = compile_circuit(SIZES, net.params, "vground", SPREAD, die=2, clamp=False,
@@ -113,23 +111,25 @@ def assert_every_node_agrees(c, x, y, beta=0.5):
     assert f0.converged.all() and f1.converged.all()
     s0, s1 = spice_free_and_nudged(c, x, y, beta)
     assert np.all(residual(c, s0, x) <= 1e-8) and np.all(residual(c, s1, x, y, beta) <= 1e-8)
-    for f, s in ((f0, s0), (f1, s1)):
-        assert max(np.abs(p - q).max() for p, q in zip(f.states, s)) <= 1e-6
+    diffs = [max(np.abs(p - q).max() for p, q in zip(f.states, s)) for f, s in ((f0, s0), (f1, s1))]
+    print(f"{'-'.join(map(str, c.sizes))}: largest node difference free {diffs[0]:.1e} V, nudged {diffs[1]:.1e} V")
+    assert max(diffs) <= 1e-6
     return s0, s1
 
 
-@pytest.mark.parametrize("sizes,dropped", [(SIZES, ("opamp_rail",)), (RAILS_AND_SINH_SIZES, ())])
-def test_plain_ngspice_batch_run_prints_the_fast_solvers_outputs(tmp_path, sizes, dropped):
-    """Every non-ideality (at 64-32-10 all but the rails, see above) in ``ngspice -b``."""
+@pytest.mark.parametrize("dropped", [(), ("opamp_rail",)])
+def test_plain_ngspice_batch_run_prints_the_fast_solvers_outputs(tmp_path, dropped):
+    """Every non-ideality in ``ngspice -b`` (gain-stepped with rails, a plain sample sweep without)."""
+    sizes = SIZES
     net = saturating_network(sizes, seed=3)
     x, _ = batch(sizes, 3, seed=1)
     c = compile_circuit(sizes, net.params, "vground", SPREAD, die=2, clamp=False,
                         nonideal=Nonidealities(**{k: v for k, v in CASES["all"].items() if k not in dropped}))
+    assert gain_stepped(c) == (not dropped)
     path = tmp_path / "vground.cir"
     path.write_text(netlist(c, x, title="vground"))
     out = subprocess.run(["ngspice", "-b", str(path)], capture_output=True, text=True, timeout=120).stdout
-    rows = [line.split() for line in out.splitlines() if line.strip()[:1].isdigit()]
-    printed = np.array([[float(v) for v in r[2:]] for r in rows if len(r) == 2 + sizes[-1]])
+    printed = printed_operating_points(out, c)
     ref = VgroundSolver(tol=1e-12).solve(c, x).states[-1][:, sizes[-1]:]
     assert printed.shape == ref.shape
     np.testing.assert_allclose(printed, ref, atol=1e-5)   # ngspice prints 6 significant digits

@@ -25,7 +25,7 @@ def test_tiled_784_128_10_agrees_with_ngspice_on_every_node(case):
     free = solver.solve(circuit, x)
     nudged = solver.solve(circuit, x, y, 0.5, start=free.states)
     assert free.converged.all() and nudged.converged.all()
-    s_free, s_nudged = bench.spice_free_and_nudged(circuit, x, y, 0.5)
+    s_free, s_nudged = bench.SpiceSolver().free_and_nudged(circuit, x, y, 0.5)
     for f, s in ((free, s_free), (nudged, s_nudged)):
         assert max(np.abs(p - q).max() for p, q in zip(f.states, s)) <= 1e-6
     # the nudge moved the outputs: the nudged comparison is not the free one again

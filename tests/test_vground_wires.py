@@ -9,7 +9,7 @@ from analogprop.circuit import Mismatch, compile_circuit
 from analogprop.circuit.nonideal import Nonidealities
 from analogprop.circuit.vground import Layer, VgroundSolver, drives, split
 from analogprop.circuit import wires as wires_module
-from analogprop.circuit.wires import SinhTile, build_tile
+from analogprop.circuit.wires import SinhTile, _laplacian, _network, build_tile
 from analogprop.cli import main
 from analogprop.drivers.circuit import CircuitDriver
 from analogprop.spice.netlist import netlist
@@ -161,14 +161,23 @@ def test_sinh_tile_solve_meets_kirchhoff_and_reduces_to_the_linear_tile():
     vd, vc = rng.uniform(-1, 1, (3, 4)), rng.uniform(-0.05, 0.05, (3, 5))
     t = SinhTile(G, 2.0, 3.0, slice(0, 5), slice(0, 4), 0.5)
     i, d, u = t.solve(vd, vc)
+    _, _, (p, q, g), wires, n = _network(G, 2.0, 3.0)
+    Lw = _laplacian(*wires, n).toarray()
+
+    def currents(v):   # leaving every node, and their Jacobian (dense, independent of the tile's own solve)
+        i = g * 0.5 * np.sinh((v[p] - v[q]) / 0.5)
+        return (Lw @ v + np.bincount(p, i, n) - np.bincount(q, i, n),
+                Lw + _laplacian(p, q, g * np.cosh((v[p] - v[q]) / 0.5), n).toarray())
+
     f_inner = []
-    for s in range(3):   # rebuild the node voltages from the crosspoint voltages' solve and check KCL
+    for s in range(3):   # the node voltages by dense Newton from the linear network's, and KCL
         vb = np.concatenate([vd[s], vc[s]])
-        v = np.concatenate([vb, -t.start.solve(t.lin_ib @ vb)])
+        lin = Lw + _laplacian(p, q, g, n).toarray()
+        v = np.concatenate([vb, -np.linalg.solve(lin[9:, 9:], lin[9:, :9] @ vb)])
         for _ in range(60):
-            f, jac = t._jacobian(v)
-            v[9:] -= np.linalg.solve(jac[9:, 9:].toarray(), f[9:])
-        f, _ = t._jacobian(v)
+            f, jac = currents(v)
+            v[9:] -= np.linalg.solve(jac[9:, 9:], f[9:])
+        f, _ = currents(v)
         f_inner.append(np.abs(f[9:]).max())
         np.testing.assert_allclose(-f[4:9], i[s], atol=1e-12)
     assert max(f_inner) <= 1e-12

@@ -29,7 +29,6 @@ from functools import lru_cache
 import numpy as np
 import scipy.sparse as sp
 from scipy.linalg import cho_solve_banded, cholesky_banded
-from scipy.sparse.linalg import splu
 
 #: right-hand sides per banded solve (bounds the dense block in memory)
 _CHUNK = 64
@@ -176,77 +175,94 @@ def _solve(factor, rhs):
     return cho_solve_banded((factor, False), np.asarray(rhs), check_finite=False)
 
 
+def _stamped(base, st: _Stamps, g):
+    return base + np.bincount(st.at, st.values(g), base.size).reshape(base.shape)
+
+
+def _blocks(t: _Template, g):
+    """The inner nodes' band, the inner x boundary block (sparse) and the boundary x boundary block of a tile of
+    template ``t`` with device conductances ``g`` (``G.T.ravel()`` order)."""
+    nb = t.bb.shape[0]
+    st = t.stamps["ib"]
+    Lib = (t.ib + sp.csr_matrix((st.values(g), divmod(st.at, nb)), shape=t.ib.shape)).tocsr()
+    return _stamped(t.band, t.stamps["band"], g), Lib, _stamped(t.bb, t.stamps["bb"], g)
+
+
+def _eliminate_inner(factor, Lib, Y, h):
+    """``Y`` (the column nodes' rows of the boundary block) minus what flows through the inner nodes, in place:
+    ``Y -= (L_ii^-1 L_ic)^T L_ib``, a chunk of column nodes at a time."""
+    Lic = Lib[:, h:]
+    for s in range(0, Y.shape[0], _CHUNK):
+        Z = _solve(factor, Lic[:, s:s + _CHUNK].toarray())
+        Y[s:s + _CHUNK] -= (Lib.T @ Z).T
+    return Y
+
+
 def build_tile(G, gr, gc, rows, cols) -> Tile:
     """Eliminate the inner nodes of tile ``G`` (w, h) with wire segment conductances ``gr``, ``gc``."""
     w, h = G.shape
     t = _template(w, h, float(gr), float(gc))
-    nb, g = h + w, G.T.ravel()
-    add = lambda base, st: base + np.bincount(st.at, st.values(g), base.size).reshape(base.shape)
-    st = t.stamps["ib"]
-    Lib = (t.ib + sp.csr_matrix((st.values(g), divmod(st.at, nb)), shape=t.ib.shape)).tocsr()
-    Y = add(t.bb, t.stamps["bb"])[h:]
-    if not t.band.shape[1]:
+    nb = h + w
+    band, Lib, Y = _blocks(t, G.T.ravel())
+    Y = Y[h:]
+    if not band.shape[1]:
         return Tile(rows, cols, -Y[:, :h], Y[:, h:], None, Lib, t.a, t.b)
-    factor = cholesky_banded(add(t.band, t.stamps["band"]), check_finite=False)
+    factor = cholesky_banded(band, check_finite=False)
     if w * h * nb * 8 <= MAP_BYTES:   # every boundary node at once: Y_cb -= Z_c^T L_ib, and the map
         Z = _solve(factor, Lib.toarray())
         Y -= (Lib.T @ Z[:, h:]).T
         at = lambda idx: np.where((idx >= 0)[..., None], -Z[np.maximum(idx, 0)], np.eye(nb)[np.maximum(-1 - idx, 0)])
         X = (at(t.a) - at(t.b)).transpose(1, 0, 2).reshape(w * h, nb)
         return Tile(rows, cols, -Y[:, :h], Y[:, h:], None, Lib, t.a, t.b, X)
-    Lic = Lib[:, h:]
-    for s in range(0, w, _CHUNK):   # Y_cb -= (L_ii^-1 L_ic)^T L_ib, a chunk of column nodes at a time
-        Z = _solve(factor, Lic[:, s:s + _CHUNK].toarray())
-        Y[s:s + _CHUNK] -= (Lib.T @ Z).T
+    _eliminate_inner(factor, Lib, Y, h)
     return Tile(rows, cols, -Y[:, :h], Y[:, h:], factor, Lib, t.a, t.b)
 
 
 class SinhTile:
     """A tile of sinh devices, ``I = G V0 sinh(V / V0)``: its inner nodes solved by Newton's method per sample
     (the network is no longer linear, so it is not reduced once), and the currents into its column nodes
-    with their derivatives, the Schur complement of the network linearised at the solution."""
+    with their derivatives, the Schur complement of the network linearised at the solution.  Each Newton step
+    factors the tile's band (its template's wires plus the devices' slopes ``G cosh(V / V0)``)."""
 
     def __init__(self, G, gr, gc, rows, cols, v0):
         w, h = G.shape
         self.rows, self.cols, self.v0, self.h, self.w = rows, cols, v0, h, w
+        self.t = _template(w, h, float(gr), float(gc))
         self.a, self.b, (self.p, self.q, self.G), wires, self.n = _network(G, gr, gc)
         self.Lw = _laplacian(*wires, self.n).tocsr()
-        nb = h + w
-        lin = _laplacian(*(np.concatenate(e) for e in zip((self.p, self.q, self.G), wires)), self.n)
-        self.start = splu(lin[nb:, nb:].tocsc())   # the linear devices' network: the first Newton iterate
-        self.lin_ib = lin[nb:, :nb].tocsr()
+        band, self.lin_ib, _ = _blocks(self.t, self.G)   # the linear devices' network: the first Newton iterate
+        self.start = cholesky_banded(band, check_finite=False)
 
-    def _jacobian(self, v):
-        """Currents leaving every node (wires and devices) at node voltages v, and their Jacobian."""
+    def _currents(self, v):
+        """Currents leaving every node (wires and devices) at node voltages v, and the devices' slopes."""
         u = (v[self.p] - v[self.q]) / self.v0
-        i, g = self.G * self.v0 * np.sinh(u), self.G * np.cosh(u)
-        f = self.Lw @ v + np.bincount(self.p, i, self.n) - np.bincount(self.q, i, self.n)
-        return f, self.Lw + _laplacian(self.p, self.q, g, self.n)
+        i = self.G * self.v0 * np.sinh(u)
+        return self.Lw @ v + np.bincount(self.p, i, self.n) - np.bincount(self.q, i, self.n), self.G * np.cosh(u)
 
     def solve(self, vd, vc, iters: int = 100):
         """Per sample: currents into the column nodes (n, w), their derivatives in the boundary voltages
         (n, w, h + w) (drivers, then columns) and the voltage across each device (n, w, h).  Newton's steps
         are limited to V0 per node (as SPICE limits a junction's); a sample whose network does not settle
         within ``iters`` steps gets NaN currents, so its operating point is reported unconverged."""
-        nb, n = self.h + self.w, vd.shape[0]
+        h, nb, n = self.h, self.h + self.w, vd.shape[0]
         vb = np.concatenate([vd, vc], axis=1)
         current, slope, across = np.zeros((n, self.w)), np.zeros((n, self.w, nb)), np.zeros((n, self.w, self.h))
         for s in range(n):
-            v = np.concatenate([vb[s], -self.start.solve(self.lin_ib @ vb[s])])
+            v = np.concatenate([vb[s], -_solve(self.start, self.lin_ib @ vb[s])])
             for _ in range(iters):
-                f, jac = self._jacobian(v)
-                step = splu(jac[nb:, nb:].tocsc()).solve(f[nb:])
+                f, g = self._currents(v)
+                band = _stamped(self.t.band, self.t.stamps["band"], g)
+                step = _solve(cholesky_banded(band, check_finite=False), f[nb:])
                 v[nb:] -= step * min(1.0, self.v0 / max(np.abs(step).max(), 1e-300))
                 if np.abs(step).max() <= 1e-14 * (1 + np.abs(v[nb:]).max()):
                     break
             else:
                 current[s], slope[s], across[s] = np.nan, np.nan, np.nan
                 continue
-            f, jac = self._jacobian(v)
-            lu = splu(jac[nb:, nb:].tocsc())
-            jib = jac[nb:, :nb].toarray()
-            schur = jac[:nb, :nb].toarray() - jac[:nb, nb:] @ lu.solve(jib)
-            current[s], slope[s] = -f[self.h:nb], -schur[self.h:]
+            f, g = self._currents(v)
+            band, Lib, Y = _blocks(self.t, g)
+            current[s] = -f[h:nb]
+            slope[s] = -_eliminate_inner(cholesky_banded(band, check_finite=False), Lib, Y[h:], h)
             across[s] = (v[self.p] - v[self.q]).reshape(self.h, self.w).T
         return current, slope, across
 

@@ -12,6 +12,15 @@ voltage of ``vnb`` (beta; 0 = switch open).  ``dc vsel 0 N-1 1`` gives the
 free operating points of all N samples; ``dc vnb 0 b b vsel 0 N-1 1`` the
 free and then the nudged point of each sample in turn, so the nudged point
 continues from the sample's free one (Eq. 13, 25).
+
+Gain stepping: started from 0 V, ngspice's Newton method stalls on
+virtual-ground stages whose high-gain op-amps hit hard output rails.  Those
+op-amps' gain is written as ``A 10^(v(gs) / 5)`` with the source ``vgs`` at
+0 (the design's gain); :func:`sweep` steps ``vgs`` from -10 to 0 inside the
+sample sweep, so each operating point is reached from the same circuit at a
+hundredth of the gain, a continuation in the op-amp gain (as SPICE
+simulators step a transistor's gain).  Each sample's operating point is its
+row at ``vgs`` = 0.
 """
 from __future__ import annotations
 
@@ -36,6 +45,32 @@ VGROUND_OPTIONS = ".options reltol=1e-9 vntol=1e-12 abstol=1e-15 pivrel=1e-10 it
 
 #: ngspice puts gmin (default 1e-12 S) across every diode junction, which the device equations do not have
 DIODE_OPTIONS = ".options gmin=1e-20"
+#: gain stepping: ``vgs`` from -GAIN_STEPS to 0 in unit steps scales the op-amps' gain by 10^(v(gs) / 5)
+GAIN_STEPS = 10
+
+
+def gain_stepped(circuit) -> bool:
+    """Whether the netlist steps its op-amps' gain: the virtual-ground level with op-amp rails."""
+    return bool(circuit.vground and np.isfinite(circuit.nonideal.opamp_rail))
+
+
+def sweep(circuit, first: int, last: int) -> tuple[str, int]:
+    """The ``dc`` sweep over samples first..last (gain-stepped where :func:`gain_stepped`), and the number
+    of rows it gives per sample (the last is the sample's operating point)."""
+    samples = f"vsel {first} {last} 1"
+    if gain_stepped(circuit):
+        return f"dc vgs {-GAIN_STEPS} 0 1 {samples}", GAIN_STEPS + 1
+    return f"dc {samples}", 1
+
+
+def printed_operating_points(stdout: str, circuit) -> np.ndarray:
+    """The output neurons' operating points that ``ngspice -b`` printed for :func:`netlist` (one row per
+    sample, 6 significant digits): the ``.print`` rows, at ``vgs`` = 0 where gain-stepped."""
+    rows = [line.split() for line in stdout.splitlines() if line.strip()[:1].isdigit()]
+    rows = [r for r in rows if len(r) == 2 + circuit.sizes[-1]]
+    if gain_stepped(circuit):
+        rows = [r for r in rows if float(r[1]) == 0.0]
+    return np.array([[float(v) for v in r[2:]] for r in rows]).reshape(len(rows), circuit.sizes[-1])
 
 
 def sanitise(name: str) -> str:
@@ -184,19 +219,19 @@ def _opamp(k, i, sense, mid, nid) -> list[str]:
     ``e = clip(-A V(sense), -rail, rail)``; with a gain-bandwidth product, a single-pole macromodel: a
     transconductance ``A`` (S) into the pole node ``p{k}_i`` loaded by 1 ohm and ``A / (2 pi GBW)`` farad
     (DC gain A, pole at GBW / A), then the unity output stage with the rails (the DC operating point is that
-    of the stage without the pole)."""
+    of the stage without the pole).  With rails, ``A`` carries the gain-stepping factor ``10^(v(gs) / 5)``."""
     gain = nid.opamp_gain if np.isfinite(nid.opamp_gain) else IDEAL_GAIN
+    rails = np.isfinite(nid.opamp_rail)
+    clip = lambda u: f"v=min(max({u},{_num(-nid.opamp_rail)}),{_num(nid.opamp_rail)})"
+    stepped = f"{_num(gain)}*pow(10,v(gs)/5)"
     if np.isfinite(nid.opamp_gbw):
         pole = f"p{k}_{i}"
-        lines = [f"g_p{k}_{i} 0 {pole} 0 {sense} {_num(gain)}", f"r_p{k}_{i} {pole} 0 1.0",
-                 f"c_p{k}_{i} {pole} 0 {_num(gain / (2 * np.pi * nid.opamp_gbw))}"]
-        if np.isfinite(nid.opamp_rail):
-            return lines + [f"b_a{k}_{i} {mid} 0 v=min(max(v({pole}),{_num(-nid.opamp_rail)}),"
-                            f"{_num(nid.opamp_rail)})"]
-        return lines + [f"e_a{k}_{i} {mid} 0 {pole} 0 1.0"]
-    if np.isfinite(nid.opamp_rail):
-        return [f"b_a{k}_{i} {mid} 0 v=min(max({_num(-nid.opamp_gain)}*v({sense}),"
-                f"{_num(-nid.opamp_rail)}),{_num(nid.opamp_rail)})"]
+        drive = (f"b_p{k}_{i} 0 {pole} i=-{stepped}*v({sense})" if rails else
+                 f"g_p{k}_{i} 0 {pole} 0 {sense} {_num(gain)}")
+        lines = [drive, f"r_p{k}_{i} {pole} 0 1.0", f"c_p{k}_{i} {pole} 0 {_num(gain / (2 * np.pi * nid.opamp_gbw))}"]
+        return lines + [f"b_a{k}_{i} {mid} 0 {clip(f'v({pole})')}" if rails else f"e_a{k}_{i} {mid} 0 {pole} 0 1.0"]
+    if rails:
+        return [f"b_a{k}_{i} {mid} 0 {clip(f'-{stepped}*v({sense})')}"]
     return [f"e_a{k}_{i} {mid} 0 0 {sense} {_num(gain)}"]
 
 
@@ -251,6 +286,11 @@ def header(circuit, title: str, n_samples: int) -> list[str]:
               "* free phase of every sample:   dc vsel 0 N-1 1",
               "* free then nudged per sample:  dc vnb 0 <beta> <beta> vsel 0 N-1 1",
               "* ngspice lower-cases names: use lower case in interactive commands"]
+    if gain_stepped(circuit):
+        lines += ["*   gs: gain stepping, set by source vgs: the op-amps' gain is A 10^(v(gs) / 5), A at v(gs) = 0;",
+                  f"*       step it from -{GAIN_STEPS} to 0 inside the sample sweep, e.g. free phase: "
+                  f"dc vgs -{GAIN_STEPS} 0 1 vsel 0 N-1 1",
+                  "*       (a sample's operating point is its row at vgs = 0); nudged: alter vnb dc = <beta> first"]
     return lines
 
 
@@ -264,7 +304,7 @@ def devices(circuit, x, y=None) -> list[str]:
     if x.shape != (n, s[0]) or y.shape != (n, s[-1]):
         raise ConfigError(f"netlist samples: inputs {x.shape} and targets {y.shape} do not fit "
                           f"({n}, {s[0]}) and ({n}, {s[-1]})")
-    lines = ["vsel sel 0 dc 0", "vnb nb 0 dc 0 pwl(0 0 1 0)"]
+    lines = ["vsel sel 0 dc 0", "vnb nb 0 dc 0 pwl(0 0 1 0)"] + (["vgs gs 0 dc 0"] if gain_stepped(c) else [])
     rx, ty = c.inputs(x), c.target(y)
     lines += [f"b_in{j} r0_{j} 0 v={_table(rx[:, j])}" for j in range(s[0])]
     lines += [f"b_y{i} y{i} 0 v={_table(ty[:, i])}" for i in range(s[-1])]
@@ -322,7 +362,7 @@ def netlist(circuit, x, y=None, title: str = "analogprop", includes=(), analysis
     if analysis:
         L = circuit.n_layers
         node = "o" if circuit.vground else "h"
-        lines += [f".width out={16 * (circuit.sizes[-1] + 2) + 8}", f".dc vsel 0 {n - 1} 1",
+        lines += [f".width out={16 * (circuit.sizes[-1] + 2) + 8}", "." + sweep(circuit, 0, n - 1)[0],
                   ".print dc " + " ".join(f"v({node}{L}_{i})" for i in range(circuit.sizes[-1]))]
     lines.append(".end")
     return "\n".join(lines) + "\n"

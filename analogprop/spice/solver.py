@@ -11,6 +11,10 @@ loads it once and runs one DC sweep:
 * nudged phase: ``dc vnb 0 b b vsel 0 N-1 1``, i.e. for each sample its
   free point and then, continuing from it, its nudged point (Eq. 13, 25).
 
+Where the netlist steps its op-amps' gain (:func:`.netlist.gain_stepped`),
+each phase is one gain-stepped sweep (:func:`.netlist.sweep`), the nudged
+one with ``vnb`` set to beta.
+
 Only the state nodes are saved and read.  Convergence is judged here, not
 from ngspice's messages: a sample is converged when its KCL residual
 ``max |I| / gtot`` (volts, as the fast solver) is within ``tol``.  Samples
@@ -35,7 +39,7 @@ import numpy as np
 from ..errors import ConfigError, check_finite
 from ..model.relax import Relaxation
 from .engine import engine
-from .netlist import netlist, state_nodes
+from .netlist import gain_stepped, netlist, state_nodes, sweep
 
 #: Options of the second rung of the ladder (ngspice's own op ladder, longer).
 STEPPING = "option gminsteps=100 srcsteps=100 itl1=1000 itl2=1000"
@@ -150,7 +154,7 @@ class SpiceSolver:
         n = x.shape[0]
         flat = np.full((n, len(names)), np.nan)
         steps = np.ones(n, dtype=np.int64)
-        missing = self._sweeps(eng, n, beta, names, flat)
+        missing = self._sweeps(eng, circuit, n, beta, names, flat)
         split = _edges(circuit)
         V = np.split(np.nan_to_num(flat), split, axis=1)
         residual = kcl_residual(circuit, V, x, y, beta)
@@ -171,18 +175,29 @@ class SpiceSolver:
 
     # -- the sweep --------------------------------------------------------------
     @staticmethod
-    def _command(beta, first, last):
-        sweep = f"vsel {first} {last} 1"
-        return f"dc vnb 0 {beta!r} {beta!r} {sweep}" if beta else f"dc {sweep}"
+    def _commands(circuit, beta, first, last) -> tuple[list[str], int]:
+        """ngspice commands of one phase over samples first..last, and the rows per sample (the last is the
+        phase's operating point)."""
+        dc, rows = sweep(circuit, first, last)
+        if not beta:
+            return [dc], rows
+        if gain_stepped(circuit):
+            return [f"alter vnb dc = {beta!r}", dc], rows
+        return [f"dc vnb 0 {beta!r} {beta!r} vsel {first} {last} 1"], 2
 
-    def _sweeps(self, eng, n, beta, names, flat) -> np.ndarray:
+    def _run(self, eng, circuit, beta, first, last, names) -> tuple[np.ndarray, int]:
+        commands, per = self._commands(circuit, beta, first, last)
+        for command in commands:
+            eng.exec_command(command)
+        rows = eng.vectors(names)
+        eng.release()
+        return rows, per
+
+    def _sweeps(self, eng, circuit, n, beta, names, flat) -> np.ndarray:
         """Run the sweep, restarting after any sample at which ngspice aborts; returns the samples it skipped."""
-        per = 2 if beta else 1
         first, skipped = 0, []
         while first < n:
-            eng.exec_command(self._command(beta, first, n - 1))
-            rows = eng.vectors(names)
-            eng.release()
+            rows, per = self._run(eng, circuit, beta, first, n - 1, names)
             done = min(rows.shape[0] // per, n - first)
             flat[first:first + done] = rows[per - 1::per][:done]
             first += done
@@ -190,6 +205,25 @@ class SpiceSolver:
                 skipped.append(first)
                 first += 1
         return np.array(skipped, dtype=np.int64)
+
+    def free_and_nudged(self, circuit, x, y, beta: float):
+        """ngspice's own sweeps from 0 V, no ladder: every sample's free and nudged node voltages (as the
+        phases of :meth:`solve` run them), each split per layer; samples ngspice did not reach are NaN."""
+        beta = float(beta)
+        x, y = self._inputs(circuit, x, y, beta)
+        eng, names, n = self.load(circuit, x, y), state_nodes(circuit), x.shape[0]
+        if gain_stepped(circuit):   # one sweep per phase
+            runs = [self._run(eng, circuit, b, 0, n - 1, names) for b in (0.0, beta)]
+            phases = [rows[per - 1::per] for rows, per in runs]
+        else:                       # one sweep: each sample's free point, then its nudged point
+            rows, _ = self._run(eng, circuit, beta, 0, n - 1, names)
+            phases = [rows[0::2], rows[1::2]]
+        out = []
+        for rows in phases:
+            flat = np.full((n, len(names)), np.nan)
+            flat[:len(rows)] = rows[:n]
+            out.append(np.split(flat, _edges(circuit), axis=1))
+        return out
 
     # -- the convergence ladder ---------------------------------------------------
     def _ladder(self, eng, circuit, i, x, y, beta, names, flat, residual) -> int:
@@ -207,10 +241,8 @@ class SpiceSolver:
             return r <= self.tol
 
         eng.exec_command(STEPPING)
-        eng.exec_command(self._command(beta, i, i))
-        rows = eng.vectors(names)
-        eng.release()
-        if judge(rows[-1] if rows.shape[0] == (2 if beta else 1) else None):
+        rows, per = self._run(eng, circuit, beta, i, i, names)
+        if judge(rows[-1] if rows.shape[0] == per else None):
             return 2
         if not self.transient_fallback:
             return 2
