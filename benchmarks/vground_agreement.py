@@ -7,8 +7,9 @@ gradient and field, temperature 60 C with tc1/tc2); ``--all`` adds the rest (:da
 op-amp rails, diode node clamps) and ``--wire-r`` wire segments; solves ``--samples`` samples free and nudged (beta 0.5)
 with the fast solver (tolerance 1e-12 V) and with ngspice, and prints ``name: value`` lines:
 
-* ``fast s`` and ``ngspice s``: wall time of each (ngspice: one ``dc`` run over the samples, both phases,
-  through the shared library);
+* ``fast s`` and ``ngspice s``: wall time of each (ngspice: :meth:`SpiceSolver.free_and_nudged` through the
+  shared library, its sweeps from 0 V: one ``dc`` run for both phases, or a gain-stepped run per phase where
+  the op-amps have rails);
 * ``max node difference free V`` / ``nudged V``: the largest difference on any node;
 * ``plain ngspice -b s`` and ``plain ngspice -b max output difference V``: ``ngspice -b`` on the netlist that
   ``analogprop netlist`` writes (outputs printed to 6 significant digits), unless ``--no-plain``.
@@ -35,7 +36,7 @@ from analogprop.spice.solver import SpiceSolver
 NONIDEAL = dict(opamp_gain=1e4, opamp_rout=100.0, opamp_offset=1e-3, pelgrom_a=0.02, device_area=0.1,
                 gradient=0.2, field_std=0.05, field_length=4.0, temp=60.0, tc1=2e-3, tc2=1e-6)
 #: the non-idealities that make ngspice's Newton method work harder: sinh devices (two antiparallel junctions in
-#: the netlist), op-amp output rails (B sources) and the node clamps as diodes (with ``clamp=True``)
+#: the netlist), op-amp output rails (B sources, gain-stepped) and the node clamps as diodes (with ``clamp=True``)
 ALL = dict(device_v0=1.0, opamp_rail=3.0, clamp_model="diode")
 SPREAD = Mismatch(g_dtod=0.05, gain_dtod=0.02, offset_dtod=1e-3, leak_dtod=0.02)
 
