@@ -212,7 +212,7 @@ class SpiceSolver:
         beta = float(beta)
         x, y = self._inputs(circuit, x, y, beta)
         eng, names, n = self.load(circuit, x, y), state_nodes(circuit), x.shape[0]
-        if gain_stepped(circuit):   # one sweep per phase
+        if gain_stepped(circuit) or not beta:   # one sweep per phase
             runs = [self._run(eng, circuit, b, 0, n - 1, names) for b in (0.0, beta)]
             phases = [rows[per - 1::per] for rows, per in runs]
         else:                       # one sweep: each sample's free point, then its nudged point
