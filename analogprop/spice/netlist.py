@@ -122,10 +122,10 @@ def state_nodes(circuit) -> list[str]:
 
 def _vground_header(circuit) -> list[str]:
     nid = circuit.nonideal
-    return [f"*   c{{k}}_i: column (virtual ground) of neuron i of layer k; o{{k}}_i: its transimpedance stage's "
-            f"output; the neuron's state is h = -V(o)",
+    return ["*   c{k}_i: column (virtual ground) of neuron i of layer k; o{k}_i: its transimpedance stage's "
+            "output; the neuron's state is h = -V(o)",
             "*   r{k}_i: row drive rho(h) (V_r = 1 V), rb{k}_i: inverted row drive; vp / vn: bias rails",
-            "*   p{k}_i: pole node of the op-amp of column i (with a gain-bandwidth product: g_p, r_p, c_p)",
+            "*   p{k}_i: pole node of the op-amp of column i (with a gain-bandwidth product: g_p, or b_p with rails; r_p, c_p)",
             "*   sinh devices (device_v0): two antiparallel junctions d*f / d*r of .model apsinh, area = G / g_unit",
             "*   wr_* / wc_*: row / column wire node at a device's crosspoint (wire resistance: segments "
             "rwr_* into it along the row, rwc_* out of it along the column)",
