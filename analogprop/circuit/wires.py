@@ -124,10 +124,14 @@ class _Stamps:
 class _Template:
     """What the tiles of one shape and wiring share: the wires' part of the inner nodes' band (upper form,
     ``(kd + 1, n_in)``), of the inner x boundary (sparse) and boundary x boundary blocks, and the devices'
-    stamps into each (their conductances in the order ``G.T.ravel()``)."""
+    stamps into each (their conductances in the order ``G.T.ravel()``); the devices' end nodes ``p``, ``q`` and the
+    wires' conductance matrix ``wire`` over all nodes (global indices, boundary first)."""
 
     a: np.ndarray
     b: np.ndarray
+    p: np.ndarray
+    q: np.ndarray
+    wire: sp.csr_matrix
     band: np.ndarray
     ib: sp.csr_matrix
     bb: np.ndarray
@@ -167,7 +171,8 @@ def _template(w: int, h: int, gr: float, gc: float) -> _Template:
             base[which] = np.bincount(at[keep], wire.data[keep], size)
         keep, at, _ = place(rows, cols, which)
         stamps[which] = _Stamps(at[keep], sign[keep], edge[keep])
-    return _Template(a, b, base["band"].reshape(kd + 1, n_in), base["ib"], base["bb"].reshape(nb, nb), stamps)
+    return _Template(a, b, p, q, wire.tocsr(), base["band"].reshape(kd + 1, n_in), base["ib"], base["bb"].reshape(nb, nb),
+                     stamps)
 
 
 def _solve(factor, rhs):
@@ -228,8 +233,8 @@ class SinhTile:
         w, h = G.shape
         self.rows, self.cols, self.v0, self.h, self.w = rows, cols, v0, h, w
         self.t = _template(w, h, float(gr), float(gc))
-        self.a, self.b, (self.p, self.q, self.G), wires, self.n = _network(G, gr, gc)
-        self.Lw = _laplacian(*wires, self.n).tocsr()
+        self.p, self.q, self.Lw = self.t.p, self.t.q, self.t.wire
+        self.G, self.n = G.T.ravel(), self.Lw.shape[0]
         band, self.lin_ib, _ = _blocks(self.t, self.G)   # the linear devices' network: the first Newton iterate
         self.start = cholesky_banded(band, check_finite=False)
 
