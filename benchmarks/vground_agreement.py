@@ -12,7 +12,7 @@ with the fast solver (tolerance 1e-12 V) and with ngspice, and prints ``name: va
   the op-amps have rails);
 * ``max node difference free V`` / ``nudged V``: the largest difference on any node;
 * ``plain ngspice -b s`` and ``plain ngspice -b max output difference V``: ``ngspice -b`` on the netlist that
-  ``analogprop netlist`` writes (outputs printed to 6 significant digits), unless ``--no-plain``.
+  ``analogprop netlist`` writes (outputs printed to 12 significant digits), unless ``--no-plain``.
 
     nice -n 10 python benchmarks/vground_agreement.py [--arch 784-128-10] [--samples 1] [--tile 256] [--all] [--wire-r OHM]
 """
@@ -42,7 +42,7 @@ SPREAD = Mismatch(g_dtod=0.05, gain_dtod=0.02, offset_dtod=1e-3, leak_dtod=0.02)
 
 
 def plain_batch_run(circuit, x):
-    """``ngspice -b`` on the written netlist: its printed outputs (6 significant digits) and the wall time."""
+    """``ngspice -b`` on the written netlist: its printed outputs (12 significant digits) and the wall time."""
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "vground.cir"
         path.write_text(netlist(circuit, x, title="vground agreement"))
@@ -88,7 +88,7 @@ def main(argv=None):
         ref = free.states[-1][:, sizes[-1]:]
         print(f"plain ngspice -b s: {seconds:.2f}")
         diff = np.abs(printed - ref).max() if printed.shape == ref.shape else float("nan")
-        print(f"plain ngspice -b max output difference V: {diff:.2e} (outputs printed to 6 digits)")
+        print(f"plain ngspice -b max output difference V: {diff:.2e} ")
 
 
 if __name__ == "__main__":

@@ -45,6 +45,9 @@ VGROUND_OPTIONS = ".options reltol=1e-9 vntol=1e-12 abstol=1e-15 pivrel=1e-10 it
 
 #: ngspice puts gmin (default 1e-12 S) across every diode junction, which the device equations do not have
 DIODE_OPTIONS = ".options gmin=1e-20"
+#: significant digits of the ``.print`` rows (``set numdgt`` in a ``.control`` block: ``.options numdgt`` does not
+#: reach ``.print`` in ngspice 39)
+PRINT_DIGITS = 12
 #: gain stepping: ``vgs`` from -GAIN_STEPS to 0 in unit steps scales the op-amps' gain by 10^(v(gs) / 5)
 GAIN_STEPS = 10
 
@@ -65,7 +68,7 @@ def sweep(circuit, first: int, last: int) -> tuple[str, int]:
 
 def printed_operating_points(stdout: str, circuit) -> np.ndarray:
     """The output neurons' operating points that ``ngspice -b`` printed for :func:`netlist` (one row per
-    sample, 6 significant digits): the ``.print`` rows, at ``vgs`` = 0 where gain-stepped."""
+    sample, :data:`PRINT_DIGITS` significant digits): the ``.print`` rows, at ``vgs`` = 0 where gain-stepped."""
     rows = [line.split() for line in stdout.splitlines() if line.strip()[:1].isdigit()]
     rows = [r for r in rows if len(r) == 2 + circuit.sizes[-1]]
     if gain_stepped(circuit):
@@ -348,9 +351,17 @@ def devices(circuit, x, y=None) -> list[str]:
     return lines
 
 
+def printed_sweep(analysis: str, nodes) -> list[str]:
+    """The ``analysis`` card and a ``.print`` of ``nodes`` wide enough for one row per point, to
+    :data:`PRINT_DIGITS` significant digits."""
+    return [".control", f"set numdgt={PRINT_DIGITS}", ".endc", f".width out={(PRINT_DIGITS + 10) * (len(nodes) + 2) + 8}",
+            analysis, ".print dc " + " ".join(f"v({node})" for node in nodes)]
+
+
 def netlist(circuit, x, y=None, title: str = "analogprop", includes=(), analysis: bool = True) -> str:
     """The self-contained netlist text.  ``analysis`` adds a free-phase ``.dc`` sweep and a
-    ``.print`` of the output neurons so that ``ngspice -b`` prints their operating points."""
+    ``.print`` of the output neurons so that ``ngspice -b`` prints their operating points (to
+    :data:`PRINT_DIGITS` significant digits)."""
     n = np.atleast_2d(np.asarray(x)).shape[0]
     user = [(Path(p), read_include(p)) for p in includes]
     lines = header(circuit, title, n)
@@ -362,7 +373,6 @@ def netlist(circuit, x, y=None, title: str = "analogprop", includes=(), analysis
     if analysis:
         L = circuit.n_layers
         node = "o" if circuit.vground else "h"
-        lines += [f".width out={16 * (circuit.sizes[-1] + 2) + 8}", "." + sweep(circuit, 0, n - 1)[0],
-                  ".print dc " + " ".join(f"v({node}{L}_{i})" for i in range(circuit.sizes[-1]))]
+        lines += printed_sweep("." + sweep(circuit, 0, n - 1)[0], [f"{node}{L}_{i}" for i in range(circuit.sizes[-1])])
     lines.append(".end")
     return "\n".join(lines) + "\n"

@@ -15,6 +15,7 @@ from __future__ import annotations
 import numpy as np
 
 from .characterize import OPTIONS, library_text
+from .netlist import printed_sweep
 
 
 def _pwl(values) -> str:
@@ -77,8 +78,7 @@ def user_netlist(net, x, y=None, title: str = "analogprop user circuit", analysi
     lines += [f"b_y{i} y{i} 0 v={_pwl(ty[:, i])}" for i in range(s[-1])]
     lines += [f"b_nudge{i} y{i} h{L}_{i} i=v(nb)*{spec.g_unit!r}*(v(y{i})-v(h{L}_{i}))" for i in range(s[-1])]
     if analysis:
-        lines += [f".width out={16 * (s[-1] + 2) + 8}", f".dc vsel 0 {x.shape[0] - 1} 1",
-                  ".print dc " + " ".join(f"v(h{L}_{i})" for i in range(s[-1]))]
+        lines += printed_sweep(f".dc vsel 0 {x.shape[0] - 1} 1", [f"h{L}_{i}" for i in range(s[-1])])
     return "\n".join(lines + [".end"]) + "\n"
 
 
