@@ -357,6 +357,9 @@ def drives(circuit, V, x, scale=1.0):
 
 #: sweeps before a sample whose sweeps stop contracting is handed to Newton
 _STALL_AFTER = 10
+#: where a sweep costs about what a Newton step does (sinh tiles, solved per sample): a sample whose sweeps,
+#: at their last contraction, would need more than this many more to settle is handed to Newton
+_PATIENCE = 20
 #: most unsaturated neurons a Newton step solves by LU (more: GMRES); 2,048 is a 32 MB matrix
 _DENSE_MAX = 2048
 
@@ -454,12 +457,18 @@ class VgroundSolver:
         out = [v.copy() for v in V]
         act = [v.copy() for v in V]
         prev = np.full(x.shape[0], np.inf)
+        costly = any(lay.sinh_tiles is not None for lay in lays)
         for sweep in range(1, self.max_sweeps + 1):
             xs, ys = x[rows], None if y is None else y[rows]
             change = self._sweep(circuit, lays, act, xs, ys, beta)
             steps[rows] = sweep
-            # settled, or (after a few sweeps) no longer contracting: left to Newton
-            done = (change <= 0.1 * self.tol) | ((sweep >= _STALL_AFTER) & (change > 0.95 * prev))
+            # settled, or (after a few sweeps) no longer contracting, or contracting too slowly: left to Newton
+            slow = change > 0.95 * prev
+            if costly:
+                with np.errstate(divide="ignore", invalid="ignore"):
+                    more = np.log(0.1 * self.tol / change) / np.log(change / prev)
+                slow |= more > _PATIENCE
+            done = (change <= 0.1 * self.tol) | ((sweep >= _STALL_AFTER) & slow)
             if sweep == self.max_sweeps:
                 done[:] = True
             prev = change

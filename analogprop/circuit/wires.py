@@ -35,6 +35,8 @@ _CHUNK = 64
 #: largest crosspoint map a tile keeps (bytes): up to it, the inner nodes are solved for every boundary node
 #: once per programming, and the voltages across the devices of any number of samples are one product
 MAP_BYTES = 8 << 20
+#: largest store of solved inner voltages a sinh tile keeps for warm starts (bytes)
+WARM_BYTES = 32 << 20
 
 
 def wired(circuit) -> bool:
@@ -227,7 +229,12 @@ class SinhTile:
     """A tile of sinh devices, ``I = G V0 sinh(V / V0)``: its inner nodes solved by Newton's method per sample
     (the network is no longer linear, so it is not reduced once), and the currents into its column nodes
     with their derivatives, the Schur complement of the network linearised at the solution.  Each Newton step
-    factors the tile's band (its template's wires plus the devices' slopes ``G cosh(V / V0)``)."""
+    factors the tile's band (its template's wires plus the devices' slopes ``G cosh(V / V0)``).
+
+    The solver calls a tile again and again with boundary voltages that move a little between calls (sweeps,
+    Newton steps), so each solve keeps its solutions (up to :data:`WARM_BYTES`): a sample starts from the inner
+    voltages of the nearest boundary voltages solved before, where they fit its network better than the linear
+    devices' solution does."""
 
     def __init__(self, G, gr, gc, rows, cols, v0):
         w, h = G.shape
@@ -237,6 +244,7 @@ class SinhTile:
         self.G, self.n = G.T.ravel(), self.Lw.shape[0]
         band, self.lin_ib, _ = _blocks(self.t, self.G)   # the linear devices' network: the first Newton iterate
         self.start = cholesky_banded(band, check_finite=False)
+        self.seen = None   # (boundary voltages (m, nb), inner voltages (m, n_in)) of converged samples
 
     def _currents(self, v):
         """Currents leaving every node (wires and devices) at node voltages v, and the devices' slopes."""
@@ -244,31 +252,54 @@ class SinhTile:
         i = self.G * self.v0 * np.sinh(u)
         return self.Lw @ v + np.bincount(self.p, i, self.n) - np.bincount(self.q, i, self.n), self.G * np.cosh(u)
 
+    def _starts(self, vb):
+        """Each sample's first Newton iterate: the linear network's inner voltages, or the stored solution of
+        the nearest boundary voltages where its inner nodes' currents are smaller."""
+        nb = vb.shape[1]
+        linear = -_solve(self.start, self.lin_ib @ vb.T).T
+        if self.seen is None:
+            return linear
+        pb, pin = self.seen
+        nearest = ((vb ** 2).sum(1)[:, None] - 2 * vb @ pb.T + (pb ** 2).sum(1)[None]).argmin(1)
+        out = linear.copy()
+        for s, m in enumerate(nearest):
+            mismatch = lambda inner: np.abs(self._currents(np.concatenate([vb[s], inner]))[0][nb:]).max()
+            if mismatch(pin[m]) < mismatch(linear[s]):
+                out[s] = pin[m]
+        return out
+
     def solve(self, vd, vc, iters: int = 100):
         """Per sample: currents into the column nodes (n, w), their derivatives in the boundary voltages
         (n, w, h + w) (drivers, then columns) and the voltage across each device (n, w, h).  Newton's steps
         are limited to V0 per node (as SPICE limits a junction's); a sample whose network does not settle
-        within ``iters`` steps gets NaN currents, so its operating point is reported unconverged."""
+        within ``iters`` steps gets NaN currents, so its operating point is reported unconverged.  The
+        derivatives reuse the last step's factorization (the step is then below rounding)."""
         h, nb, n = self.h, self.h + self.w, vd.shape[0]
         vb = np.concatenate([vd, vc], axis=1)
         current, slope, across = np.zeros((n, self.w)), np.zeros((n, self.w, nb)), np.zeros((n, self.w, self.h))
+        starts = self._starts(vb)
+        ok = np.zeros(n, bool)
         for s in range(n):
-            v = np.concatenate([vb[s], -_solve(self.start, self.lin_ib @ vb[s])])
+            v = np.concatenate([vb[s], starts[s]])
             for _ in range(iters):
                 f, g = self._currents(v)
-                band = _stamped(self.t.band, self.t.stamps["band"], g)
-                step = _solve(cholesky_banded(band, check_finite=False), f[nb:])
+                factor = cholesky_banded(_stamped(self.t.band, self.t.stamps["band"], g), check_finite=False)
+                step = _solve(factor, f[nb:])
                 v[nb:] -= step * min(1.0, self.v0 / max(np.abs(step).max(), 1e-300))
                 if np.abs(step).max() <= 1e-14 * (1 + np.abs(v[nb:]).max()):
                     break
             else:
                 current[s], slope[s], across[s] = np.nan, np.nan, np.nan
                 continue
+            ok[s] = True
+            starts[s] = v[nb:]
             f, g = self._currents(v)
-            band, Lib, Y = _blocks(self.t, g)
+            _, Lib, Y = _blocks(self.t, g)
             current[s] = -f[h:nb]
-            slope[s] = -_eliminate_inner(cholesky_banded(band, check_finite=False), Lib, Y[h:], h)
+            slope[s] = -_eliminate_inner(factor, Lib, Y[h:], h)
             across[s] = (v[self.p] - v[self.q]).reshape(self.h, self.w).T
+        if ok.any() and starts[ok].nbytes <= WARM_BYTES:
+            self.seen = (vb[ok], starts[ok])
         return current, slope, across
 
     def crosspoints(self, vd, vc):
