@@ -24,5 +24,6 @@ $(VENV)/.installed: pyproject.toml
 demo: setup
 	$(VENV)/bin/analogprop demo
 
+# one test process per core (pytest-xdist), each on one BLAS thread
 test: setup
-	$(PY) -m pytest
+	OMP_NUM_THREADS=1 $(PY) -m pytest -n auto

@@ -126,15 +126,18 @@ def test_tied_estimate_tends_to_the_true_gradient(arch):
 
 @pytest.mark.parametrize("arch", [DENSE, CONV])
 def test_driver_update_is_the_estimate_and_training_lowers_the_cross_entropy(arch):
+    """(Some samples have no fixed point at beta -0.5 or -1: a sweep limit of 300 keeps them from taking
+    most of the time.)"""
     net, x, y, fp = problem(arch, "softmax", n=10)
     labels = y.argmax(axis=1)
-    drv = IdealDriver(net.copy(), SOLVER)
+    solver = FastSolver(tol=1e-14, max_sweeps=300)
+    drv = IdealDriver(net.copy(), solver)
     free = drv.relax_free(x)
     beta = 0.5
     plus, minus = drv.relax_nudged(x, y, beta, free), drv.relax_nudged(x, y, -beta, free)
     upd = {k: (a - drv.local_update(x, free, minus)[k]) / (2 * beta * len(x))
            for k, a in drv.local_update(x, free, plus).items()}
-    est, _, _ = G.two_phase_estimate(net, SOLVER, x, y, beta, symmetric=True)
+    est, _, _ = G.two_phase_estimate(net, solver, x, y, beta, symmetric=True)
     assert set(upd) == set(net.params)
     for k in upd:
         np.testing.assert_allclose(upd[k], est[k], atol=1e-12, err_msg=k)
