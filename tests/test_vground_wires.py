@@ -153,6 +153,35 @@ def test_cli_refuses_a_negative_wire_resistance(tmp_path, capsys):
     assert "wire_r_col" in capsys.readouterr().err
 
 
+def test_sinh_tile_starts_from_its_nearest_solved_samples(monkeypatch):
+    """A tile solved again at boundary voltages near those it solved (a later sweep) starts from their inner
+    voltages: the same answer as a fresh tile's, in fewer band factorizations."""
+    import analogprop.circuit.wires as wires
+    rng = np.random.default_rng(1)
+    G = rng.uniform(0.1, 1.0, (5, 4))
+    vd, vc = rng.uniform(-1, 1, (3, 4)), rng.uniform(-0.05, 0.05, (3, 5))
+    moved = vd[::-1] + 1e-4   # other order, moved a little: the nearest stored sample, not the same row
+    count = [0]
+    factor = wires.cholesky_banded
+
+    def counted(*args, **kw):
+        count[0] += 1
+        return factor(*args, **kw)
+
+    monkeypatch.setattr(wires, "cholesky_banded", counted)
+    fresh = SinhTile(G, 2.0, 3.0, slice(0, 5), slice(0, 4), 0.5)
+    cold = count[0]
+    want = fresh.solve(moved, vc[::-1])
+    cold = count[0] - cold
+    warm = SinhTile(G, 2.0, 3.0, slice(0, 5), slice(0, 4), 0.5)
+    warm.solve(vd, vc)
+    before = count[0]
+    got = warm.solve(moved, vc[::-1])
+    assert count[0] - before < cold
+    for a, b in zip(got, want):
+        np.testing.assert_allclose(a, b, atol=1e-12)
+
+
 def test_sinh_tile_solve_meets_kirchhoff_and_reduces_to_the_linear_tile():
     """A sinh tile's inner nodes satisfy KCL with the devices' sinh law; its column currents and their slopes
     match finite differences; with a large V0 (nearly linear devices) it gives the reduced linear tile's."""
